@@ -1,0 +1,156 @@
+//! Request charsets (openapi-gateway.md §1.4): which one a request uses, and text ↔ bytes in it.
+
+use std::borrow::Cow;
+
+use encoding_rs::{Encoding, GBK, UTF_8};
+
+use crate::error::ProtocolError;
+
+/// A charset the gateway speaks. `gb2312` is read as GBK, its superset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charset {
+    /// `utf-8` (the default when a request names none).
+    Utf8,
+    /// `GBK`, `gbk` or `gb2312`.
+    Gbk,
+}
+
+impl Charset {
+    /// Parses a `charset` label, ASCII case-insensitively, surrounding blanks ignored.
+    /// Accepts `utf-8`, `utf8`, `gbk`, `gb2312`.
+    pub fn from_label(label: &[u8]) -> Result<Self, ProtocolError> {
+        let label = label.trim_ascii();
+        if label.eq_ignore_ascii_case(b"utf-8") || label.eq_ignore_ascii_case(b"utf8") {
+            Ok(Self::Utf8)
+        } else if label.eq_ignore_ascii_case(b"gbk") || label.eq_ignore_ascii_case(b"gb2312") {
+            Ok(Self::Gbk)
+        } else {
+            Err(ProtocolError::InvalidCharset {
+                detail: format!("unsupported charset {:?}", String::from_utf8_lossy(label)),
+            })
+        }
+    }
+
+    /// The label we put in `Content-Type: application/json;charset=…`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Utf8 => "utf-8",
+            Self::Gbk => "GBK",
+        }
+    }
+
+    fn encoding(self) -> &'static Encoding {
+        match self {
+            Self::Utf8 => UTF_8,
+            Self::Gbk => GBK,
+        }
+    }
+
+    /// Decodes bytes strictly: malformed input is an error, never replaced.
+    pub fn decode<'a>(self, bytes: &'a [u8]) -> Result<Cow<'a, str>, ProtocolError> {
+        self.encoding()
+            .decode_without_bom_handling_and_without_replacement(bytes)
+            .ok_or_else(|| ProtocolError::InvalidCharset {
+                detail: format!("bytes that are not valid {}", self.label()),
+            })
+    }
+
+    /// Encodes text for the wire. Characters GBK cannot hold become `&#NNNN;` (the WHATWG
+    /// encoder's rule); since we sign the encoded bytes, the signature still matches.
+    pub fn encode(self, text: &str) -> Cow<'_, [u8]> {
+        match self {
+            Self::Utf8 => Cow::Borrowed(text.as_bytes()),
+            Self::Gbk => GBK.encode(text).0,
+        }
+    }
+}
+
+/// Finds the request charset by the rule of §1.4: `charset` in the raw query string, else the
+/// `charset=` of the Content-Type header, else a `charset` field in the raw form body, else
+/// UTF-8. Values are looked at as percent-decoded ASCII; nothing else is decoded here.
+pub fn resolve(
+    query: &[u8],
+    content_type: Option<&[u8]>,
+    body: &[u8],
+) -> Result<Charset, ProtocolError> {
+    if let Some(label) = crate::form::find_raw(query, b"charset") {
+        return Charset::from_label(&label);
+    }
+    if let Some(label) = content_type.and_then(content_type_charset) {
+        return Charset::from_label(label);
+    }
+    if !is_multipart(content_type)
+        && let Some(label) = crate::form::find_raw(body, b"charset")
+    {
+        return Charset::from_label(&label);
+    }
+    Ok(Charset::Utf8)
+}
+
+/// The `charset` parameter of a Content-Type header value, if any.
+fn content_type_charset(content_type: &[u8]) -> Option<&[u8]> {
+    content_type.split(|&b| b == b';').skip(1).find_map(|param| {
+        let param = param.trim_ascii();
+        let (name, value) = param.split_at(param.iter().position(|&b| b == b'=')?);
+        name.trim_ascii()
+            .eq_ignore_ascii_case(b"charset")
+            .then(|| value[1..].trim_ascii())
+            .map(|v| v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(v))
+    })
+}
+
+/// Whether a Content-Type names a multipart body.
+pub(crate) fn is_multipart(content_type: Option<&[u8]>) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.trim_ascii_start().len() >= 19
+            && ct.trim_ascii_start()[..19].eq_ignore_ascii_case(b"multipart/form-data")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_case_insensitive_and_gb2312_is_gbk() {
+        assert_eq!(Charset::from_label(b"UTF-8").unwrap(), Charset::Utf8);
+        assert_eq!(Charset::from_label(b"utf-8").unwrap(), Charset::Utf8);
+        assert_eq!(Charset::from_label(b"gbk").unwrap(), Charset::Gbk);
+        assert_eq!(Charset::from_label(b"GBK").unwrap(), Charset::Gbk);
+        assert_eq!(Charset::from_label(b"gb2312").unwrap(), Charset::Gbk);
+        assert!(matches!(Charset::from_label(b"latin1"), Err(ProtocolError::InvalidCharset { .. })));
+        assert!(matches!(Charset::from_label(b""), Err(ProtocolError::InvalidCharset { .. })));
+    }
+
+    #[test]
+    fn query_wins_over_header_and_body() {
+        let cs = resolve(b"a=1&charset=GBK", Some(b"application/x-www-form-urlencoded;charset=utf-8"), b"charset=utf-8")
+            .unwrap();
+        assert_eq!(cs, Charset::Gbk);
+    }
+
+    #[test]
+    fn header_wins_over_body_and_body_over_default() {
+        let ct = b"application/x-www-form-urlencoded; charset=\"gb2312\"";
+        assert_eq!(resolve(b"", Some(ct), b"charset=utf-8").unwrap(), Charset::Gbk);
+        assert_eq!(resolve(b"", Some(b"application/x-www-form-urlencoded"), b"x=1&charset=gbk").unwrap(), Charset::Gbk);
+        assert_eq!(resolve(b"", None, b"").unwrap(), Charset::Utf8);
+    }
+
+    #[test]
+    fn unknown_charset_is_an_error() {
+        assert!(resolve(b"charset=big5", None, b"").is_err());
+    }
+
+    #[test]
+    fn decoding_is_strict() {
+        assert!(Charset::Utf8.decode(&[0xff, 0xfe]).is_err());
+        assert!(Charset::Gbk.decode(&[0x81]).is_err());
+        assert_eq!(Charset::Gbk.decode(&[0xd3, 0xc3, 0xbb, 0xa7]).unwrap(), "用户");
+    }
+
+    #[test]
+    fn gbk_encoding_round_trips_chinese() {
+        assert_eq!(&*Charset::Gbk.encode("用户"), &[0xd3, 0xc3, 0xbb, 0xa7]);
+    }
+}

@@ -1,0 +1,280 @@
+//! RSA keys, RSA2 (SHA256withRSA) and RSA (SHA1withRSA) signatures, through OpenSSL.
+//!
+//! OpenSSL's private-key operation is constant-time and blinded, and it is the only fast library
+//! that can also sign with SHA-1, which `sign_type=RSA` needs (shared/bench/perf-baselines.md §1).
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{Id, PKey, Private, Public};
+use openssl::rsa::Rsa;
+use openssl::sign::{Signer, Verifier};
+
+/// The `sign_type` of a request, which is also the algorithm of its response signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignType {
+    /// `RSA2`: RSASSA-PKCS1-v1_5 with SHA-256.
+    Rsa2,
+    /// `RSA`: RSASSA-PKCS1-v1_5 with SHA-1 (legacy).
+    Rsa,
+}
+
+impl SignType {
+    /// Parses the wire name, ASCII case-insensitively (`RSA2`, `RSA`).
+    pub fn parse(value: &str) -> Option<Self> {
+        if value.eq_ignore_ascii_case("RSA2") {
+            Some(Self::Rsa2)
+        } else if value.eq_ignore_ascii_case("RSA") {
+            Some(Self::Rsa)
+        } else {
+            None
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rsa2 => "RSA2",
+            Self::Rsa => "RSA",
+        }
+    }
+
+    fn digest(self) -> MessageDigest {
+        match self {
+            Self::Rsa2 => MessageDigest::sha256(),
+            Self::Rsa => MessageDigest::sha1(),
+        }
+    }
+}
+
+impl fmt::Display for SignType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A key could not be read or used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The text is neither PEM nor base64 DER of a supported container.
+    #[error("not an RSA key in a supported format ({0})")]
+    Unreadable(&'static str),
+    /// The key is RSA but too small to be safe.
+    #[error("RSA key of {0} bits; at least 1024 are required (2048 for RSA2)")]
+    TooSmall(u32),
+    /// OpenSSL failed while signing.
+    #[error("signing failed: {0}")]
+    Sign(#[from] openssl::error::ErrorStack),
+}
+
+const MIN_BITS: u32 = 1024;
+
+/// The standard alphabet, tolerant of missing padding: clients differ there.
+const LENIENT: GeneralPurpose =
+    GeneralPurpose::new(&base64::alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
+
+/// Decodes base64 leniently (§2.5 step 4): ASCII whitespace is ignored and a literal space is
+/// read as the `+` an intermediary failed to percent-encode.
+pub fn decode_base64_lenient(text: &str) -> Option<Vec<u8>> {
+    let cleaned: String = text
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('+'),
+            '\r' | '\n' | '\t' => None,
+            c => Some(c),
+        })
+        .collect();
+    LENIENT.decode(cleaned).ok()
+}
+
+/// Strips PEM armour if present and base64-decodes the body; returns `(label, der)`.
+fn pem_or_base64(text: &str) -> Option<(Option<String>, Vec<u8>)> {
+    let text = text.trim();
+    if let Some(rest) = text.strip_prefix("-----BEGIN ") {
+        let (label, rest) = rest.split_once("-----")?;
+        let end = format!("-----END {label}-----");
+        let body = rest.split_once(&end)?.0;
+        let body: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        return Some((Some(label.to_owned()), STANDARD.decode(body).ok()?));
+    }
+    let body: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    Some((None, STANDARD.decode(body).ok()?))
+}
+
+fn check_rsa<T: openssl::pkey::HasPublic>(key: &PKey<T>) -> Result<(), KeyError> {
+    if key.id() != Id::RSA {
+        return Err(KeyError::Unreadable("not an RSA key"));
+    }
+    if key.bits() < MIN_BITS {
+        return Err(KeyError::TooSmall(key.bits()));
+    }
+    Ok(())
+}
+
+/// An RSA private key. Its `Debug` output never shows key material.
+#[derive(Clone)]
+pub struct PrivateKey(PKey<Private>);
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PrivateKey(RSA-{}, <redacted>)", self.0.bits())
+    }
+}
+
+impl PrivateKey {
+    /// Generates a fresh RSA key of `bits` bits.
+    pub fn generate(bits: u32) -> Result<Self, KeyError> {
+        Ok(Self(PKey::from_rsa(Rsa::generate(bits)?)?))
+    }
+
+    /// Reads PKCS#1 (`RSA PRIVATE KEY`) or PKCS#8 (`PRIVATE KEY`), as PEM or bare base64 DER.
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let (_, der) = pem_or_base64(text).ok_or(KeyError::Unreadable("neither PEM nor base64"))?;
+        let key = PKey::private_key_from_pkcs8(&der)
+            .or_else(|_| Rsa::private_key_from_der(&der).and_then(PKey::from_rsa))
+            .map_err(|_| KeyError::Unreadable("not a PKCS#1 or PKCS#8 RSA private key"))?;
+        check_rsa(&key)?;
+        Ok(Self(key))
+    }
+
+    /// Signs `data` and returns standard base64 with padding and no line breaks.
+    pub fn sign(&self, sign_type: SignType, data: &[u8]) -> Result<String, KeyError> {
+        let mut signer = Signer::new(sign_type.digest(), &self.0)?;
+        Ok(STANDARD.encode(signer.sign_oneshot_to_vec(data)?))
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> Result<PublicKey, KeyError> {
+        let der = self.0.public_key_to_der()?;
+        Ok(PublicKey(PKey::public_key_from_der(&der)?))
+    }
+
+    /// PKCS#1 `RSA PRIVATE KEY` PEM (what the Python and Node SDKs read).
+    pub fn to_pkcs1_pem(&self) -> Result<String, KeyError> {
+        Ok(String::from_utf8_lossy(&self.0.rsa()?.private_key_to_pem()?).into_owned())
+    }
+
+    /// PKCS#8 `PRIVATE KEY` PEM.
+    pub fn to_pkcs8_pem(&self) -> Result<String, KeyError> {
+        Ok(String::from_utf8_lossy(&self.0.private_key_to_pem_pkcs8()?).into_owned())
+    }
+
+    /// Bare base64 of the PKCS#1 DER (the console's "non-Java" private key form).
+    pub fn to_pkcs1_base64(&self) -> Result<String, KeyError> {
+        Ok(STANDARD.encode(self.0.rsa()?.private_key_to_der()?))
+    }
+
+    /// Bare base64 of the PKCS#8 DER (the Java SDK's private key form).
+    pub fn to_pkcs8_base64(&self) -> Result<String, KeyError> {
+        let pem = self.to_pkcs8_pem()?;
+        let (_, der) = pem_or_base64(&pem).ok_or(KeyError::Unreadable("PKCS#8 export"))?;
+        Ok(STANDARD.encode(der))
+    }
+}
+
+/// An RSA public key (an app's request key, or the platform's response key).
+#[derive(Clone)]
+pub struct PublicKey(PKey<Public>);
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey(RSA-{})", self.0.bits())
+    }
+}
+
+impl PublicKey {
+    /// Reads SPKI (`PUBLIC KEY`) or PKCS#1 (`RSA PUBLIC KEY`), as PEM or bare base64 DER
+    /// (the console hands out bare base64 SPKI).
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let (label, der) = pem_or_base64(text).ok_or(KeyError::Unreadable("neither PEM nor base64"))?;
+        let spki = || PKey::public_key_from_der(&der);
+        let pkcs1 = || Rsa::public_key_from_der_pkcs1(&der).and_then(PKey::from_rsa);
+        let key = match label.as_deref() {
+            Some("RSA PUBLIC KEY") => pkcs1(),
+            Some("PUBLIC KEY") => spki(),
+            Some(_) => return Err(KeyError::Unreadable("unexpected PEM label")),
+            None => spki().or_else(|_| pkcs1()),
+        }
+        .map_err(|_| KeyError::Unreadable("not an SPKI or PKCS#1 RSA public key"))?;
+        check_rsa(&key)?;
+        Ok(Self(key))
+    }
+
+    /// Verifies a base64 signature over `data`. Any failure (bad base64, wrong length, mismatch)
+    /// is `false`; callers map it to one answer.
+    pub fn verify(&self, sign_type: SignType, data: &[u8], signature_b64: &str) -> bool {
+        let Some(signature) = decode_base64_lenient(signature_b64) else {
+            return false;
+        };
+        Verifier::new(sign_type.digest(), &self.0)
+            .and_then(|mut v| v.verify_oneshot(&signature, data))
+            .unwrap_or(false)
+    }
+
+    /// SPKI `PUBLIC KEY` PEM.
+    pub fn to_spki_pem(&self) -> Result<String, KeyError> {
+        Ok(String::from_utf8_lossy(&self.0.public_key_to_pem()?).into_owned())
+    }
+
+    /// Bare base64 SPKI DER (the console form; what we store).
+    pub fn to_spki_base64(&self) -> Result<String, KeyError> {
+        Ok(STANDARD.encode(self.0.public_key_to_der()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_type_parses_case_insensitively() {
+        assert_eq!(SignType::parse("RSA2"), Some(SignType::Rsa2));
+        assert_eq!(SignType::parse("rsa"), Some(SignType::Rsa));
+        assert_eq!(SignType::parse("SM2"), None);
+        assert_eq!(SignType::parse(""), None);
+    }
+
+    #[test]
+    fn lenient_base64_reads_spaces_as_plus_and_ignores_newlines() {
+        assert_eq!(decode_base64_lenient("+/8=").unwrap(), vec![0xfb, 0xff]);
+        assert_eq!(decode_base64_lenient(" /8=").unwrap(), vec![0xfb, 0xff]);
+        assert_eq!(decode_base64_lenient("+/8\n=").unwrap(), vec![0xfb, 0xff]);
+        assert_eq!(decode_base64_lenient("+/8").unwrap(), vec![0xfb, 0xff]);
+        assert!(decode_base64_lenient("!!").is_none());
+    }
+
+    #[test]
+    fn debug_output_redacts_private_keys() {
+        let key = PrivateKey::generate(1024).unwrap();
+        let shown = format!("{key:?}");
+        assert_eq!(shown, "PrivateKey(RSA-1024, <redacted>)");
+    }
+
+    #[test]
+    fn generated_keys_round_trip_through_every_format() {
+        let key = PrivateKey::generate(2048).unwrap();
+        let public = key.public_key().unwrap();
+        let sig = key.sign(SignType::Rsa2, b"hello").unwrap();
+        for text in [key.to_pkcs1_pem().unwrap(), key.to_pkcs8_pem().unwrap(), key.to_pkcs1_base64().unwrap(), key.to_pkcs8_base64().unwrap()] {
+            let again = PrivateKey::parse(&text).unwrap();
+            assert_eq!(again.sign(SignType::Rsa2, b"hello").unwrap(), sig);
+        }
+        for text in [public.to_spki_pem().unwrap(), public.to_spki_base64().unwrap()] {
+            assert!(PublicKey::parse(&text).unwrap().verify(SignType::Rsa2, b"hello", &sig));
+        }
+        assert!(!public.verify(SignType::Rsa2, b"hellO", &sig));
+        assert!(!public.verify(SignType::Rsa, b"hello", &sig));
+    }
+
+    #[test]
+    fn garbage_and_small_keys_are_rejected() {
+        assert!(PrivateKey::parse("not a key").is_err());
+        assert!(PublicKey::parse("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").is_err());
+        let small = PrivateKey(PKey::from_rsa(Rsa::generate(512).unwrap()).unwrap());
+        let pem = small.to_pkcs1_pem().unwrap();
+        assert!(matches!(PrivateKey::parse(&pem), Err(KeyError::TooSmall(512))));
+    }
+}

@@ -1,0 +1,109 @@
+//! The signed response body (§3): `{"<node>":<object>,"sign":"<base64>"}`, compact, node first,
+//! `sign` right after it, raw non-ASCII, no `\/`, bytes in the request charset. The signature
+//! covers exactly the node bytes that are sent.
+
+use serde::Serialize;
+
+use crate::charset::Charset;
+use crate::crypto::{KeyError, PrivateKey, SignType};
+use crate::error::{GatewayCode, WireError};
+
+#[derive(Serialize)]
+struct SuccessNode<'a, T> {
+    code: &'static str,
+    msg: &'static str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+#[derive(Serialize)]
+struct ErrorNode<'a> {
+    code: &'static str,
+    msg: &'static str,
+    sub_code: &'static str,
+    sub_msg: &'a str,
+}
+
+/// The node object of a success: `code` 10000, `msg` Success, then `body`'s fields in order.
+/// `body` must serialize as a struct or map.
+pub fn success_node<T: Serialize>(body: &T) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&SuccessNode { code: GatewayCode::Success.code(), msg: GatewayCode::Success.msg(), body })
+}
+
+/// The node object of a failure: `code`, `msg`, `sub_code`, `sub_msg`.
+pub fn error_node(error: &WireError) -> String {
+    let node = ErrorNode {
+        code: error.code.code(),
+        msg: error.code.msg(),
+        sub_code: error.sub_code,
+        sub_msg: &error.sub_msg,
+    };
+    // Serializing four strings into a String cannot fail.
+    serde_json::to_string(&node).unwrap_or_default()
+}
+
+/// Who signs a response, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Signing<'a> {
+    /// The platform private key.
+    pub key: &'a PrivateKey,
+    /// The request's sign type (RSA2 when the request's was missing or invalid).
+    pub sign_type: SignType,
+}
+
+/// Encodes `node_json` in `charset`, signs those bytes, and wraps them. Without `signing` the
+/// body has no `sign` member (only when the app could not be known).
+pub fn render(
+    node_name: &str,
+    node_json: &str,
+    charset: Charset,
+    signing: Option<Signing<'_>>,
+) -> Result<Vec<u8>, KeyError> {
+    let node = charset.encode(node_json);
+    let sign = signing.map(|s| s.key.sign(s.sign_type, &node)).transpose()?;
+    let mut body = Vec::with_capacity(node_name.len() + node.len() + 400);
+    body.extend_from_slice(b"{\"");
+    body.extend_from_slice(node_name.as_bytes());
+    body.extend_from_slice(b"\":");
+    body.extend_from_slice(&node);
+    if let Some(sign) = sign {
+        body.extend_from_slice(b",\"sign\":\"");
+        body.extend_from_slice(sign.as_bytes());
+        body.push(b'"');
+    }
+    body.push(b'}');
+    Ok(body)
+}
+
+/// The response `Content-Type`, naming the charset the body is encoded in.
+pub fn content_type(charset: Charset) -> String {
+    format!("application/json;charset={}", charset.label())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Body {
+        items: Vec<&'static str>,
+    }
+
+    #[test]
+    fn success_node_has_no_sub_code_and_keeps_field_order() {
+        let node = success_node(&Body { items: vec!["a/b", "用户"] }).unwrap();
+        assert_eq!(node, r#"{"code":"10000","msg":"Success","items":["a/b","用户"]}"#);
+    }
+
+    #[test]
+    fn error_node_escapes_only_what_json_requires() {
+        let node = error_node(&WireError::business("X", "a \"quoted\" / 用户\n"));
+        assert_eq!(node, r#"{"code":"40004","msg":"Business Failed","sub_code":"X","sub_msg":"a \"quoted\" / 用户\n"}"#);
+    }
+
+    #[test]
+    fn unsigned_render_has_no_sign_member() {
+        let body = render("error_response", "{}", Charset::Utf8, None).unwrap();
+        assert_eq!(body, br#"{"error_response":{}}"#);
+    }
+}

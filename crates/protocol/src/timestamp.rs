@@ -1,0 +1,90 @@
+//! `yyyy-MM-dd HH:mm:ss` in Beijing time (UTC+8), the only time format on the wire (§4.3).
+
+use time::macros::{format_description, offset};
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+use crate::error::ProtocolError;
+
+const FORMAT: &[time::format_description::FormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+
+/// Parses a wire time as Beijing time; returns Unix seconds. Exactly 19 characters.
+pub fn parse_beijing(text: &str) -> Option<i64> {
+    if text.len() != 19 {
+        return None;
+    }
+    let local = PrimitiveDateTime::parse(text, FORMAT).ok()?;
+    Some(local.assume_offset(offset!(+8)).unix_timestamp())
+}
+
+/// Formats Unix seconds as a Beijing wire time. Years outside 0000–9999 are clamped to the range.
+pub fn format_beijing(unix: i64) -> String {
+    const MIN: i64 = -62_167_248_000; // 0000-01-01 00:00:00 +08:00
+    const MAX: i64 = 253_402_271_999; // 9999-12-31 23:59:59 +08:00
+    let at = OffsetDateTime::from_unix_timestamp(unix.clamp(MIN, MAX))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .to_offset(offset!(+8));
+    at.format(FORMAT).unwrap_or_default()
+}
+
+/// Checks a request `timestamp` against `now` (Unix seconds): well-formed, and within
+/// `window_secs` either way. A window of `None` accepts any well-formed time.
+pub fn check(text: &str, now: i64, window_secs: Option<u64>) -> Result<(), ProtocolError> {
+    let at = parse_beijing(text).ok_or_else(|| ProtocolError::InvalidTimestamp {
+        detail: format!("{text:?} is not yyyy-MM-dd HH:mm:ss"),
+    })?;
+    if let Some(window) = window_secs
+        && at.abs_diff(now) > window
+    {
+        return Err(ProtocolError::InvalidTimestamp {
+            detail: format!(
+                "{text} is more than {} minutes from the gateway time {} (Beijing time, UTC+8); check the client clock and time zone",
+                window / 60,
+                format_beijing(now)
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_times_are_beijing_time() {
+        assert_eq!(parse_beijing("1970-01-01 08:00:00"), Some(0));
+        assert_eq!(format_beijing(0), "1970-01-01 08:00:00");
+        assert_eq!(parse_beijing("2024-05-20 13:14:15"), Some(1_716_182_055));
+        assert_eq!(format_beijing(1_716_182_055), "2024-05-20 13:14:15");
+    }
+
+    #[test]
+    fn malformed_times_are_rejected() {
+        for bad in ["", "2024-05-20", "2024-05-20T13:14:15", "2024-13-20 13:14:15", "2024-05-20 13:14:15 ", "２024-05-20 13:14:1"] {
+            assert_eq!(parse_beijing(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn window_is_checked_both_ways() {
+        let now = 1_716_182_055;
+        assert!(check("2024-05-20 13:14:15", now + 900, Some(900)).is_ok());
+        assert!(check("2024-05-20 13:14:15", now + 901, Some(900)).is_err());
+        assert!(check("2024-05-20 13:14:15", now - 901, Some(900)).is_err());
+        assert!(check("2024-05-20 13:14:15", now + 86_400, None).is_ok());
+    }
+
+    #[test]
+    fn extreme_times_format_without_panicking() {
+        assert_eq!(format_beijing(i64::MAX), "9999-12-31 23:59:59");
+        assert_eq!(format_beijing(i64::MIN), "0000-01-01 00:00:00");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn formatting_round_trips(unix in -62_167_248_000i64..253_402_271_999) {
+            proptest::prop_assert_eq!(parse_beijing(&format_beijing(unix)), Some(unix));
+        }
+    }
+}
