@@ -1,0 +1,43 @@
+//! Business failures (`40004 Business Failed`) and their one mapping to the wire.
+
+use agreements_protocol::WireError;
+
+/// A business-level answer other than success (agreements.md §5, the seed's code table).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BizError {
+    /// `INVALID_PARAMETER` (参数有误); the detail names the field and the rule.
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+    /// `PRODUCT_CODE_NOT_SUPPORTED_ERROR` (无效的产品码).
+    #[error("product code not supported: {0}")]
+    ProductCodeNotSupported(String),
+    /// `MERCHANT_AGREEMENT_IS_NOT_EXIST` (商户协议不存在): no active contract for the product.
+    #[error("merchant has no active contract for the product")]
+    MerchantAgreementNotExist,
+    /// `USER_NOT_EXIST_ERROR` (用户信息不存在): the user field resolves to no account.
+    #[error("user does not exist")]
+    UserNotExist,
+    /// `SYSTEM_ERROR` (系统繁忙): an inconsistency the business layer found in stored data.
+    /// The detail is for logs only.
+    #[error("system error: {0}")]
+    SystemError(String),
+}
+
+impl BizError {
+    /// The one mapping to the wire. No wildcard arm.
+    pub fn wire(&self) -> WireError {
+        match self {
+            Self::InvalidParameter(detail) => WireError::business("INVALID_PARAMETER", format!("参数有误: {detail}")),
+            Self::ProductCodeNotSupported(detail) => {
+                WireError::business("PRODUCT_CODE_NOT_SUPPORTED_ERROR", format!("无效的产品码: {detail}"))
+            }
+            Self::MerchantAgreementNotExist => WireError::business(
+                "MERCHANT_AGREEMENT_IS_NOT_EXIST",
+                "商户协议不存在: the calling merchant has no active contract for this product",
+            ),
+            Self::UserNotExist => WireError::business("USER_NOT_EXIST_ERROR", "用户信息不存在"),
+            Self::SystemError(_) => WireError::business("SYSTEM_ERROR", "系统繁忙"),
+        }
+    }
+}

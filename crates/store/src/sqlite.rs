@@ -1,0 +1,445 @@
+//! The SQLite backend: a few pooled rusqlite connections, used inline by the caller's thread.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use agreements_domain::batch_query::UserLocator;
+use agreements_domain::ids::{AgreementNo, AppId, CustomerId, GroupId, PartnerId, PersonalProductCode, ProductCode, SignScene, UserId};
+use agreements_domain::{Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, Product, ResolvedUser, Scope, ThirdPartyType};
+use agreements_protocol::SignType;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+
+use crate::migrations::MIGRATIONS;
+use crate::records::{AgreementFilter, AppKey, AppRecord, AppStatus, FoundAgreement, NewAccount, NewApp, NewGroup};
+use crate::StoreError;
+
+/// Idle connections kept for reuse. Beyond it a burst opens (and then closes) extra ones, so a
+/// caller never waits for a connection: waiting would block an async worker.
+const MAX_IDLE: usize = 8;
+
+/// How long a writer waits for another writer's lock before giving up.
+const BUSY_TIMEOUT_MS: u64 = 2_000;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                StoreError::Conflict(e.to_string())
+            }
+            _ => StoreError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {detail}"))
+}
+
+#[derive(Debug)]
+pub(crate) struct SqliteStore {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+        let store = Self { path: path.to_owned(), idle: Mutex::new(Vec::new()) };
+        store.with(|c| {
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            migrate(c)
+        })?;
+        Ok(store)
+    }
+
+    fn connect(&self) -> Result<Connection, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+        Ok(conn)
+    }
+
+    /// Runs `f` on a pooled connection; a connection that failed is dropped, not reused.
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let result = f(&mut conn);
+        if !matches!(result, Err(StoreError::Unavailable(_))) {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+
+    pub(crate) fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+    }
+
+    pub(crate) fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT version FROM schema_migrations ORDER BY version")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    pub(crate) fn app(&self, app_id: &str) -> Result<Option<AppRecord>, StoreError> {
+        self.with(|c| {
+            let Some((partner_id, name, status, notify_url)) = c
+                .prepare_cached("SELECT partner_id, name, status, notify_url FROM apps WHERE app_id = ?1")?
+                .query_row([app_id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?))
+                })
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let keys = c
+                .prepare_cached("SELECT sign_type, public_key FROM app_keys WHERE app_id = ?1 ORDER BY sign_type DESC")?
+                .query_map([app_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                .map(|row| {
+                    let (sign_type, public_key) = row?;
+                    let sign_type = SignType::parse(&sign_type).ok_or_else(|| corrupt("app_keys.sign_type", &sign_type))?;
+                    Ok(AppKey { sign_type, public_key })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let methods = c
+                .prepare_cached("SELECT method FROM app_methods WHERE app_id = ?1 ORDER BY method")?
+                .query_map([app_id], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(AppRecord {
+                app_id: AppId::parse(app_id).map_err(|e| corrupt("apps.app_id", e))?,
+                partner_id: PartnerId::parse(partner_id).map_err(|e| corrupt("apps.partner_id", e))?,
+                name,
+                status: AppStatus::parse(&status).ok_or_else(|| corrupt("apps.status", &status))?,
+                notify_url,
+                keys,
+                methods,
+            }))
+        })
+    }
+
+    pub(crate) fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        let ids = self.with(|c| {
+            Ok(c.prepare_cached("SELECT app_id FROM apps ORDER BY app_id")?
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?)
+        })?;
+        ids.iter().filter_map(|id| self.app(id).transpose()).collect()
+    }
+
+    pub(crate) fn merchant(&self, partner_id: &PartnerId) -> Result<Option<Merchant>, StoreError> {
+        self.with(|c| {
+            c.prepare_cached("SELECT name, status, group_id FROM merchants WHERE partner_id = ?1")?
+                .query_row([partner_id.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
+                })
+                .optional()?
+                .map(|(name, status, group_id)| {
+                    Ok(Merchant {
+                        partner_id: partner_id.clone(),
+                        name,
+                        status: EntityStatus::parse(&status).ok_or_else(|| corrupt("merchants.status", &status))?,
+                        group_id: group_id.map(GroupId::parse).transpose().map_err(|e| corrupt("merchants.group_id", e))?,
+                    })
+                })
+                .transpose()
+        })
+    }
+
+    pub(crate) fn product(&self, code: &PersonalProductCode) -> Result<Option<Product>, StoreError> {
+        self.with(|c| {
+            let exists = c
+                .prepare_cached("SELECT 1 FROM products WHERE personal_product_code = ?1")?
+                .query_row([code.as_str()], |_| Ok(()))
+                .optional()?;
+            if exists.is_none() {
+                return Ok(None);
+            }
+            let product_codes = c
+                .prepare_cached(
+                    "SELECT product_code FROM product_pairs WHERE personal_product_code = ?1 ORDER BY product_code",
+                )?
+                .query_map([code.as_str()], |r| r.get::<_, String>(0))?
+                .map(|row| ProductCode::parse(row?).map_err(|e| corrupt("product_pairs.product_code", e)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(Some(Product { personal_product_code: code.clone(), product_codes }))
+        })
+    }
+
+    pub(crate) fn contracts(&self, partner_id: &PartnerId, products: &[&ProductCode]) -> Result<Vec<Contract>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT status, valid_from, valid_to FROM merchant_contracts WHERE partner_id = ?1 AND product_code = ?2",
+            )?;
+            let mut out = Vec::new();
+            for product in products {
+                let row = stmt
+                    .query_row([partner_id.as_str(), product.as_str()], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                    })
+                    .optional()?;
+                if let Some((status, valid_from, valid_to)) = row {
+                    out.push(Contract {
+                        partner_id: partner_id.clone(),
+                        product_code: (*product).clone(),
+                        status: EntityStatus::parse(&status).ok_or_else(|| corrupt("merchant_contracts.status", &status))?,
+                        valid_from,
+                        valid_to,
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    pub(crate) fn resolve_user(&self, locator: &UserLocator, app_id: &AppId) -> Result<Option<ResolvedUser>, StoreError> {
+        self.with(|c| {
+            let row = |r: &Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?));
+            let found = match locator {
+                UserLocator::UserId(id) => c
+                    .prepare_cached("SELECT user_id, customer_id FROM accounts WHERE user_id = ?1")?
+                    .query_row([id.as_str()], row),
+                UserLocator::LogonId(id) => c
+                    .prepare_cached(
+                        "SELECT a.user_id, a.customer_id FROM logon_ids l JOIN accounts a ON a.user_id = l.user_id \
+                         WHERE l.logon_id = ?1",
+                    )?
+                    .query_row([id.as_str()], row),
+                UserLocator::OpenId(id) => c
+                    .prepare_cached(
+                        "SELECT a.user_id, a.customer_id FROM open_ids o JOIN accounts a ON a.user_id = o.user_id \
+                         WHERE o.app_id = ?1 AND o.open_id = ?2",
+                    )?
+                    .query_row([app_id.as_str(), id.as_str()], row),
+            }
+            .optional()?;
+            found
+                .map(|(user_id, customer_id)| {
+                    Ok(ResolvedUser {
+                        user_id: UserId::parse(user_id).map_err(|e| corrupt("accounts.user_id", e))?,
+                        customer_id: CustomerId::parse(customer_id).map_err(|e| corrupt("accounts.customer_id", e))?,
+                    })
+                })
+                .transpose()
+        })
+    }
+
+    pub(crate) fn agreements(&self, f: &AgreementFilter<'_>) -> Result<Vec<FoundAgreement>, StoreError> {
+        // Two statements, one per scope, so that each stays a plain range scan of
+        // agreements_by_principal for the two principal ids.
+        const COLUMNS: &str = "a.agreement_no, a.partner_id, a.sign_app_id, a.principal_type, a.principal_id, \
+            a.alipay_user_id, a.personal_product_code, a.product_code, a.sign_scene, a.third_party_type, \
+            a.external_agreement_no, a.external_logon_id, a.status, a.sign_time, a.valid_time, a.invalid_time, \
+            a.unsign_time, m.group_id, o.open_id";
+        const COMMON: &str = "FROM agreements a \
+            JOIN merchants m ON m.partner_id = a.partner_id \
+            LEFT JOIN open_ids o ON o.app_id = ?1 AND o.user_id = a.principal_id \
+            WHERE ((a.principal_id = ?2 AND a.principal_type = 'CARD') OR (a.principal_id = ?3 AND a.principal_type = 'CUSTOMER')) \
+            AND a.personal_product_code = ?4 AND a.third_party_type = ?5 \
+            AND a.status IN ('TEMP', 'NORMAL', 'STOP') AND a.invalid_time > ?6 \
+            AND (?7 IS NULL OR a.sign_scene = ?7) AND (?8 IS NULL OR a.product_code = ?8)";
+        let (scope_sql, owner) = match f.scope {
+            Scope::Partner(m) => ("AND a.partner_id = ?9", m.as_str()),
+            Scope::Group(g) => ("AND m.group_id = ?9", g.as_str()),
+        };
+        let sql = format!("SELECT {COLUMNS} {COMMON} {scope_sql} ORDER BY a.sign_time, a.agreement_no");
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![
+                    f.open_id_app.as_str(),
+                    f.person.user_id.as_str(),
+                    f.person.customer_id.as_str(),
+                    f.personal_product_code.as_str(),
+                    f.scope.third_party_type().as_str(),
+                    f.now,
+                    f.sign_scene.map(SignScene::as_str),
+                    f.product_code.map(ProductCode::as_str),
+                    owner,
+                ],
+                |r| Ok((read_agreement(r)?, r.get::<_, Option<String>>(17)?, r.get::<_, Option<String>>(18)?)),
+            )?;
+            rows.map(|row| {
+                let (agreement, owner_group, principal_open_id) = row?;
+                Ok(FoundAgreement {
+                    agreement: agreement?,
+                    owner_group: owner_group.map(GroupId::parse).transpose().map_err(|e| corrupt("merchants.group_id", e))?,
+                    principal_open_id,
+                })
+            })
+            .collect()
+        })
+    }
+
+    pub(crate) fn add_group(&self, group: &NewGroup) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.prepare_cached("INSERT INTO merchant_groups (group_id, name) VALUES (?1, ?2)")?
+                .execute(params![group.group_id.as_str(), group.name])?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn add_merchant(&self, m: &Merchant) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.prepare_cached("INSERT INTO merchants (partner_id, name, status, group_id) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![m.partner_id.as_str(), m.name, m.status.as_str(), m.group_id.as_ref().map(GroupId::as_str)])?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn add_product(&self, p: &Product, name: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.prepare_cached("INSERT OR IGNORE INTO products (personal_product_code, name) VALUES (?1, ?2)")?
+                .execute(params![p.personal_product_code.as_str(), name])?;
+            for code in &p.product_codes {
+                tx.prepare_cached("INSERT OR IGNORE INTO product_pairs (personal_product_code, product_code) VALUES (?1, ?2)")?
+                    .execute(params![p.personal_product_code.as_str(), code.as_str()])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn add_contract(&self, k: &Contract) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO merchant_contracts (partner_id, product_code, status, valid_from, valid_to) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![k.partner_id.as_str(), k.product_code.as_str(), k.status.as_str(), k.valid_from, k.valid_to])?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn add_app(&self, app: &NewApp) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.prepare_cached("INSERT INTO apps (app_id, partner_id, name, status, notify_url) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![app.app_id.as_str(), app.partner_id.as_str(), app.name, app.status.as_str(), app.notify_url])?;
+            for key in &app.keys {
+                tx.prepare_cached("INSERT INTO app_keys (app_id, sign_type, public_key) VALUES (?1, ?2, ?3)")?
+                    .execute(params![app.app_id.as_str(), key.sign_type.as_str(), key.public_key])?;
+            }
+            for method in &app.methods {
+                tx.prepare_cached("INSERT INTO app_methods (app_id, method) VALUES (?1, ?2)")?
+                    .execute(params![app.app_id.as_str(), method])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn add_account(&self, a: &NewAccount) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.prepare_cached("INSERT OR IGNORE INTO customers (customer_id) VALUES (?1)")?
+                .execute([a.customer_id.as_str()])?;
+            tx.prepare_cached("INSERT INTO accounts (user_id, customer_id, status) VALUES (?1, ?2, 'NORMAL')")?
+                .execute([a.user_id.as_str(), a.customer_id.as_str()])?;
+            for logon_id in &a.logon_ids {
+                tx.prepare_cached("INSERT INTO logon_ids (logon_id, user_id) VALUES (?1, ?2)")?
+                    .execute([logon_id.as_str(), a.user_id.as_str()])?;
+            }
+            for (app_id, open_id) in &a.open_ids {
+                tx.prepare_cached("INSERT INTO open_ids (app_id, open_id, user_id) VALUES (?1, ?2, ?3)")?
+                    .execute([app_id.as_str(), open_id.as_str(), a.user_id.as_str()])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn add_agreement(&self, a: &Agreement) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO agreements (agreement_no, partner_id, sign_app_id, principal_type, principal_id, alipay_user_id, \
+                 personal_product_code, product_code, sign_scene, third_party_type, external_agreement_no, external_logon_id, \
+                 status, sign_time, valid_time, invalid_time, unsign_time) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            )?
+            .execute(params![
+                a.agreement_no.as_str(),
+                a.partner_id.as_str(),
+                a.sign_app_id.as_str(),
+                a.principal_type.as_str(),
+                a.principal_id,
+                a.alipay_user_id.as_str(),
+                a.personal_product_code.as_str(),
+                a.product_code.as_str(),
+                a.sign_scene.as_str(),
+                a.third_party_type.as_str(),
+                a.external_agreement_no,
+                a.external_logon_id,
+                a.status.as_str(),
+                a.sign_time,
+                a.valid_time,
+                a.invalid_time,
+                a.unsign_time,
+            ])?;
+            Ok(())
+        })
+    }
+}
+
+/// Reads columns 0..=16 of an agreement row. The outer `Result` is the driver's, the inner one
+/// says whether the stored values obey the domain's rules.
+fn read_agreement(r: &Row<'_>) -> rusqlite::Result<Result<Agreement, StoreError>> {
+    let text = |i: usize| r.get::<_, String>(i);
+    let (no, partner, app, ptype, pid, user, ppc, pc, scene, tpt) =
+        (text(0)?, text(1)?, text(2)?, text(3)?, text(4)?, text(5)?, text(6)?, text(7)?, text(8)?, text(9)?);
+    let (ext_no, ext_logon, status) = (r.get::<_, Option<String>>(10)?, r.get::<_, Option<String>>(11)?, text(12)?);
+    let (sign_time, valid_time, invalid_time, unsign_time) =
+        (r.get::<_, i64>(13)?, r.get::<_, i64>(14)?, r.get::<_, i64>(15)?, r.get::<_, Option<i64>>(16)?);
+    let build = || -> Result<Agreement, StoreError> {
+        let bad = |field: &'static str| move |e: agreements_domain::ids::IdError| corrupt(&format!("agreements.{field}"), e);
+        Ok(Agreement {
+            agreement_no: AgreementNo::parse(no).map_err(bad("agreement_no"))?,
+            partner_id: PartnerId::parse(partner).map_err(bad("partner_id"))?,
+            sign_app_id: AppId::parse(app).map_err(bad("sign_app_id"))?,
+            principal_type: PrincipalType::parse(&ptype).ok_or_else(|| corrupt("agreements.principal_type", &ptype))?,
+            principal_id: pid,
+            alipay_user_id: UserId::parse(user).map_err(bad("alipay_user_id"))?,
+            personal_product_code: PersonalProductCode::parse(ppc).map_err(bad("personal_product_code"))?,
+            product_code: ProductCode::parse(pc).map_err(bad("product_code"))?,
+            sign_scene: SignScene::parse(scene).map_err(bad("sign_scene"))?,
+            third_party_type: ThirdPartyType::parse(&tpt).ok_or_else(|| corrupt("agreements.third_party_type", &tpt))?,
+            external_agreement_no: ext_no,
+            external_logon_id: ext_logon,
+            status: AgreementStatus::parse(&status).ok_or_else(|| corrupt("agreements.status", &status))?,
+            sign_time,
+            valid_time,
+            invalid_time,
+            unsign_time,
+        })
+    };
+    Ok(build())
+}
+
+fn migrate(c: &mut Connection) -> Result<(), StoreError> {
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )?;
+    for m in MIGRATIONS {
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let applied = tx
+            .query_row("SELECT 1 FROM schema_migrations WHERE version = ?1", [m.version], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if !applied {
+            tx.execute_batch(m.sqlite)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, unixepoch())",
+                params![m.version, m.name],
+            )?;
+            tracing::info!(version = m.version, name = m.name, "applied migration");
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
