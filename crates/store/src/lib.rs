@@ -17,7 +17,7 @@ pub use migrations::{Migration, MIGRATIONS};
 pub use records::{AgreementFilter, AppKey, AppRecord, AppStatus, FoundAgreement, NewAccount, NewApp, NewGroup};
 
 /// What went wrong in storage, in the terms callers act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or failed (I/O, locked, full): answer `20000`, retry later.
     #[error("storage unavailable: {0}")]

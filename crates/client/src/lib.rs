@@ -1,0 +1,244 @@
+//! A client of the OpenAPI v2 gateway that behaves like the official Python SDK: public
+//! parameters in the query string, `biz_content` in the form body, RSA2/RSA request signatures,
+//! and response signatures verified over the exact node bytes received.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use agreements_protocol::method::ERROR_RESPONSE_NODE;
+use agreements_protocol::sign_content::{self, Empties};
+use agreements_protocol::timestamp::format_beijing;
+use agreements_protocol::{Charset, KeyError, Params, PrivateKey, PublicKey, SignType};
+use agreements_protocol::form::RawParam;
+
+/// What can go wrong with a call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The HTTP exchange failed.
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The gateway answered with a status other than 200.
+    #[error("gateway answered HTTP {0}")]
+    Status(u16),
+    /// The body is not a gateway envelope.
+    #[error("malformed response: {0}")]
+    Malformed(String),
+    /// The body carries no signature.
+    #[error("the response is not signed")]
+    Unsigned,
+    /// The signature does not verify with the platform public key.
+    #[error("the response signature does not verify with the platform public key")]
+    BadSignature,
+    /// Signing the request failed.
+    #[error("signing: {0}")]
+    Key(#[from] KeyError),
+}
+
+/// How a client identifies itself and whom it trusts.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `http(s)://host:port/gateway.do`.
+    pub gateway_url: String,
+    /// The calling app.
+    pub app_id: String,
+    /// The app's private key.
+    pub app_private_key: PrivateKey,
+    /// The platform public key that verifies responses.
+    pub platform_public_key: PublicKey,
+    /// Request (and so response) signature algorithm.
+    pub sign_type: SignType,
+    /// Request charset.
+    pub charset: Charset,
+}
+
+/// A request ready for the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    /// The URL query string (public parameters and `sign`).
+    pub query: String,
+    /// The form body (`biz_content`).
+    pub body: String,
+    /// The Content-Type to send.
+    pub content_type: String,
+}
+
+/// A verified answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The node name (`<method>_response` or `error_response`).
+    pub node_name: String,
+    /// The node object.
+    pub node: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Answer {
+    /// `code`, or "" when absent.
+    pub fn code(&self) -> &str {
+        self.node.get("code").and_then(|v| v.as_str()).unwrap_or_default()
+    }
+
+    /// `sub_code`, if any.
+    pub fn sub_code(&self) -> Option<&str> {
+        self.node.get("sub_code").and_then(|v| v.as_str())
+    }
+}
+
+/// The client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    config: ClientConfig,
+    http: reqwest::Client,
+}
+
+fn encode(bytes: &[u8]) -> String {
+    form_urlencoded::byte_serialize(bytes).collect()
+}
+
+/// Now in Beijing wire time.
+pub fn now_beijing() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format_beijing(i64::try_from(now).unwrap_or(i64::MAX))
+}
+
+impl Client {
+    /// A client with its own connection pool (keep-alive).
+    pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        Ok(Self { config, http: reqwest::Client::builder().build()? })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Builds and signs a request for `method` with `biz_content` (sent as given), stamped
+    /// `timestamp`; `extra` parameters go into the query and are signed too.
+    pub fn sign(&self, method: &str, biz_content: &str, timestamp: &str, extra: &[(&str, &str)]) -> Result<SignedRequest, ClientError> {
+        let c = &self.config;
+        let mut public: Vec<(&str, &str)> = vec![
+            ("timestamp", timestamp),
+            ("app_id", &c.app_id),
+            ("method", method),
+            ("charset", c.charset.label()),
+            ("format", "json"),
+            ("version", "1.0"),
+            ("sign_type", c.sign_type.as_str()),
+        ];
+        public.extend_from_slice(extra);
+        let raw = public
+            .iter()
+            .chain(std::iter::once(&("biz_content", biz_content)))
+            .map(|(n, v)| RawParam { name: n.as_bytes().to_vec(), value: c.charset.encode(v).into_owned() })
+            .collect();
+        let params = Params::from_raw(Charset::Utf8, raw).map_err(|e| ClientError::Malformed(e.to_string()))?;
+        let sign = c.app_private_key.sign(c.sign_type, &sign_content::request(&params, Empties::Drop))?;
+        let mut query: Vec<String> = public
+            .iter()
+            .map(|(n, v)| format!("{}={}", encode(n.as_bytes()), encode(&c.charset.encode(v))))
+            .collect();
+        query.push(format!("sign={}", encode(sign.as_bytes())));
+        Ok(SignedRequest {
+            query: query.join("&"),
+            body: format!("biz_content={}", encode(&c.charset.encode(biz_content))),
+            content_type: format!("application/x-www-form-urlencoded;charset={}", c.charset.label()),
+        })
+    }
+
+    /// Sends a signed request and returns the raw status and body.
+    pub async fn send(&self, request: &SignedRequest) -> Result<(u16, Vec<u8>), ClientError> {
+        let url = format!("{}?{}", self.config.gateway_url, request.query);
+        let response = self
+            .http
+            .post(url)
+            .header("content-type", &request.content_type)
+            .body(request.body.clone())
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.bytes().await?.to_vec()))
+    }
+
+    /// Signs, sends, and verifies: the answer is returned only if its signature verifies.
+    pub async fn execute(&self, method: &str, biz_content: &str) -> Result<Answer, ClientError> {
+        let request = self.sign(method, biz_content, &now_beijing(), &[])?;
+        let (status, body) = self.send(&request).await?;
+        if status != 200 {
+            return Err(ClientError::Status(status));
+        }
+        verify_response(&body, method, self.config.charset, &self.config.platform_public_key, self.config.sign_type)
+    }
+}
+
+/// Finds the node of `method` (or `error_response`) in `body`, verifies the signature over its
+/// exact bytes, and parses it.
+pub fn verify_response(body: &[u8], method: &str, charset: Charset, key: &PublicKey, sign_type: SignType) -> Result<Answer, ClientError> {
+    let method_node = format!("{}_response", method.replace('.', "_"));
+    let (node_name, node_bytes, sign) = [method_node.as_str(), ERROR_RESPONSE_NODE]
+        .into_iter()
+        .find_map(|name| extract(body, name).map(|(node, sign)| (name, node, sign)))
+        .ok_or_else(|| ClientError::Malformed("no response node".into()))?;
+    let sign = sign.ok_or(ClientError::Unsigned)?;
+    if !key.verify(sign_type, node_bytes, &sign) {
+        return Err(ClientError::BadSignature);
+    }
+    let text = charset.decode(node_bytes).map_err(|e| ClientError::Malformed(e.to_string()))?;
+    let node = serde_json::from_str(&text).map_err(|e| ClientError::Malformed(e.to_string()))?;
+    Ok(Answer { node_name: node_name.to_owned(), node })
+}
+
+/// `(node bytes, sign)` for `{"<name>":{…},"sign":"…"}`; the node end is found by brace
+/// matching that respects strings and escapes.
+fn extract<'b>(body: &'b [u8], name: &str) -> Option<(&'b [u8], Option<String>)> {
+    let key = format!("\"{name}\":");
+    let start = body.windows(key.len()).position(|w| w == key.as_bytes())? + key.len();
+    let rest = &body[start..];
+    if rest.first() != Some(&b'{') {
+        return None;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut end = None;
+    for (i, &b) in rest.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    end = Some(i + 1);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let end = end?;
+    let node = &rest[..end];
+    let sign = rest[end..]
+        .strip_prefix(b",\"sign\":\"")
+        .and_then(|s| s.iter().position(|&b| b == b'"').map(|q| String::from_utf8_lossy(&s[..q]).into_owned()));
+    Some((node, sign))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extraction_respects_strings_and_finds_the_sign() {
+        let body = br#"{"x_response":{"a":"}{\"","b":{"c":1}},"sign":"abc"}"#;
+        let (node, sign) = extract(body, "x_response").unwrap();
+        assert_eq!(node, br#"{"a":"}{\"","b":{"c":1}}"#);
+        assert_eq!(sign.as_deref(), Some("abc"));
+        assert_eq!(extract(br#"{"x_response":{"a":1}}"#, "x_response").unwrap().1, None);
+        assert!(extract(br#"{"x_response":{"a":1"#, "x_response").is_none());
+        assert!(extract(b"garbage", "x_response").is_none());
+    }
+}

@@ -1,0 +1,131 @@
+//! Configuration: defaults, then a TOML file, then `AGREEMENTS_*` environment variables, parsed
+//! once at start into typed values.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything `agreements serve` needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// The SQLite database file (created if missing).
+    pub database: PathBuf,
+    /// The platform private key that signs responses (PKCS#1 or PKCS#8, PEM or bare base64).
+    pub platform_private_key: PathBuf,
+    /// Accepted distance between a request `timestamp` and the gateway clock, in seconds;
+    /// 0 turns the check off.
+    pub timestamp_window_secs: u64,
+    /// Largest accepted request body in bytes (larger ones are refused before being read).
+    pub max_body_bytes: usize,
+    /// Longest time one request may take, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `agreements_server=debug`.
+    pub log_filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database: "agreements.db".into(),
+            platform_private_key: "platform_private_key.pem".into(),
+            timestamp_window_secs: 15 * 60,
+            max_body_bytes: 64 * 1024,
+            request_timeout_ms: 10_000,
+            log_format: LogFormat::Text,
+            log_filter: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, overridden by `file` (when given), overridden by `AGREEMENTS_<FIELD>` variables
+    /// (e.g. `AGREEMENTS_LISTEN=0.0.0.0:8080`).
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment.merge(Env::prefixed("AGREEMENTS_")).extract().map_err(Box::new)
+    }
+
+    /// The timestamp window, `None` when the check is off.
+    pub fn timestamp_window(&self) -> Option<u64> {
+        (self.timestamp_window_secs > 0).then_some(self.timestamp_window_secs)
+    }
+
+    /// The request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// A commented example configuration file with the defaults.
+    pub fn example() -> String {
+        let d = Config::default();
+        format!(
+            "# agreements serve configuration. Every key can also be set by an environment variable\n\
+             # AGREEMENTS_<KEY> (upper case), which wins over this file.\n\n\
+             # Address to listen on; port 0 picks a free port.\nlisten = {:?}\n\n\
+             # SQLite database file, created if missing.\ndatabase = {:?}\n\n\
+             # Platform private key that signs responses (PKCS#1 or PKCS#8, PEM or bare base64).\n\
+             platform_private_key = {:?}\n\n\
+             # Accepted distance between a request timestamp (Beijing time) and the gateway clock; 0 = off.\n\
+             timestamp_window_secs = {}\n\n\
+             # Largest accepted request body.\nmax_body_bytes = {}\n\n\
+             # Longest time one request may take.\nrequest_timeout_ms = {}\n\n\
+             # \"text\" or \"json\".\nlog_format = \"text\"\n\n\
+             # tracing filter directives.\nlog_filter = {:?}\n",
+            d.listen,
+            d.database.display().to_string(),
+            d.platform_private_key.display().to_string(),
+            d.timestamp_window_secs,
+            d.max_body_bytes,
+            d.request_timeout_ms,
+            d.log_filter,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses_to_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, Config::example()).unwrap();
+        let figment = Figment::from(Toml::file_exact(&path));
+        assert_eq!(figment.extract::<Config>().unwrap(), Config::default());
+    }
+
+    #[test]
+    fn file_values_override_defaults_and_unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:0\"\ntimestamp_window_secs = 0\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:0");
+        assert_eq!(config.timestamp_window(), None);
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        assert!(Config::load(Some(&path)).is_err());
+    }
+}

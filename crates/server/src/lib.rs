@@ -1,0 +1,112 @@
+//! The agreements gateway server: `POST`/`GET /gateway.do` speaking the Alipay OpenAPI v2
+//! protocol, and `GET /healthz`.
+
+pub mod apps;
+pub mod clock;
+pub mod config;
+pub mod failure;
+pub mod gateway;
+pub mod methods;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agreements_protocol::{envelope, ProtocolError};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tower_http::timeout::TimeoutLayer;
+
+pub use gateway::{Gateway, Limits, Reply};
+
+/// Every route, in one list.
+pub fn router(gateway: Arc<Gateway>, request_timeout: Duration) -> Router {
+    Router::new()
+        .route("/gateway.do", get(gateway_do).post(gateway_do))
+        .route("/healthz", get(healthz))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .with_state(gateway)
+}
+
+/// `gateway.do`: reads at most the body limit (refusing larger bodies by their Content-Length
+/// before reading them), then answers. Always HTTP 200.
+async fn gateway_do(State(gateway): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let query = uri.query().unwrap_or_default().as_bytes();
+    let content_type = headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes);
+    let limit = gateway.limits().max_body_bytes;
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let too_large = ProtocolError::RequestTooLarge { limit };
+    let reply = if declared.is_some_and(|n| n > limit as u64) {
+        gateway.refuse_body(query, content_type, too_large).await
+    } else {
+        match axum::body::to_bytes(body, limit).await {
+            Ok(bytes) => gateway.handle(query, content_type, &bytes).await,
+            Err(e) if is_length_limit(&e) => gateway.refuse_body(query, content_type, too_large).await,
+            Err(e) => {
+                let detail = format!("the request body could not be read ({e})");
+                gateway.refuse_body(query, content_type, ProtocolError::MalformedEncoding { detail }).await
+            }
+        }
+    };
+    (StatusCode::OK, [(CONTENT_TYPE, envelope::content_type(reply.charset))], reply.body).into_response()
+}
+
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// `healthz`: 200 when the store answers, 503 otherwise.
+async fn healthz(State(gateway): State<Arc<Gateway>>) -> Response {
+    match gateway.store().ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

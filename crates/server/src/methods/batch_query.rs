@@ -1,0 +1,45 @@
+//! `alipay.user.agreement.batch.query`: the evaluation order of agreements.md §5.
+
+use agreements_domain::batch_query::{BatchQuery, Item, Response};
+use agreements_domain::BizError;
+use agreements_protocol::envelope;
+use agreements_store::AgreementFilter;
+use serde_json::{Map, Value};
+
+use super::Call;
+use crate::failure::Failure;
+
+pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<String, Failure> {
+    let query = BatchQuery::parse(biz)?;
+    let scope = call.caller.scope(query.third_party_type)?;
+    let product = call.store.product(&query.personal_product_code).await?;
+    let products = query.contract_products(product.as_ref())?;
+    let contracts = call.store.contracts(&call.caller.merchant, &products).await?;
+    if !contracts.iter().any(|c| c.is_active(call.now)) {
+        return Err(BizError::MerchantAgreementNotExist.into());
+    }
+    let person = call
+        .store
+        .resolve_user(&query.user, &call.app.record.app_id)
+        .await?
+        .ok_or(BizError::UserNotExist)?;
+    let filter = AgreementFilter {
+        person: &person,
+        personal_product_code: &query.personal_product_code,
+        scope: &scope,
+        sign_scene: query.sign_scene.as_ref(),
+        product_code: query.product_code.as_ref(),
+        now: call.now,
+        open_id_app: &call.app.record.app_id,
+    };
+    let found = call.store.agreements(&filter).await?;
+    // The store's SQL and the domain's predicate must agree; a row outside the predicate is
+    // never sent (it would be a leak), it is an inconsistency.
+    if let Some(stray) = found.iter().find(|f| !query.matches(&scope, &person, &f.agreement, f.owner_group.as_ref(), call.now)) {
+        return Err(BizError::SystemError(format!("store returned agreement {} outside the query", stray.agreement.agreement_no)).into());
+    }
+    let response = Response {
+        usage_agreement_info_list: found.into_iter().map(|f| Item::new(&f.agreement, f.principal_open_id)).collect(),
+    };
+    envelope::success_node(&response).map_err(|e| BizError::SystemError(e.to_string()).into())
+}

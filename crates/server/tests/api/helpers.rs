@@ -1,0 +1,193 @@
+//! `TestApp`: the real server with the demo world, the SDK vectors' keys and a fixed clock.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use agreements_client::{verify_response, Answer, Client, ClientConfig, ClientError};
+use agreements_domain::ids::{AppId, PartnerId};
+use agreements_protocol::sign_content::{self, Empties};
+use agreements_protocol::timestamp::parse_beijing;
+use agreements_protocol::form::RawParam;
+use agreements_protocol::{Charset, Params, PrivateKey, PublicKey, SignType};
+use agreements_server::clock::FixedClock;
+use agreements_server::{router, serve, Gateway, Limits};
+use agreements_store::{demo, AppKey, AppStatus, NewApp, Store};
+
+/// The SDK vectors' fixed time.
+pub const VECTOR_TIME: &str = "2024-05-20 13:14:15";
+pub const BATCH_QUERY: &str = "alipay.user.agreement.batch.query";
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// Extra apps beside the demo one, for the error paths.
+pub const APP_MUSIC: &str = "2021000000000002";
+pub const APP_TELECOM: &str = "2021000000000003";
+pub const APP_NO_GRANTS: &str = "2021000000000004";
+pub const APP_OFFLINE: &str = "2021000000000005";
+pub const APP_NO_KEYS: &str = "2021000000000006";
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/openapi-vectors")
+}
+
+pub fn fixture(name: &str) -> String {
+    let path = fixtures().join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn fixture_json(name: &str) -> serde_json::Value {
+    serde_json::from_str(&fixture(name)).unwrap()
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub clock: Arc<FixedClock>,
+    pub db_path: PathBuf,
+    pub http: reqwest::Client,
+    pub app_key: PrivateKey,
+    pub platform_public: PublicKey,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Raw {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("agreements.db");
+        let store = Arc::new(Store::open_sqlite(&db_path).unwrap());
+        let app_public_b64 = fixture("keys/app_public_key_spki.b64");
+        demo::load(&store, app_public_b64.trim()).await.unwrap();
+        let rsa2 = |key: &str| vec![AppKey { sign_type: SignType::Rsa2, public_key: key.trim().to_owned() }];
+        let all_methods = vec![BATCH_QUERY.to_owned()];
+        for (app_id, partner, status, keys, methods) in [
+            (APP_MUSIC, demo::MERCHANT_MUSIC, AppStatus::Online, rsa2(&app_public_b64), all_methods.clone()),
+            (APP_TELECOM, demo::MERCHANT_TELECOM, AppStatus::Online, rsa2(&app_public_b64), all_methods.clone()),
+            (APP_NO_GRANTS, demo::MERCHANT_VIDEO, AppStatus::Online, rsa2(&app_public_b64), vec![]),
+            (APP_OFFLINE, demo::MERCHANT_VIDEO, AppStatus::Offline, rsa2(&app_public_b64), all_methods.clone()),
+            (APP_NO_KEYS, demo::MERCHANT_VIDEO, AppStatus::Online, vec![], all_methods.clone()),
+        ] {
+            let app = NewApp {
+                app_id: AppId::parse(app_id).unwrap(),
+                partner_id: PartnerId::parse(partner).unwrap(),
+                name: format!("test app {app_id}"),
+                status,
+                notify_url: None,
+                keys,
+                methods,
+            };
+            store.add_app(&app).await.unwrap();
+        }
+        let platform_key = PrivateKey::parse(&fixture("keys/gateway_private_key_pkcs1.pem")).unwrap();
+        let clock = Arc::new(FixedClock::new(parse_beijing(VECTOR_TIME).unwrap()));
+        let limits = Limits { timestamp_window: Some(900), max_body_bytes: MAX_BODY };
+        let gateway = Arc::new(Gateway::new(store, platform_key, clock.clone(), limits));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(gateway, std::time::Duration::from_secs(10));
+        tokio::spawn(serve(listener, app, std::future::pending()));
+        TestApp {
+            url: format!("http://{addr}/gateway.do"),
+            clock,
+            db_path,
+            http: reqwest::Client::new(),
+            app_key: PrivateKey::parse(&fixture("keys/app_private_key_pkcs1.pem")).unwrap(),
+            platform_public: PublicKey::parse(&fixture("keys/gateway_public_key_spki.pem")).unwrap(),
+            _dir: dir,
+        }
+    }
+
+    pub fn client(&self, app_id: &str, sign_type: SignType, charset: Charset) -> Client {
+        Client::new(ClientConfig {
+            gateway_url: self.url.clone(),
+            app_id: app_id.to_owned(),
+            app_private_key: self.app_key.clone(),
+            platform_public_key: self.platform_public.clone(),
+            sign_type,
+            charset,
+        })
+        .unwrap()
+    }
+
+    /// Calls `method` as the demo app (RSA2, UTF-8) at the fixed time; the answer's signature
+    /// has been verified.
+    pub async fn call(&self, method: &str, biz: &str) -> Answer {
+        self.call_as(demo::APP_ID, method, biz).await
+    }
+
+    pub async fn call_as(&self, app_id: &str, method: &str, biz: &str) -> Answer {
+        self.try_call_as(app_id, method, biz).await.unwrap()
+    }
+
+    pub async fn try_call_as(&self, app_id: &str, method: &str, biz: &str) -> Result<Answer, ClientError> {
+        let client = self.client(app_id, SignType::Rsa2, Charset::Utf8);
+        let request = client.sign(method, biz, VECTOR_TIME, &[]).unwrap();
+        let (status, body) = client.send(&request).await.unwrap();
+        assert_eq!(status, 200);
+        verify_response(&body, method, Charset::Utf8, &self.platform_public, SignType::Rsa2)
+    }
+
+    /// Sends raw bytes: `query` as is, `body` with `content_type` when given.
+    pub async fn call_raw(&self, http_method: &str, query: &str, content_type: Option<&str>, body: impl Into<Vec<u8>>) -> Raw {
+        let url = if query.is_empty() { self.url.clone() } else { format!("{}?{query}", self.url) };
+        let mut request = match http_method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url),
+        };
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let response = request.body(body.into()).send().await.unwrap();
+        Raw {
+            status: response.status().as_u16(),
+            content_type: response.headers().get("content-type").unwrap().to_str().unwrap().to_owned(),
+            body: response.bytes().await.unwrap().to_vec(),
+        }
+    }
+}
+
+/// Signs an arbitrary parameter set with the vectors' app key and returns it form-encoded
+/// (`sign` last). Values are encoded in `charset`.
+pub fn signed_form(pairs: &[(&str, &str)], sign_type: SignType, charset: Charset, empties: Empties) -> String {
+    let key = PrivateKey::parse(&fixture("keys/app_private_key_pkcs1.pem")).unwrap();
+    let raw = pairs
+        .iter()
+        .map(|(n, v)| RawParam { name: n.as_bytes().to_vec(), value: charset.encode(v).into_owned() })
+        .collect();
+    let params = Params::from_raw(Charset::Utf8, raw).unwrap();
+    let sign = key.sign(sign_type, &sign_content::request(&params, empties)).unwrap();
+    let mut parts: Vec<String> = pairs
+        .iter()
+        .map(|(n, v)| format!("{n}={}", form_urlencoded::byte_serialize(&charset.encode(v)).collect::<String>()))
+        .collect();
+    parts.push(format!("sign={}", form_urlencoded::byte_serialize(sign.as_bytes()).collect::<String>()));
+    parts.join("&")
+}
+
+/// The usual public parameters of the demo app, with `biz`.
+pub fn common(biz: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("app_id", demo::APP_ID.to_owned()),
+        ("method", BATCH_QUERY.to_owned()),
+        ("charset", "utf-8".to_owned()),
+        ("format", "json".to_owned()),
+        ("sign_type", "RSA2".to_owned()),
+        ("timestamp", VECTOR_TIME.to_owned()),
+        ("version", "1.0".to_owned()),
+        ("biz_content", biz.to_owned()),
+    ]
+}
+
+/// Parses an unverified body to (node name, node), for answers that are meant to be unsigned.
+pub fn parse_unsigned(body: &[u8]) -> (String, serde_json::Map<String, serde_json::Value>, bool) {
+    let value: serde_json::Value = serde_json::from_slice(body).unwrap();
+    let object = value.as_object().unwrap();
+    let (name, node) = object.iter().next().unwrap();
+    (name.clone(), node.as_object().unwrap().clone(), object.contains_key("sign"))
+}
+
+pub const VECTOR_BIZ: &str =
+    r#"{"alipay_user_id":"2088101122675263","personal_product_code":"GENERAL_WITHHOLDING_P","sign_scene":"INDUSTRY|DIGITAL_MEDIA"}"#;
