@@ -1,0 +1,85 @@
+//! `agreements`: the withholding-agreement gateway and its operator tools.
+
+mod commands;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A withholding-agreement service behind an Alipay-OpenAPI-compatible gateway.
+#[derive(Debug, Parser)]
+#[command(name = "agreements", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (configuration: --config FILE, then AGREEMENTS_* variables).
+    Serve(commands::serve::Args),
+    /// Create a demo world (database, keys) in a data folder and serve it.
+    Demo(commands::demo::Args),
+    /// Print a commented example configuration file.
+    DefaultConfig,
+    /// Generate an RSA-2048 key pair in every format merchants use.
+    Keygen(commands::keygen::Args),
+    /// Register and list apps.
+    #[command(subcommand)]
+    App(commands::app::Command),
+    /// Sign a call, send it, verify the response signature, print the response node.
+    Call(commands::call::Args),
+}
+
+/// Where a command finds the database: `--config FILE` and `AGREEMENTS_DATABASE`, or `--database`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// Configuration file (TOML); see `agreements default-config`.
+    #[arg(long, env = "AGREEMENTS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// SQLite database file; overrides the configuration.
+    #[arg(long)]
+    pub database: Option<PathBuf>,
+}
+
+impl DatabaseArgs {
+    /// Opens the store these arguments name.
+    pub fn open(&self) -> anyhow::Result<agreements_store::Store> {
+        let path = match &self.database {
+            Some(path) => path.clone(),
+            None => agreements_server::config::Config::load(self.config.as_deref())?.database,
+        };
+        Ok(agreements_store::Store::open_sqlite(&path)?)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Demo(args) => commands::demo::run(args).await,
+            Command::DefaultConfig => commands::print(&agreements_server::config::Config::example()),
+            Command::Keygen(args) => commands::keygen::run(&args),
+            Command::App(command) => commands::app::run(command).await,
+            Command::Call(args) => commands::call::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if commands::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
