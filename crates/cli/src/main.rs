@@ -57,7 +57,10 @@ impl DatabaseArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -68,7 +71,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
-            Command::DefaultConfig => commands::print(&agreements_server::config::Config::example()),
+            Command::DefaultConfig => {
+                commands::print(&agreements_server::config::Config::example())
+            }
             Command::Keygen(args) => commands::keygen::run(&args),
             Command::App(command) => commands::app::run(command).await,
             Command::Call(args) => commands::call::run(args).await,

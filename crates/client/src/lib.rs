@@ -4,11 +4,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use agreements_protocol::form::RawParam;
 use agreements_protocol::method::ERROR_RESPONSE_NODE;
 use agreements_protocol::sign_content::{self, Empties};
 use agreements_protocol::timestamp::format_beijing;
 use agreements_protocol::{Charset, KeyError, Params, PrivateKey, PublicKey, SignType};
-use agreements_protocol::form::RawParam;
 
 /// What can go wrong with a call.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +73,10 @@ pub struct Answer {
 impl Answer {
     /// `code`, or "" when absent.
     pub fn code(&self) -> &str {
-        self.node.get("code").and_then(|v| v.as_str()).unwrap_or_default()
+        self.node
+            .get("code")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
     }
 
     /// `sub_code`, if any.
@@ -95,14 +98,22 @@ fn encode(bytes: &[u8]) -> String {
 
 /// Now in Beijing wire time.
 pub fn now_beijing() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     format_beijing(i64::try_from(now).unwrap_or(i64::MAX))
 }
 
 impl Client {
     /// A client with its own connection pool (keep-alive).
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
-        Ok(Self { config, http: reqwest::Client::builder().build()? })
+        Ok(Self::with_http(config, reqwest::Client::builder().build()?))
+    }
+
+    /// A client sharing an existing HTTP connection pool (building one loads the system's
+    /// certificate store, which is slow).
+    pub fn with_http(config: ClientConfig, http: reqwest::Client) -> Self {
+        Self { config, http }
     }
 
     /// The configuration.
@@ -112,7 +123,13 @@ impl Client {
 
     /// Builds and signs a request for `method` with `biz_content` (sent as given), stamped
     /// `timestamp`; `extra` parameters go into the query and are signed too.
-    pub fn sign(&self, method: &str, biz_content: &str, timestamp: &str, extra: &[(&str, &str)]) -> Result<SignedRequest, ClientError> {
+    pub fn sign(
+        &self,
+        method: &str,
+        biz_content: &str,
+        timestamp: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<SignedRequest, ClientError> {
         let c = &self.config;
         let mut public: Vec<(&str, &str)> = vec![
             ("timestamp", timestamp),
@@ -127,10 +144,16 @@ impl Client {
         let raw = public
             .iter()
             .chain(std::iter::once(&("biz_content", biz_content)))
-            .map(|(n, v)| RawParam { name: n.as_bytes().to_vec(), value: c.charset.encode(v).into_owned() })
+            .map(|(n, v)| RawParam {
+                name: n.as_bytes().to_vec(),
+                value: c.charset.encode(v).into_owned(),
+            })
             .collect();
-        let params = Params::from_raw(Charset::Utf8, raw).map_err(|e| ClientError::Malformed(e.to_string()))?;
-        let sign = c.app_private_key.sign(c.sign_type, &sign_content::request(&params, Empties::Drop))?;
+        let params = Params::from_raw(Charset::Utf8, raw)
+            .map_err(|e| ClientError::Malformed(e.to_string()))?;
+        let sign = c
+            .app_private_key
+            .sign(c.sign_type, &sign_content::request(&params, Empties::Drop))?;
         let mut query: Vec<String> = public
             .iter()
             .map(|(n, v)| format!("{}={}", encode(n.as_bytes()), encode(&c.charset.encode(v))))
@@ -139,7 +162,10 @@ impl Client {
         Ok(SignedRequest {
             query: query.join("&"),
             body: format!("biz_content={}", encode(&c.charset.encode(biz_content))),
-            content_type: format!("application/x-www-form-urlencoded;charset={}", c.charset.label()),
+            content_type: format!(
+                "application/x-www-form-urlencoded;charset={}",
+                c.charset.label()
+            ),
         })
     }
 
@@ -164,13 +190,25 @@ impl Client {
         if status != 200 {
             return Err(ClientError::Status(status));
         }
-        verify_response(&body, method, self.config.charset, &self.config.platform_public_key, self.config.sign_type)
+        verify_response(
+            &body,
+            method,
+            self.config.charset,
+            &self.config.platform_public_key,
+            self.config.sign_type,
+        )
     }
 }
 
 /// Finds the node of `method` (or `error_response`) in `body`, verifies the signature over its
 /// exact bytes, and parses it.
-pub fn verify_response(body: &[u8], method: &str, charset: Charset, key: &PublicKey, sign_type: SignType) -> Result<Answer, ClientError> {
+pub fn verify_response(
+    body: &[u8],
+    method: &str,
+    charset: Charset,
+    key: &PublicKey,
+    sign_type: SignType,
+) -> Result<Answer, ClientError> {
     let method_node = format!("{}_response", method.replace('.', "_"));
     let (node_name, node_bytes, sign) = [method_node.as_str(), ERROR_RESPONSE_NODE]
         .into_iter()
@@ -180,9 +218,14 @@ pub fn verify_response(body: &[u8], method: &str, charset: Charset, key: &Public
     if !key.verify(sign_type, node_bytes, &sign) {
         return Err(ClientError::BadSignature);
     }
-    let text = charset.decode(node_bytes).map_err(|e| ClientError::Malformed(e.to_string()))?;
+    let text = charset
+        .decode(node_bytes)
+        .map_err(|e| ClientError::Malformed(e.to_string()))?;
     let node = serde_json::from_str(&text).map_err(|e| ClientError::Malformed(e.to_string()))?;
-    Ok(Answer { node_name: node_name.to_owned(), node })
+    Ok(Answer {
+        node_name: node_name.to_owned(),
+        node,
+    })
 }
 
 /// `(node bytes, sign)` for `{"<name>":{…},"sign":"…"}`; the node end is found by brace
@@ -221,9 +264,11 @@ fn extract<'b>(body: &'b [u8], name: &str) -> Option<(&'b [u8], Option<String>)>
     }
     let end = end?;
     let node = &rest[..end];
-    let sign = rest[end..]
-        .strip_prefix(b",\"sign\":\"")
-        .and_then(|s| s.iter().position(|&b| b == b'"').map(|q| String::from_utf8_lossy(&s[..q]).into_owned()));
+    let sign = rest[end..].strip_prefix(b",\"sign\":\"").and_then(|s| {
+        s.iter()
+            .position(|&b| b == b'"')
+            .map(|q| String::from_utf8_lossy(&s[..q]).into_owned())
+    });
     Some((node, sign))
 }
 
@@ -237,7 +282,12 @@ mod tests {
         let (node, sign) = extract(body, "x_response").unwrap();
         assert_eq!(node, br#"{"a":"}{\"","b":{"c":1}}"#);
         assert_eq!(sign.as_deref(), Some("abc"));
-        assert_eq!(extract(br#"{"x_response":{"a":1}}"#, "x_response").unwrap().1, None);
+        assert_eq!(
+            extract(br#"{"x_response":{"a":1}}"#, "x_response")
+                .unwrap()
+                .1,
+            None
+        );
         assert!(extract(br#"{"x_response":{"a":1"#, "x_response").is_none());
         assert!(extract(b"garbage", "x_response").is_none());
     }

@@ -1,6 +1,9 @@
 //! The withholding agreement (agreements.md §3) and the entities its rules need.
 
-use crate::ids::{AgreementNo, AppId, CustomerId, GroupId, PartnerId, PersonalProductCode, ProductCode, SignScene, UserId};
+use crate::ids::{
+    AgreementNo, AppId, CustomerId, GroupId, PartnerId, PersonalProductCode, ProductCode,
+    SignScene, UserId,
+};
 
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {

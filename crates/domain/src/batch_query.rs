@@ -6,7 +6,9 @@ use serde_json::{Map, Value};
 
 use agreements_protocol::timestamp::format_beijing;
 
-use crate::agreement::{Agreement, AgreementStatus, PrincipalType, Product, ResolvedUser, ThirdPartyType};
+use crate::agreement::{
+    Agreement, AgreementStatus, PrincipalType, Product, ResolvedUser, ThirdPartyType,
+};
 use crate::biz::Fields;
 use crate::error::BizError;
 use crate::ids::{GroupId, LogonId, OpenId, PersonalProductCode, ProductCode, SignScene, UserId};
@@ -46,7 +48,9 @@ impl BatchQuery {
         let f = Fields(biz);
         let personal_product_code = f
             .parsed("personal_product_code", 64, PersonalProductCode::parse)?
-            .ok_or_else(|| BizError::InvalidParameter("personal_product_code is required".into()))?;
+            .ok_or_else(|| {
+                BizError::InvalidParameter("personal_product_code is required".into())
+            })?;
         let user_id = f.parsed("alipay_user_id", 32, UserId::parse)?;
         let open_id = f.parsed("alipay_open_id", 128, OpenId::parse)?;
         let logon_id = f.parsed("alipay_logon_id", 100, LogonId::parse)?;
@@ -67,14 +71,26 @@ impl BatchQuery {
             })?
             .unwrap_or(ThirdPartyType::Partner);
         let product_code = f.parsed("product_code", 64, ProductCode::parse)?;
-        Ok(Self { personal_product_code, user, sign_scene, third_party_type, product_code })
+        Ok(Self {
+            personal_product_code,
+            user,
+            sign_scene,
+            third_party_type,
+            product_code,
+        })
     }
 
     /// Step 3: the product must be in the catalog and, when given, `product_code` paired with it.
     /// Returns the sales products whose contract allows the query (step 4 needs one active).
-    pub fn contract_products<'p>(&self, product: Option<&'p Product>) -> Result<Vec<&'p ProductCode>, BizError> {
+    pub fn contract_products<'p>(
+        &self,
+        product: Option<&'p Product>,
+    ) -> Result<Vec<&'p ProductCode>, BizError> {
         let product = product.ok_or_else(|| {
-            BizError::ProductCodeNotSupported(format!("personal_product_code {} is not offered", self.personal_product_code))
+            BizError::ProductCodeNotSupported(format!(
+                "personal_product_code {} is not offered",
+                self.personal_product_code
+            ))
         })?;
         match &self.product_code {
             None => Ok(product.product_codes.iter().collect()),
@@ -106,8 +122,14 @@ impl BatchQuery {
             && agreement.personal_product_code == self.personal_product_code
             && agreement.status.is_queryable()
             && !agreement.is_expired(now)
-            && self.sign_scene.as_ref().is_none_or(|s| *s == agreement.sign_scene)
-            && self.product_code.as_ref().is_none_or(|p| *p == agreement.product_code)
+            && self
+                .sign_scene
+                .as_ref()
+                .is_none_or(|s| *s == agreement.sign_scene)
+            && self
+                .product_code
+                .as_ref()
+                .is_none_or(|p| *p == agreement.product_code)
             && user.is_principal_of(agreement)
     }
 }
@@ -182,32 +204,64 @@ mod tests {
     #[test]
     fn user_id_wins_over_open_id_and_logon_id() {
         let q = parse(r#"{"personal_product_code":"P","alipay_user_id":"2088101122675263","alipay_logon_id":"a@b.com","alipay_open_id":"o1"}"#).unwrap();
-        assert_eq!(q.user, UserLocator::UserId(UserId::parse("2088101122675263").unwrap()));
-        let q = parse(r#"{"personal_product_code":"P","alipay_logon_id":"a@b.com","alipay_open_id":"o1"}"#).unwrap();
+        assert_eq!(
+            q.user,
+            UserLocator::UserId(UserId::parse("2088101122675263").unwrap())
+        );
+        let q = parse(
+            r#"{"personal_product_code":"P","alipay_logon_id":"a@b.com","alipay_open_id":"o1"}"#,
+        )
+        .unwrap();
         assert_eq!(q.user, UserLocator::OpenId(OpenId::parse("o1").unwrap()));
         let q = parse(r#"{"personal_product_code":"P","alipay_logon_id":"A@b.com"}"#).unwrap();
-        assert_eq!(q.user, UserLocator::LogonId(LogonId::parse("a@b.com").unwrap()));
+        assert_eq!(
+            q.user,
+            UserLocator::LogonId(LogonId::parse("a@b.com").unwrap())
+        );
         assert_eq!(q.third_party_type, ThirdPartyType::Partner);
     }
 
     #[test]
     fn field_rules_name_the_field() {
-        assert!(invalid(r#"{"alipay_user_id":"2088101122675263"}"#).contains("personal_product_code"));
+        assert!(
+            invalid(r#"{"alipay_user_id":"2088101122675263"}"#).contains("personal_product_code")
+        );
         assert!(invalid(r#"{"personal_product_code":"P"}"#).contains("alipay_user_id"));
-        assert!(invalid(r#"{"personal_product_code":"P","alipay_user_id":"123"}"#).contains("alipay_user_id"));
-        assert!(invalid(r#"{"personal_product_code":"P","alipay_user_id":true}"#).contains("alipay_user_id"));
-        assert!(invalid(r#"{"personal_product_code":"P","alipay_logon_id":"nope"}"#).contains("alipay_logon_id"));
+        assert!(
+            invalid(r#"{"personal_product_code":"P","alipay_user_id":"123"}"#)
+                .contains("alipay_user_id")
+        );
+        assert!(
+            invalid(r#"{"personal_product_code":"P","alipay_user_id":true}"#)
+                .contains("alipay_user_id")
+        );
+        assert!(
+            invalid(r#"{"personal_product_code":"P","alipay_logon_id":"nope"}"#)
+                .contains("alipay_logon_id")
+        );
         assert!(invalid(r#"{"personal_product_code":"P","alipay_user_id":"2088101122675263","third_party_type":"partner"}"#)
             .contains("third_party_type"));
-        let long = format!(r#"{{"personal_product_code":"{}","alipay_user_id":"2088101122675263"}}"#, "P".repeat(65));
+        let long = format!(
+            r#"{{"personal_product_code":"{}","alipay_user_id":"2088101122675263"}}"#,
+            "P".repeat(65)
+        );
         assert!(invalid(&long).contains("personal_product_code"));
-        assert!(invalid(r#"{"personal_product_code":["P"],"alipay_user_id":"2088101122675263"}"#).contains("personal_product_code"));
+        assert!(
+            invalid(r#"{"personal_product_code":["P"],"alipay_user_id":"2088101122675263"}"#)
+                .contains("personal_product_code")
+        );
     }
 
     #[test]
     fn numbers_are_accepted_where_strings_are_documented_and_extras_ignored() {
-        let q = parse(r#"{"personal_product_code":"P","alipay_user_id":2088101122675263,"extra":{"x":1}}"#).unwrap();
-        assert_eq!(q.user, UserLocator::UserId(UserId::parse("2088101122675263").unwrap()));
+        let q = parse(
+            r#"{"personal_product_code":"P","alipay_user_id":2088101122675263,"extra":{"x":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            q.user,
+            UserLocator::UserId(UserId::parse("2088101122675263").unwrap())
+        );
     }
 
     fn product() -> Product {
@@ -220,13 +274,24 @@ mod tests {
     #[test]
     fn product_rules() {
         let q = parse(r#"{"personal_product_code":"GENERAL_WITHHOLDING_P","alipay_user_id":"2088101122675263"}"#).unwrap();
-        assert!(matches!(q.contract_products(None), Err(BizError::ProductCodeNotSupported(_))));
+        assert!(matches!(
+            q.contract_products(None),
+            Err(BizError::ProductCodeNotSupported(_))
+        ));
         assert_eq!(q.contract_products(Some(&product())).unwrap().len(), 1);
         let q = parse(r#"{"personal_product_code":"GENERAL_WITHHOLDING_P","alipay_user_id":"2088101122675263","product_code":"CYCLE_PAY_AUTH"}"#).unwrap();
-        assert!(matches!(q.contract_products(Some(&product())), Err(BizError::ProductCodeNotSupported(_))));
+        assert!(matches!(
+            q.contract_products(Some(&product())),
+            Err(BizError::ProductCodeNotSupported(_))
+        ));
     }
 
-    fn agreement(no: &str, principal_type: PrincipalType, principal: &str, sign_time: i64) -> Agreement {
+    fn agreement(
+        no: &str,
+        principal_type: PrincipalType,
+        principal: &str,
+        sign_time: i64,
+    ) -> Agreement {
         Agreement {
             agreement_no: AgreementNo::parse(no).unwrap(),
             partner_id: PartnerId::parse("2088000000000001").unwrap(),
@@ -251,7 +316,10 @@ mod tests {
     #[test]
     fn predicate_checks_principal_status_expiry_and_scope() {
         let q = parse(r#"{"personal_product_code":"GENERAL_WITHHOLDING_P","alipay_user_id":"2088101122675263"}"#).unwrap();
-        let caller = Caller { merchant: PartnerId::parse("2088000000000001").unwrap(), group: None };
+        let caller = Caller {
+            merchant: PartnerId::parse("2088000000000001").unwrap(),
+            group: None,
+        };
         let scope = caller.scope(ThirdPartyType::Partner).unwrap();
         let user = ResolvedUser {
             user_id: UserId::parse("2088101122675263").unwrap(),
@@ -264,11 +332,20 @@ mod tests {
         assert!(q.matches(&scope, &user, &card, None, now));
         assert!(q.matches(&scope, &user, &customer, None, now));
         assert!(!q.matches(&scope, &user, &other_card, None, now));
-        let unsigned = Agreement { status: AgreementStatus::Unsign, ..card.clone() };
+        let unsigned = Agreement {
+            status: AgreementStatus::Unsign,
+            ..card.clone()
+        };
         assert!(!q.matches(&scope, &user, &unsigned, None, now));
-        let expired = Agreement { invalid_time: now, ..card.clone() };
+        let expired = Agreement {
+            invalid_time: now,
+            ..card.clone()
+        };
         assert!(!q.matches(&scope, &user, &expired, None, now));
-        let foreign = Agreement { partner_id: PartnerId::parse("2088000000000002").unwrap(), ..card.clone() };
+        let foreign = Agreement {
+            partner_id: PartnerId::parse("2088000000000002").unwrap(),
+            ..card.clone()
+        };
         assert!(!q.matches(&scope, &user, &foreign, None, now));
         assert!(caller.scope(ThirdPartyType::Merchant).is_err());
     }
@@ -276,13 +353,35 @@ mod tests {
     #[test]
     fn items_sort_by_sign_time_then_number_and_serialize_like_the_seed() {
         let mut list = vec![
-            agreement("20245920000000000003", PrincipalType::Card, "2088101122675263", 20),
-            agreement("20245920000000000002", PrincipalType::Card, "2088101122675263", 10),
-            agreement("20245920000000000001", PrincipalType::Card, "2088101122675263", 20),
+            agreement(
+                "20245920000000000003",
+                PrincipalType::Card,
+                "2088101122675263",
+                20,
+            ),
+            agreement(
+                "20245920000000000002",
+                PrincipalType::Card,
+                "2088101122675263",
+                10,
+            ),
+            agreement(
+                "20245920000000000001",
+                PrincipalType::Card,
+                "2088101122675263",
+                20,
+            ),
         ];
         sort(&mut list);
         let order: Vec<&str> = list.iter().map(|a| a.agreement_no.as_str()).collect();
-        assert_eq!(order, ["20245920000000000002", "20245920000000000001", "20245920000000000003"]);
+        assert_eq!(
+            order,
+            [
+                "20245920000000000002",
+                "20245920000000000001",
+                "20245920000000000003"
+            ]
+        );
         let item = serde_json::to_string(&Item::new(&list[0], None)).unwrap();
         assert_eq!(
             item,

@@ -18,10 +18,16 @@ impl<'a> Fields<'a> {
             Some(Value::String(s)) if s.is_empty() => return Ok(None),
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-            Some(_) => return Err(BizError::InvalidParameter(format!("{name} must be a string"))),
+            Some(_) => {
+                return Err(BizError::InvalidParameter(format!(
+                    "{name} must be a string"
+                )));
+            }
         };
         if value.chars().count() > max_chars {
-            return Err(BizError::InvalidParameter(format!("{name} is longer than {max_chars} characters")));
+            return Err(BizError::InvalidParameter(format!(
+                "{name} is longer than {max_chars} characters"
+            )));
         }
         Ok(Some(value))
     }
@@ -62,7 +68,12 @@ mod tests {
         let f = Fields(&m);
         assert_eq!(f.text("n", 32), Ok(Some("2088101122675263".into())));
         for name in ["f", "o", "a", "t"] {
-            assert_eq!(f.text(name, 32), Err(BizError::InvalidParameter(format!("{name} must be a string"))));
+            assert_eq!(
+                f.text(name, 32),
+                Err(BizError::InvalidParameter(format!(
+                    "{name} must be a string"
+                )))
+            );
         }
     }
 

@@ -28,10 +28,13 @@ impl BizError {
     /// The one mapping to the wire. No wildcard arm.
     pub fn wire(&self) -> WireError {
         match self {
-            Self::InvalidParameter(detail) => WireError::business("INVALID_PARAMETER", format!("参数有误: {detail}")),
-            Self::ProductCodeNotSupported(detail) => {
-                WireError::business("PRODUCT_CODE_NOT_SUPPORTED_ERROR", format!("无效的产品码: {detail}"))
+            Self::InvalidParameter(detail) => {
+                WireError::business("INVALID_PARAMETER", format!("参数有误: {detail}"))
             }
+            Self::ProductCodeNotSupported(detail) => WireError::business(
+                "PRODUCT_CODE_NOT_SUPPORTED_ERROR",
+                format!("无效的产品码: {detail}"),
+            ),
             Self::MerchantAgreementNotExist => WireError::business(
                 "MERCHANT_AGREEMENT_IS_NOT_EXIST",
                 "商户协议不存在: the calling merchant has no active contract for this product",

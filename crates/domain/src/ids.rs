@@ -170,7 +170,11 @@ impl LogonId {
                 && !domain.ends_with('.')
                 && !domain.contains('@')
                 && value.chars().all(|c| !c.is_whitespace() && !c.is_control());
-            return if ok { Ok(Self(value.to_lowercase())) } else { Err(IdError("is not a valid e-mail address")) };
+            return if ok {
+                Ok(Self(value.to_lowercase()))
+            } else {
+                Err(IdError("is not a valid e-mail address"))
+            };
         }
         let digits: String = value.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
         let digits = digits
@@ -247,7 +251,13 @@ mod tests {
     #[test]
     fn user_ids_are_2088_plus_12_digits() {
         assert!(UserId::parse("2088101122675263").is_ok());
-        for bad in ["", "2088", "1088101122675263", "20881011226752631", "208810112267526x"] {
+        for bad in [
+            "",
+            "2088",
+            "1088101122675263",
+            "20881011226752631",
+            "208810112267526x",
+        ] {
             assert!(UserId::parse(bad).is_err(), "{bad}");
         }
     }
@@ -264,10 +274,28 @@ mod tests {
 
     #[test]
     fn logon_ids_are_normalised() {
-        assert_eq!(LogonId::parse(" Abx@AliTest.com ").unwrap().as_str(), "abx@alitest.com");
-        assert_eq!(LogonId::parse("+86 138-1234-5678").unwrap().as_str(), "13812345678");
-        assert_eq!(LogonId::parse("008613812345678").unwrap().as_str(), "13812345678");
-        for bad in ["", "abc", "a@b", "@x.com", "a@.com", "a b@x.com", "12", "1381234567x"] {
+        assert_eq!(
+            LogonId::parse(" Abx@AliTest.com ").unwrap().as_str(),
+            "abx@alitest.com"
+        );
+        assert_eq!(
+            LogonId::parse("+86 138-1234-5678").unwrap().as_str(),
+            "13812345678"
+        );
+        assert_eq!(
+            LogonId::parse("008613812345678").unwrap().as_str(),
+            "13812345678"
+        );
+        for bad in [
+            "",
+            "abc",
+            "a@b",
+            "@x.com",
+            "a@.com",
+            "a b@x.com",
+            "12",
+            "1381234567x",
+        ] {
             assert!(LogonId::parse(bad).is_err(), "{bad}");
         }
         assert!(LogonId::parse(format!("{}@x.com", "a".repeat(95))).is_err());

@@ -9,6 +9,9 @@ pub mod error;
 pub mod ids;
 pub mod visibility;
 
-pub use agreement::{Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, Product, ResolvedUser, ThirdPartyType};
+pub use agreement::{
+    Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, Product,
+    ResolvedUser, ThirdPartyType,
+};
 pub use error::BizError;
 pub use visibility::{Caller, Scope};

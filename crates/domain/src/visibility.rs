@@ -49,8 +49,12 @@ impl Scope {
     /// Whether `agreement` (owned by a merchant in `owner_group`) is in this scope.
     pub fn contains(&self, agreement: &Agreement, owner_group: Option<&GroupId>) -> bool {
         match self {
-            Self::Partner(m) => agreement.third_party_type == ThirdPartyType::Partner && agreement.partner_id == *m,
-            Self::Group(g) => agreement.third_party_type == ThirdPartyType::Merchant && owner_group == Some(g),
+            Self::Partner(m) => {
+                agreement.third_party_type == ThirdPartyType::Partner && agreement.partner_id == *m
+            }
+            Self::Group(g) => {
+                agreement.third_party_type == ThirdPartyType::Merchant && owner_group == Some(g)
+            }
         }
     }
 }

@@ -89,14 +89,21 @@ pub fn resolve(
 
 /// The `charset` parameter of a Content-Type header value, if any.
 fn content_type_charset(content_type: &[u8]) -> Option<&[u8]> {
-    content_type.split(|&b| b == b';').skip(1).find_map(|param| {
-        let param = param.trim_ascii();
-        let (name, value) = param.split_at(param.iter().position(|&b| b == b'=')?);
-        name.trim_ascii()
-            .eq_ignore_ascii_case(b"charset")
-            .then(|| value[1..].trim_ascii())
-            .map(|v| v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(v))
-    })
+    content_type
+        .split(|&b| b == b';')
+        .skip(1)
+        .find_map(|param| {
+            let param = param.trim_ascii();
+            let (name, value) = param.split_at(param.iter().position(|&b| b == b'=')?);
+            name.trim_ascii()
+                .eq_ignore_ascii_case(b"charset")
+                .then(|| value[1..].trim_ascii())
+                .map(|v| {
+                    v.strip_prefix(b"\"")
+                        .and_then(|v| v.strip_suffix(b"\""))
+                        .unwrap_or(v)
+                })
+        })
 }
 
 /// Whether a Content-Type names a multipart body.
@@ -118,22 +125,43 @@ mod tests {
         assert_eq!(Charset::from_label(b"gbk").unwrap(), Charset::Gbk);
         assert_eq!(Charset::from_label(b"GBK").unwrap(), Charset::Gbk);
         assert_eq!(Charset::from_label(b"gb2312").unwrap(), Charset::Gbk);
-        assert!(matches!(Charset::from_label(b"latin1"), Err(ProtocolError::InvalidCharset { .. })));
-        assert!(matches!(Charset::from_label(b""), Err(ProtocolError::InvalidCharset { .. })));
+        assert!(matches!(
+            Charset::from_label(b"latin1"),
+            Err(ProtocolError::InvalidCharset { .. })
+        ));
+        assert!(matches!(
+            Charset::from_label(b""),
+            Err(ProtocolError::InvalidCharset { .. })
+        ));
     }
 
     #[test]
     fn query_wins_over_header_and_body() {
-        let cs = resolve(b"a=1&charset=GBK", Some(b"application/x-www-form-urlencoded;charset=utf-8"), b"charset=utf-8")
-            .unwrap();
+        let cs = resolve(
+            b"a=1&charset=GBK",
+            Some(b"application/x-www-form-urlencoded;charset=utf-8"),
+            b"charset=utf-8",
+        )
+        .unwrap();
         assert_eq!(cs, Charset::Gbk);
     }
 
     #[test]
     fn header_wins_over_body_and_body_over_default() {
         let ct = b"application/x-www-form-urlencoded; charset=\"gb2312\"";
-        assert_eq!(resolve(b"", Some(ct), b"charset=utf-8").unwrap(), Charset::Gbk);
-        assert_eq!(resolve(b"", Some(b"application/x-www-form-urlencoded"), b"x=1&charset=gbk").unwrap(), Charset::Gbk);
+        assert_eq!(
+            resolve(b"", Some(ct), b"charset=utf-8").unwrap(),
+            Charset::Gbk
+        );
+        assert_eq!(
+            resolve(
+                b"",
+                Some(b"application/x-www-form-urlencoded"),
+                b"x=1&charset=gbk"
+            )
+            .unwrap(),
+            Charset::Gbk
+        );
         assert_eq!(resolve(b"", None, b"").unwrap(), Charset::Utf8);
     }
 
@@ -146,7 +174,10 @@ mod tests {
     fn decoding_is_strict() {
         assert!(Charset::Utf8.decode(&[0xff, 0xfe]).is_err());
         assert!(Charset::Gbk.decode(&[0x81]).is_err());
-        assert_eq!(Charset::Gbk.decode(&[0xd3, 0xc3, 0xbb, 0xa7]).unwrap(), "用户");
+        assert_eq!(
+            Charset::Gbk.decode(&[0xd3, 0xc3, 0xbb, 0xa7]).unwrap(),
+            "用户"
+        );
     }
 
     #[test]

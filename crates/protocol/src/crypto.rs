@@ -6,8 +6,8 @@
 use std::fmt;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{Id, PKey, Private, Public};
 use openssl::rsa::Rsa;
@@ -73,8 +73,10 @@ pub enum KeyError {
 const MIN_BITS: u32 = 1024;
 
 /// The standard alphabet, tolerant of missing padding: clients differ there.
-const LENIENT: GeneralPurpose =
-    GeneralPurpose::new(&base64::alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// Decodes base64 leniently (§2.5 step 4): ASCII whitespace is ignored and a literal space is
 /// read as the `+` an intermediary failed to percent-encode.
@@ -189,7 +191,8 @@ impl PublicKey {
     /// Reads SPKI (`PUBLIC KEY`) or PKCS#1 (`RSA PUBLIC KEY`), as PEM or bare base64 DER
     /// (the console hands out bare base64 SPKI).
     pub fn parse(text: &str) -> Result<Self, KeyError> {
-        let (label, der) = pem_or_base64(text).ok_or(KeyError::Unreadable("neither PEM nor base64"))?;
+        let (label, der) =
+            pem_or_base64(text).ok_or(KeyError::Unreadable("neither PEM nor base64"))?;
         let spki = || PKey::public_key_from_der(&der);
         let pkcs1 = || Rsa::public_key_from_der_pkcs1(&der).and_then(PKey::from_rsa);
         let key = match label.as_deref() {
@@ -258,12 +261,24 @@ mod tests {
         let key = PrivateKey::generate(2048).unwrap();
         let public = key.public_key().unwrap();
         let sig = key.sign(SignType::Rsa2, b"hello").unwrap();
-        for text in [key.to_pkcs1_pem().unwrap(), key.to_pkcs8_pem().unwrap(), key.to_pkcs1_base64().unwrap(), key.to_pkcs8_base64().unwrap()] {
+        for text in [
+            key.to_pkcs1_pem().unwrap(),
+            key.to_pkcs8_pem().unwrap(),
+            key.to_pkcs1_base64().unwrap(),
+            key.to_pkcs8_base64().unwrap(),
+        ] {
             let again = PrivateKey::parse(&text).unwrap();
             assert_eq!(again.sign(SignType::Rsa2, b"hello").unwrap(), sig);
         }
-        for text in [public.to_spki_pem().unwrap(), public.to_spki_base64().unwrap()] {
-            assert!(PublicKey::parse(&text).unwrap().verify(SignType::Rsa2, b"hello", &sig));
+        for text in [
+            public.to_spki_pem().unwrap(),
+            public.to_spki_base64().unwrap(),
+        ] {
+            assert!(
+                PublicKey::parse(&text)
+                    .unwrap()
+                    .verify(SignType::Rsa2, b"hello", &sig)
+            );
         }
         assert!(!public.verify(SignType::Rsa2, b"hellO", &sig));
         assert!(!public.verify(SignType::Rsa, b"hello", &sig));
@@ -272,9 +287,15 @@ mod tests {
     #[test]
     fn garbage_and_small_keys_are_rejected() {
         assert!(PrivateKey::parse("not a key").is_err());
-        assert!(PublicKey::parse("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").is_err());
+        assert!(
+            PublicKey::parse("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----")
+                .is_err()
+        );
         let small = PrivateKey(PKey::from_rsa(Rsa::generate(512).unwrap()).unwrap());
         let pem = small.to_pkcs1_pem().unwrap();
-        assert!(matches!(PrivateKey::parse(&pem), Err(KeyError::TooSmall(512))));
+        assert!(matches!(
+            PrivateKey::parse(&pem),
+            Err(KeyError::TooSmall(512))
+        ));
     }
 }

@@ -27,7 +27,11 @@ struct ErrorNode<'a> {
 /// The node object of a success: `code` 10000, `msg` Success, then `body`'s fields in order.
 /// `body` must serialize as a struct or map.
 pub fn success_node<T: Serialize>(body: &T) -> Result<String, serde_json::Error> {
-    serde_json::to_string(&SuccessNode { code: GatewayCode::Success.code(), msg: GatewayCode::Success.msg(), body })
+    serde_json::to_string(&SuccessNode {
+        code: GatewayCode::Success.code(),
+        msg: GatewayCode::Success.msg(),
+        body,
+    })
 }
 
 /// The node object of a failure: `code`, `msg`, `sub_code`, `sub_msg`.
@@ -60,7 +64,9 @@ pub fn render(
     signing: Option<Signing<'_>>,
 ) -> Result<Vec<u8>, KeyError> {
     let node = charset.encode(node_json);
-    let sign = signing.map(|s| s.key.sign(s.sign_type, &node)).transpose()?;
+    let sign = signing
+        .map(|s| s.key.sign(s.sign_type, &node))
+        .transpose()?;
     let mut body = Vec::with_capacity(node_name.len() + node.len() + 400);
     body.extend_from_slice(b"{\"");
     body.extend_from_slice(node_name.as_bytes());
@@ -91,14 +97,23 @@ mod tests {
 
     #[test]
     fn success_node_has_no_sub_code_and_keeps_field_order() {
-        let node = success_node(&Body { items: vec!["a/b", "用户"] }).unwrap();
-        assert_eq!(node, r#"{"code":"10000","msg":"Success","items":["a/b","用户"]}"#);
+        let node = success_node(&Body {
+            items: vec!["a/b", "用户"],
+        })
+        .unwrap();
+        assert_eq!(
+            node,
+            r#"{"code":"10000","msg":"Success","items":["a/b","用户"]}"#
+        );
     }
 
     #[test]
     fn error_node_escapes_only_what_json_requires() {
         let node = error_node(&WireError::business("X", "a \"quoted\" / 用户\n"));
-        assert_eq!(node, r#"{"code":"40004","msg":"Business Failed","sub_code":"X","sub_msg":"a \"quoted\" / 用户\n"}"#);
+        assert_eq!(
+            node,
+            r#"{"code":"40004","msg":"Business Failed","sub_code":"X","sub_msg":"a \"quoted\" / 用户\n"}"#
+        );
     }
 
     #[test]

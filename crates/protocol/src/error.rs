@@ -63,7 +63,11 @@ pub struct WireError {
 impl WireError {
     /// A `40004 Business Failed` answer with a method's business sub_code.
     pub fn business(sub_code: &'static str, sub_msg: impl Into<Cow<'static, str>>) -> Self {
-        Self { code: GatewayCode::BusinessFailed, sub_code, sub_msg: sub_msg.into() }
+        Self {
+            code: GatewayCode::BusinessFailed,
+            sub_code,
+            sub_msg: sub_msg.into(),
+        }
     }
 }
 
@@ -177,8 +181,8 @@ impl ProtocolError {
     /// given its answer here.
     pub fn wire(&self) -> WireError {
         use GatewayCode::{
-            InsufficientPermissions, InsufficientTokenPermissions, InvalidArguments, MissingRequiredArguments,
-            ServiceUnavailable,
+            InsufficientPermissions, InsufficientTokenPermissions, InvalidArguments,
+            MissingRequiredArguments, ServiceUnavailable,
         };
         let (code, sub_code, sub_msg): (_, _, Cow<'static, str>) = match self {
             Self::InvalidCharset { detail } => {
@@ -258,6 +262,10 @@ impl ProtocolError {
             ),
             Self::ServiceUnavailable => (ServiceUnavailable, "isp.unknow-error", "系统繁忙".into()),
         };
-        WireError { code, sub_code, sub_msg }
+        WireError {
+            code,
+            sub_code,
+            sub_msg,
+        }
     }
 }

@@ -83,27 +83,40 @@ pub fn find_raw(data: &[u8], name: &[u8]) -> Option<Vec<u8>> {
 /// Parses a request body by its Content-Type: form-urlencoded (also the default when there is
 /// no Content-Type) or multipart, whose text parts are parameters and whose file parts are not
 /// (files are not signed, §1.2).
-pub fn parse_body(content_type: Option<&[u8]>, body: &[u8]) -> Result<Vec<RawParam>, ProtocolError> {
+pub fn parse_body(
+    content_type: Option<&[u8]>,
+    body: &[u8],
+) -> Result<Vec<RawParam>, ProtocolError> {
     if body.is_empty() {
         return Ok(Vec::new());
     }
     if is_multipart(content_type) {
-        let boundary = content_type.and_then(boundary).ok_or_else(|| ProtocolError::MalformedEncoding {
-            detail: "multipart/form-data without a boundary parameter".into(),
-        })?;
+        let boundary =
+            content_type
+                .and_then(boundary)
+                .ok_or_else(|| ProtocolError::MalformedEncoding {
+                    detail: "multipart/form-data without a boundary parameter".into(),
+                })?;
         return parse_multipart(body, boundary);
     }
     parse_urlencoded(body)
 }
 
 fn boundary(content_type: &[u8]) -> Option<&[u8]> {
-    content_type.split(|&b| b == b';').skip(1).find_map(|param| {
-        let param = param.trim_ascii();
-        let eq = param.iter().position(|&b| b == b'=')?;
-        let value = param[eq + 1..].trim_ascii();
-        let value = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value);
-        (param[..eq].trim_ascii().eq_ignore_ascii_case(b"boundary") && !value.is_empty()).then_some(value)
-    })
+    content_type
+        .split(|&b| b == b';')
+        .skip(1)
+        .find_map(|param| {
+            let param = param.trim_ascii();
+            let eq = param.iter().position(|&b| b == b'=')?;
+            let value = param[eq + 1..].trim_ascii();
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
+            (param[..eq].trim_ascii().eq_ignore_ascii_case(b"boundary") && !value.is_empty())
+                .then_some(value)
+        })
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -111,7 +124,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn parse_multipart(body: &[u8], boundary: &[u8]) -> Result<Vec<RawParam>, ProtocolError> {
-    let bad = |what: &str| ProtocolError::MalformedEncoding { detail: format!("multipart body: {what}") };
+    let bad = |what: &str| ProtocolError::MalformedEncoding {
+        detail: format!("multipart body: {what}"),
+    };
     let mut delimiter = b"--".to_vec();
     delimiter.extend_from_slice(boundary);
     let start = find(body, &delimiter).ok_or_else(|| bad("no boundary line"))?;
@@ -123,16 +138,22 @@ fn parse_multipart(body: &[u8], boundary: &[u8]) -> Result<Vec<RawParam>, Protoc
         if rest.starts_with(b"--") {
             return Ok(params);
         }
-        rest = rest.strip_prefix(b"\r\n").ok_or_else(|| bad("boundary line not followed by CRLF"))?;
+        rest = rest
+            .strip_prefix(b"\r\n")
+            .ok_or_else(|| bad("boundary line not followed by CRLF"))?;
         let head_end = find(rest, b"\r\n\r\n").ok_or_else(|| bad("part headers never end"))?;
         let headers = &rest[..head_end];
         rest = &rest[head_end + 4..];
         let end = find(rest, &close).ok_or_else(|| bad("part never ends (truncated body?)"))?;
         let content = &rest[..end];
         rest = &rest[end + close.len()..];
-        let (name, is_file) = disposition(headers).ok_or_else(|| bad("part without Content-Disposition name"))?;
+        let (name, is_file) =
+            disposition(headers).ok_or_else(|| bad("part without Content-Disposition name"))?;
         if !is_file {
-            params.push(RawParam { name, value: content.to_vec() });
+            params.push(RawParam {
+                name,
+                value: content.to_vec(),
+            });
         }
     }
 }
@@ -148,10 +169,15 @@ fn disposition(headers: &[u8]) -> Option<(Vec<u8>, bool)> {
     let mut is_file = false;
     for param in line.trim_ascii_start()[20..].split(|&b| b == b';').skip(1) {
         let param = param.trim_ascii();
-        let Some(eq) = param.iter().position(|&b| b == b'=') else { continue };
+        let Some(eq) = param.iter().position(|&b| b == b'=') else {
+            continue;
+        };
         let key = param[..eq].trim_ascii();
         let value = param[eq + 1..].trim_ascii();
-        let value = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value);
+        let value = value
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(value);
         if key.eq_ignore_ascii_case(b"name") {
             name = Some(value.to_vec());
         } else if key.eq_ignore_ascii_case(b"filename") {
@@ -174,28 +200,51 @@ mod tests {
         let params = parse_urlencoded(b"a=x+y%2B%E7%94%A8&b&&c=").unwrap();
         assert_eq!(
             pairs(&params),
-            vec![(&b"a"[..], "x y+用".as_bytes()), (&b"b"[..], &b""[..]), (&b"c"[..], &b""[..])]
+            vec![
+                (&b"a"[..], "x y+用".as_bytes()),
+                (&b"b"[..], &b""[..]),
+                (&b"c"[..], &b""[..])
+            ]
         );
     }
 
     #[test]
     fn truncated_or_non_hex_escapes_are_errors() {
         for bad in [&b"a=%"[..], b"a=%E", b"a=%zz", b"a%2=1"] {
-            assert!(matches!(parse_urlencoded(bad), Err(ProtocolError::MalformedEncoding { .. })), "{bad:?}");
+            assert!(
+                matches!(
+                    parse_urlencoded(bad),
+                    Err(ProtocolError::MalformedEncoding { .. })
+                ),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn find_raw_skips_malformed_neighbours() {
-        assert_eq!(find_raw(b"x=%&charset=GBK", b"charset"), Some(b"GBK".to_vec()));
+        assert_eq!(
+            find_raw(b"x=%&charset=GBK", b"charset"),
+            Some(b"GBK".to_vec())
+        );
         assert_eq!(find_raw(b"x=1", b"charset"), None);
     }
 
     #[test]
     fn multipart_text_parts_are_params_and_files_are_not() {
         let body = b"\r\n--XyZ\r\nContent-Disposition:form-data;name=\"app_id\"\r\nContent-Type:text/plain;charset=utf-8\r\n\r\n2021\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n\x89PNG\r\n--XyZ\r\nContent-Disposition: form-data; name=\"biz_content\"\r\n\r\n{\"a\":\"b\"}\r\n--XyZ--\r\n";
-        let params = parse_body(Some(b"multipart/form-data;boundary=XyZ;charset=utf-8"), body).unwrap();
-        assert_eq!(pairs(&params), vec![(&b"app_id"[..], &b"2021"[..]), (&b"biz_content"[..], &b"{\"a\":\"b\"}"[..])]);
+        let params = parse_body(
+            Some(b"multipart/form-data;boundary=XyZ;charset=utf-8"),
+            body,
+        )
+        .unwrap();
+        assert_eq!(
+            pairs(&params),
+            vec![
+                (&b"app_id"[..], &b"2021"[..]),
+                (&b"biz_content"[..], &b"{\"a\":\"b\"}"[..])
+            ]
+        );
     }
 
     #[test]

@@ -43,7 +43,10 @@ mod tests {
     #[test]
     fn node_names_follow_the_rule() {
         for m in Method::ALL {
-            assert_eq!(m.response_node(), format!("{}_response", m.name().replace('.', "_")));
+            assert_eq!(
+                m.response_node(),
+                format!("{}_response", m.name().replace('.', "_"))
+            );
             assert_eq!(Method::parse(m.name()), Some(*m));
         }
         assert_eq!(Method::parse("ALIPAY.USER.AGREEMENT.BATCH.QUERY"), None);

@@ -28,7 +28,11 @@ impl Params {
     /// Decodes a request: resolves the charset, splits and percent-decodes query and body, decodes
     /// the bytes in the charset, and merges. A name that appears twice keeps its first value
     /// (query before body), the value a servlet `getParameter` returns.
-    pub fn decode(query: &[u8], content_type: Option<&[u8]>, body: &[u8]) -> Result<Self, ProtocolError> {
+    pub fn decode(
+        query: &[u8],
+        content_type: Option<&[u8]>,
+        body: &[u8],
+    ) -> Result<Self, ProtocolError> {
         let charset = charset::resolve(query, content_type, body)?;
         let mut raw = form::parse_urlencoded(query)?;
         raw.extend(form::parse_body(content_type, body)?);
@@ -62,7 +66,10 @@ impl Params {
 
     /// The value of `name`, if sent.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries.iter().find(|e| e.name == name).map(|e| e.value.as_str())
+        self.entries
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.value.as_str())
     }
 
     /// The value of `name` if sent and not empty.
@@ -72,12 +79,16 @@ impl Params {
 
     /// All parameters, in arrival order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|e| (e.name.as_str(), e.value.as_str()))
+        self.entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.as_str()))
     }
 
     /// All parameters as received bytes (percent-decoded, not charset-decoded), in arrival order.
     pub fn iter_raw(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.entries.iter().map(|e| (e.raw.name.as_slice(), e.raw.value.as_slice()))
+        self.entries
+            .iter()
+            .map(|e| (e.raw.name.as_slice(), e.raw.value.as_slice()))
     }
 
     /// Whether any parameter was sent with an empty value (see [`crate::sign_content`]).
@@ -92,9 +103,16 @@ mod tests {
 
     #[test]
     fn query_and_body_merge_and_duplicates_keep_the_query_value() {
-        let p = Params::decode(b"a=1&charset=utf-8", Some(b"application/x-www-form-urlencoded"), b"b=2&a=3&charset=utf-8")
-            .unwrap();
-        assert_eq!(p.iter().collect::<Vec<_>>(), vec![("a", "1"), ("charset", "utf-8"), ("b", "2")]);
+        let p = Params::decode(
+            b"a=1&charset=utf-8",
+            Some(b"application/x-www-form-urlencoded"),
+            b"b=2&a=3&charset=utf-8",
+        )
+        .unwrap();
+        assert_eq!(
+            p.iter().collect::<Vec<_>>(),
+            vec![("a", "1"), ("charset", "utf-8"), ("b", "2")]
+        );
     }
 
     #[test]
@@ -113,6 +131,9 @@ mod tests {
     #[test]
     fn too_many_parameters_are_refused() {
         let query: String = (0..=MAX_PARAMS).map(|i| format!("p{i}=1&")).collect();
-        assert!(matches!(Params::decode(query.as_bytes(), None, b""), Err(ProtocolError::InvalidParameter { .. })));
+        assert!(matches!(
+            Params::decode(query.as_bytes(), None, b""),
+            Err(ProtocolError::InvalidParameter { .. })
+        ));
     }
 }

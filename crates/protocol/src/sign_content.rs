@@ -14,7 +14,10 @@ pub enum Empties {
 /// Every parameter except `sign`, sorted by name in byte order, joined as `k=v&k=v` with the
 /// values exactly as received (already in the request charset). `sign_type` is included.
 pub fn request(params: &Params, empties: Empties) -> Vec<u8> {
-    join(params.iter_raw().filter(|(name, _)| *name != b"sign"), empties)
+    join(
+        params.iter_raw().filter(|(name, _)| *name != b"sign"),
+        empties,
+    )
 }
 
 /// The notification string-to-sign (UTF-8): all parameters but `sign` and `sign_type`, empty
@@ -32,8 +35,9 @@ pub fn notification<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) ->
 }
 
 fn join<'a>(params: impl Iterator<Item = (&'a [u8], &'a [u8])>, empties: Empties) -> Vec<u8> {
-    let mut kept: Vec<(&[u8], &[u8])> =
-        params.filter(|(_, value)| empties == Empties::Keep || !value.is_empty()).collect();
+    let mut kept: Vec<(&[u8], &[u8])> = params
+        .filter(|(_, value)| empties == Empties::Keep || !value.is_empty())
+        .collect();
     kept.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut out = Vec::with_capacity(kept.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
     for (i, (name, value)) in kept.iter().enumerate() {
@@ -54,19 +58,37 @@ mod tests {
     use crate::form::RawParam;
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        let raw = pairs.iter().map(|(n, v)| RawParam { name: n.as_bytes().to_vec(), value: v.as_bytes().to_vec() }).collect();
+        let raw = pairs
+            .iter()
+            .map(|(n, v)| RawParam {
+                name: n.as_bytes().to_vec(),
+                value: v.as_bytes().to_vec(),
+            })
+            .collect();
         Params::from_raw(Charset::Utf8, raw).unwrap()
     }
 
     #[test]
     fn request_string_sorts_drops_sign_and_keeps_sign_type() {
-        let p = params(&[("sign", "x"), ("b", "2 &=+%"), ("sign_type", "RSA2"), ("a", "1"), ("e", "")]);
+        let p = params(&[
+            ("sign", "x"),
+            ("b", "2 &=+%"),
+            ("sign_type", "RSA2"),
+            ("a", "1"),
+            ("e", ""),
+        ]);
         assert_eq!(request(&p, Empties::Drop), b"a=1&b=2 &=+%&sign_type=RSA2");
-        assert_eq!(request(&p, Empties::Keep), b"a=1&b=2 &=+%&e=&sign_type=RSA2");
+        assert_eq!(
+            request(&p, Empties::Keep),
+            b"a=1&b=2 &=+%&e=&sign_type=RSA2"
+        );
     }
 
     #[test]
     fn notification_string_drops_sign_type_too() {
-        assert_eq!(notification([("sign_type", "RSA2"), ("z", "1"), ("a", ""), ("sign", "s")]), "z=1");
+        assert_eq!(
+            notification([("sign_type", "RSA2"), ("z", "1"), ("a", ""), ("sign", "s")]),
+            "z=1"
+        );
     }
 }

@@ -1,11 +1,15 @@
 //! The golden vectors in `../shared/fixtures/openapi-vectors`, produced by the official SDKs,
 //! reproduced byte for byte.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::path::PathBuf;
 
 use agreements_protocol::envelope::{self, Signing};
 use agreements_protocol::sign_content::{self, Empties};
-use agreements_protocol::{request, Charset, Params, PrivateKey, ProtocolError, PublicKey, SignType, WireError};
+use agreements_protocol::{
+    Charset, Params, PrivateKey, ProtocolError, PublicKey, SignType, WireError, request,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
@@ -42,15 +46,27 @@ fn charset(v: &Value) -> Charset {
 #[test]
 fn every_key_container_in_the_fixtures_is_readable() {
     for name in ["app", "gateway"] {
-        let reference = PublicKey::parse(&read(&format!("keys/{name}_public_key_spki.pem"))).unwrap();
+        let reference =
+            PublicKey::parse(&read(&format!("keys/{name}_public_key_spki.pem"))).unwrap();
         for private in ["pkcs1.pem", "pkcs8.pem", "pkcs1.b64", "pkcs8.b64"] {
-            let key = PrivateKey::parse(&read(&format!("keys/{name}_private_key_{private}"))).unwrap();
+            let key =
+                PrivateKey::parse(&read(&format!("keys/{name}_private_key_{private}"))).unwrap();
             let sig = key.sign(SignType::Rsa2, b"probe").unwrap();
-            assert!(reference.verify(SignType::Rsa2, b"probe", &sig), "{name} {private}");
+            assert!(
+                reference.verify(SignType::Rsa2, b"probe", &sig),
+                "{name} {private}"
+            );
         }
-        for public in ["public_key_spki.pem", "public_key_pkcs1.pem", "public_key_spki.b64"] {
+        for public in [
+            "public_key_spki.pem",
+            "public_key_pkcs1.pem",
+            "public_key_spki.b64",
+        ] {
             let key = PublicKey::parse(&read(&format!("keys/{name}_{public}"))).unwrap();
-            let sig = PrivateKey::parse(&read(&format!("keys/{name}_private_key_pkcs1.pem"))).unwrap().sign(SignType::Rsa, b"probe").unwrap();
+            let sig = PrivateKey::parse(&read(&format!("keys/{name}_private_key_pkcs1.pem")))
+                .unwrap()
+                .sign(SignType::Rsa, b"probe")
+                .unwrap();
             assert!(key.verify(SignType::Rsa, b"probe", &sig), "{name} {public}");
         }
     }
@@ -82,17 +98,33 @@ fn request_vectors_decode_rebuild_and_verify_byte_for_byte() {
             assert_eq!(params.get("sign"), Some(s(&variant["sign"])), "{id}");
 
             let content = sign_content::request(&params, Empties::Drop);
-            assert_eq!(hex(&content), s(&variant["string_to_sign_bytes_hex"]), "{id}");
+            assert_eq!(
+                hex(&content),
+                s(&variant["string_to_sign_bytes_hex"]),
+                "{id}"
+            );
             let text = params.charset().decode(&content).unwrap();
             assert_eq!(text, s(&variant["string_to_sign"]), "{id}");
 
             let st = sign_type(&variant["sign_type"]);
             assert_eq!(request::verify(&params, &app_public, st), Ok(()), "{id}");
-            assert_eq!(app_private.sign(st, &content).unwrap(), s(&variant["sign"]), "{id}");
+            assert_eq!(
+                app_private.sign(st, &content).unwrap(),
+                s(&variant["sign"]),
+                "{id}"
+            );
 
             // The same request signed with the other algorithm does not verify.
-            let other = if st == SignType::Rsa2 { SignType::Rsa } else { SignType::Rsa2 };
-            assert_eq!(request::verify(&params, &app_public, other), Err(ProtocolError::InvalidSignature), "{id}");
+            let other = if st == SignType::Rsa2 {
+                SignType::Rsa
+            } else {
+                SignType::Rsa2
+            };
+            assert_eq!(
+                request::verify(&params, &app_public, other),
+                Err(ProtocolError::InvalidSignature),
+                "{id}"
+            );
             checked += 1;
         }
     }
@@ -104,8 +136,16 @@ fn a_tampered_request_does_not_verify() {
     let app_public = PublicKey::parse(&read("keys/app_public_key_spki.pem")).unwrap();
     let variant = &json("request-vectors.json")["vectors"][0]["variants"][0];
     let body = s(&variant["wire"]["body"]).replace("2088101122675263", "2088101122675264");
-    let params = Params::decode(s(&variant["wire"]["query_string"]).as_bytes(), None, body.as_bytes()).unwrap();
-    assert_eq!(request::verify(&params, &app_public, SignType::Rsa2), Err(ProtocolError::InvalidSignature));
+    let params = Params::decode(
+        s(&variant["wire"]["query_string"]).as_bytes(),
+        None,
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        request::verify(&params, &app_public, SignType::Rsa2),
+        Err(ProtocolError::InvalidSignature)
+    );
 }
 
 #[test]
@@ -117,13 +157,26 @@ fn response_vectors_are_rendered_byte_for_byte() {
         let cs = charset(&vector["charset"]);
         let body_text = s(&vector["response_body"]);
         let node_name = &body_text[2..body_text.find("\":").unwrap()];
-        let expected = STANDARD.decode(s(&vector["response_body_bytes_b64"])).unwrap();
+        let expected = STANDARD
+            .decode(s(&vector["response_body_bytes_b64"]))
+            .unwrap();
         let node = s(&vector["signed_substring"]);
-        assert_eq!(hex(&cs.encode(node)), s(&vector["signed_substring_bytes_hex"]), "{id}");
-        let signing = Signing { key: &gateway_private, sign_type: sign_type(&vector["sign_type"]) };
+        assert_eq!(
+            hex(&cs.encode(node)),
+            s(&vector["signed_substring_bytes_hex"]),
+            "{id}"
+        );
+        let signing = Signing {
+            key: &gateway_private,
+            sign_type: sign_type(&vector["sign_type"]),
+        };
         let body = envelope::render(node_name, node, cs, Some(signing)).unwrap();
         assert_eq!(body, expected, "{id}");
-        assert_eq!(envelope::content_type(cs), s(&vector["http_content_type"]), "{id}");
+        assert_eq!(
+            envelope::content_type(cs),
+            s(&vector["http_content_type"]),
+            "{id}"
+        );
         checked += 1;
     }
     assert_eq!(checked, 6);
@@ -136,8 +189,14 @@ fn error_nodes_match_the_vectors_text() {
     let not_exist = WireError::business("USER_AGREEMENT_NOT_EXIST", "用户协议不存在");
     assert_eq!(envelope::error_node(&not_exist), node(2));
     assert_eq!(envelope::error_node(&not_exist), node(3));
-    assert_eq!(envelope::error_node(&ProtocolError::InvalidSignature.wire()), node(4));
-    assert_eq!(envelope::error_node(&ProtocolError::InvalidMethod.wire()), node(5));
+    assert_eq!(
+        envelope::error_node(&ProtocolError::InvalidSignature.wire()),
+        node(4)
+    );
+    assert_eq!(
+        envelope::error_node(&ProtocolError::InvalidMethod.wire()),
+        node(5)
+    );
 }
 
 #[test]
@@ -150,7 +209,12 @@ fn notification_vectors_are_signed_byte_for_byte() {
         let params = vector["params"].as_object().unwrap();
         let content = sign_content::notification(params.iter().map(|(k, v)| (k.as_str(), s(v))));
         assert_eq!(content, s(&vector["string_to_sign"]));
-        assert_eq!(gateway_private.sign(SignType::Rsa2, content.as_bytes()).unwrap(), s(&vector["sign"]));
+        assert_eq!(
+            gateway_private
+                .sign(SignType::Rsa2, content.as_bytes())
+                .unwrap(),
+            s(&vector["sign"])
+        );
     }
 }
 

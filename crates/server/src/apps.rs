@@ -29,14 +29,20 @@ pub struct App {
 impl App {
     /// The key for `sign_type`.
     pub fn key(&self, sign_type: SignType) -> Option<&PublicKey> {
-        self.keys.iter().find(|(t, _)| *t == sign_type).map(|(_, k)| k)
+        self.keys
+            .iter()
+            .find(|(t, _)| *t == sign_type)
+            .map(|(_, k)| k)
     }
 }
+
+/// A cached lookup: when it was made, and what it found.
+type Entry = (Instant, Option<Arc<App>>);
 
 /// The cache.
 #[derive(Debug, Default)]
 pub struct AppCache {
-    entries: Mutex<HashMap<String, (Instant, Option<Arc<App>>)>>,
+    entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl AppCache {
@@ -62,7 +68,11 @@ impl AppCache {
                         }
                     })
                     .collect();
-                Some(Arc::new(App { record, keys, merchant }))
+                Some(Arc::new(App {
+                    record,
+                    keys,
+                    merchant,
+                }))
             }
         };
         let mut entries = self.lock();
@@ -73,7 +83,7 @@ impl AppCache {
         Ok(app)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<Arc<App>>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -64,7 +64,10 @@ impl Config {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment.merge(Env::prefixed("AGREEMENTS_")).extract().map_err(Box::new)
+        figment
+            .merge(Env::prefixed("AGREEMENTS_"))
+            .extract()
+            .map_err(Box::new)
     }
 
     /// The timestamp window, `None` when the check is off.
@@ -121,7 +124,11 @@ mod tests {
     fn file_values_override_defaults_and_unknown_keys_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:0\"\ntimestamp_window_secs = 0\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:0\"\ntimestamp_window_secs = 0\n",
+        )
+        .unwrap();
         let config = Config::load(Some(&path)).unwrap();
         assert_eq!(config.listen, "127.0.0.1:0");
         assert_eq!(config.timestamp_window(), None);

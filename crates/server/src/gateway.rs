@@ -8,7 +8,7 @@ use agreements_domain::Caller;
 use agreements_protocol::charset::{self, Charset};
 use agreements_protocol::envelope::{self, Signing};
 use agreements_protocol::method::ERROR_RESPONSE_NODE;
-use agreements_protocol::{form, request, Method, Params, PrivateKey, ProtocolError, SignType};
+use agreements_protocol::{Method, Params, PrivateKey, ProtocolError, SignType, form, request};
 use agreements_store::{AppStatus, Store, StoreError};
 
 use crate::apps::{App, AppCache};
@@ -55,8 +55,19 @@ struct Context {
 
 impl Gateway {
     /// A gateway over `store`, signing with `platform_key`.
-    pub fn new(store: Arc<Store>, platform_key: PrivateKey, clock: Arc<dyn Clock>, limits: Limits) -> Self {
-        Self { store, platform_key, clock, limits, apps: AppCache::default() }
+    pub fn new(
+        store: Arc<Store>,
+        platform_key: PrivateKey,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            store,
+            platform_key,
+            clock,
+            limits,
+            apps: AppCache::default(),
+        }
     }
 
     /// The limits in force.
@@ -74,18 +85,28 @@ impl Gateway {
         let started = Instant::now();
         let (context, result) = match Params::decode(query, content_type, body) {
             Ok(params) => {
-                let context = self.context(|name| params.get(name).map(str::to_owned), params.charset()).await;
+                let context = self
+                    .context(|name| params.get(name).map(str::to_owned), params.charset())
+                    .await;
                 let result = self.run(&params, &context).await;
                 (context, result)
             }
-            Err(error) => (self.raw_context(query, content_type, body).await, Err(error.into())),
+            Err(error) => (
+                self.raw_context(query, content_type, body).await,
+                Err(error.into()),
+            ),
         };
         self.reply(context, result, started)
     }
 
     /// Answers a request whose body was larger than the limit (or could not be read), from what
     /// its query string says.
-    pub async fn refuse_body(&self, query: &[u8], content_type: Option<&[u8]>, error: ProtocolError) -> Reply {
+    pub async fn refuse_body(
+        &self,
+        query: &[u8],
+        content_type: Option<&[u8]>,
+        error: ProtocolError,
+    ) -> Reply {
         let started = Instant::now();
         let context = self.raw_context(query, content_type, b"").await;
         self.reply(context, Err(error.into()), started)
@@ -94,10 +115,17 @@ impl Gateway {
     /// Best-effort context from undecodable input: ASCII-safe scans of query and form body.
     async fn raw_context(&self, query: &[u8], content_type: Option<&[u8]>, body: &[u8]) -> Context {
         let charset = charset::resolve(query, content_type, body).unwrap_or(Charset::Utf8);
-        let is_form = !content_type.is_some_and(|ct| ct.trim_ascii_start().starts_with(b"multipart"));
+        let is_form =
+            !content_type.is_some_and(|ct| ct.trim_ascii_start().starts_with(b"multipart"));
         let get = |name: &str| {
             form::find_raw(query, name.as_bytes())
-                .or_else(|| if is_form { form::find_raw(body, name.as_bytes()) } else { None })
+                .or_else(|| {
+                    if is_form {
+                        form::find_raw(body, name.as_bytes())
+                    } else {
+                        None
+                    }
+                })
                 .and_then(|v| String::from_utf8(v).ok())
         };
         self.context(get, charset).await
@@ -105,15 +133,26 @@ impl Gateway {
 
     async fn context(&self, get: impl Fn(&str) -> Option<String>, charset: Charset) -> Context {
         let method = get("method").as_deref().and_then(Method::parse);
-        let sign_type = get("sign_type").as_deref().and_then(SignType::parse).unwrap_or(SignType::Rsa2);
+        let sign_type = get("sign_type")
+            .as_deref()
+            .and_then(SignType::parse)
+            .unwrap_or(SignType::Rsa2);
         let app_id = get("app_id").filter(|id| {
-            !id.is_empty() && id.len() <= request::MAX_APP_ID && id.bytes().all(|b| b.is_ascii_digit())
+            !id.is_empty()
+                && id.len() <= request::MAX_APP_ID
+                && id.bytes().all(|b| b.is_ascii_digit())
         });
         let app = match &app_id {
             Some(id) => self.apps.get(&self.store, id).await,
             None => Ok(None),
         };
-        Context { method, app_id, app, sign_type, charset }
+        Context {
+            method,
+            app_id,
+            app,
+            sign_type,
+            charset,
+        }
     }
 
     /// The checks of §2.5 in order, then the method.
@@ -122,11 +161,19 @@ impl Gateway {
         let required = request::required(params)?;
         let app = match &context.app {
             Err(e) => return Err(e.clone().into()),
-            Ok(None) => return Err(ProtocolError::InvalidAppId { detail: "no such app" }.into()),
+            Ok(None) => {
+                return Err(ProtocolError::InvalidAppId {
+                    detail: "no such app",
+                }
+                .into());
+            }
             Ok(Some(app)) => app,
         };
         if app.record.status == AppStatus::Offline {
-            return Err(ProtocolError::InvalidAppId { detail: "the app is offline" }.into());
+            return Err(ProtocolError::InvalidAppId {
+                detail: "the app is offline",
+            }
+            .into());
         }
         let sign_type = request::sign_type(&required)?;
         if app.keys.is_empty() {
@@ -134,7 +181,9 @@ impl Gateway {
         }
         let key = app
             .key(sign_type)
-            .ok_or(ProtocolError::MissingSignatureConfig { sign_type: sign_type.as_str() })?;
+            .ok_or(ProtocolError::MissingSignatureConfig {
+                sign_type: sign_type.as_str(),
+            })?;
         request::verify(params, key, sign_type)?;
         let now = self.clock.now();
         request::check_signed(params, now, self.limits.timestamp_window)?;
@@ -146,20 +195,41 @@ impl Gateway {
             return Err(ProtocolError::InsufficientIsvPermissions.into());
         }
         let merchant = app.merchant.as_ref().ok_or_else(|| {
-            Failure::from(StoreError::Corrupt(format!("app {} has no owner merchant", app.record.app_id)))
+            Failure::from(StoreError::Corrupt(format!(
+                "app {} has no owner merchant",
+                app.record.app_id
+            )))
         })?;
         if merchant.status != agreements_domain::EntityStatus::Normal {
-            return Err(ProtocolError::InvalidAppId { detail: "the app's merchant is disabled" }.into());
+            return Err(ProtocolError::InvalidAppId {
+                detail: "the app's merchant is disabled",
+            }
+            .into());
         }
         let biz = request::biz_content(params)?;
-        let caller = Caller { merchant: merchant.partner_id.clone(), group: merchant.group_id.clone() };
-        methods::dispatch(method, &Call { store: &self.store, app, caller, now }, &biz).await
+        let caller = Caller {
+            merchant: merchant.partner_id.clone(),
+            group: merchant.group_id.clone(),
+        };
+        methods::dispatch(
+            method,
+            &Call {
+                store: &self.store,
+                app,
+                caller,
+                now,
+            },
+            &biz,
+        )
+        .await
     }
 
     /// Renders the answer: the method's node (or `error_response` when the method is missing or
     /// unknown), signed when the app is known, in the request charset.
     fn reply(&self, context: Context, result: Result<String, Failure>, started: Instant) -> Reply {
-        let node = context.method.map_or(ERROR_RESPONSE_NODE, Method::response_node);
+        let node = context
+            .method
+            .map_or(ERROR_RESPONSE_NODE, Method::response_node);
         let (json, code, sub_code) = match &result {
             Ok(json) => (json.clone(), "10000", ""),
             Err(failure) => {
@@ -168,7 +238,10 @@ impl Gateway {
             }
         };
         let known = matches!(context.app, Ok(Some(_)));
-        let signing = known.then_some(Signing { key: &self.platform_key, sign_type: context.sign_type });
+        let signing = known.then_some(Signing {
+            key: &self.platform_key,
+            sign_type: context.sign_type,
+        });
         let body = envelope::render(node, &json, context.charset, signing).unwrap_or_else(|e| {
             tracing::error!(error = %e, "signing failed; answering unsigned");
             envelope::render(node, &json, context.charset, None).unwrap_or_default()
@@ -182,6 +255,9 @@ impl Gateway {
             micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             "gateway"
         );
-        Reply { body, charset: context.charset }
+        Reply {
+            body,
+            charset: context.charset,
+        }
     }
 }

@@ -13,14 +13,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agreements_protocol::{envelope, ProtocolError};
+use agreements_protocol::{ProtocolError, envelope};
+use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 
 pub use gateway::{Gateway, Limits, Reply};
@@ -30,31 +30,54 @@ pub fn router(gateway: Arc<Gateway>, request_timeout: Duration) -> Router {
     Router::new()
         .route("/gateway.do", get(gateway_do).post(gateway_do))
         .route("/healthz", get(healthz))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
         .with_state(gateway)
 }
 
 /// `gateway.do`: reads at most the body limit (refusing larger bodies by their Content-Length
 /// before reading them), then answers. Always HTTP 200.
-async fn gateway_do(State(gateway): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+async fn gateway_do(
+    State(gateway): State<Arc<Gateway>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let query = uri.query().unwrap_or_default().as_bytes();
     let content_type = headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes);
     let limit = gateway.limits().max_body_bytes;
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let too_large = ProtocolError::RequestTooLarge { limit };
     let reply = if declared.is_some_and(|n| n > limit as u64) {
         gateway.refuse_body(query, content_type, too_large).await
     } else {
         match axum::body::to_bytes(body, limit).await {
             Ok(bytes) => gateway.handle(query, content_type, &bytes).await,
-            Err(e) if is_length_limit(&e) => gateway.refuse_body(query, content_type, too_large).await,
+            Err(e) if is_length_limit(&e) => {
+                gateway.refuse_body(query, content_type, too_large).await
+            }
             Err(e) => {
                 let detail = format!("the request body could not be read ({e})");
-                gateway.refuse_body(query, content_type, ProtocolError::MalformedEncoding { detail }).await
+                gateway
+                    .refuse_body(
+                        query,
+                        content_type,
+                        ProtocolError::MalformedEncoding { detail },
+                    )
+                    .await
             }
         }
     };
-    (StatusCode::OK, [(CONTENT_TYPE, envelope::content_type(reply.charset))], reply.body).into_response()
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, envelope::content_type(reply.charset))],
+        reply.body,
+    )
+        .into_response()
 }
 
 fn is_length_limit(error: &axum::Error) -> bool {
@@ -85,7 +108,9 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -1,8 +1,14 @@
 //! The demo world: a small, realistic agreement world for `agreements demo`, the docs and the
 //! tests. Its first agreement is the one of the official SDK vectors (`resp-1`).
 
-use agreements_domain::ids::{AgreementNo, AppId, CustomerId, GroupId, LogonId, OpenId, PartnerId, PersonalProductCode, ProductCode, SignScene, UserId};
-use agreements_domain::{Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, Product, ThirdPartyType};
+use agreements_domain::ids::{
+    AgreementNo, AppId, CustomerId, GroupId, LogonId, OpenId, PartnerId, PersonalProductCode,
+    ProductCode, SignScene, UserId,
+};
+use agreements_domain::{
+    Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, Product,
+    ThirdPartyType,
+};
 use agreements_protocol::timestamp::parse_beijing;
 use agreements_protocol::{Method, SignType};
 
@@ -39,20 +45,37 @@ fn time(text: &str) -> Result<i64, StoreError> {
 /// `app_public_key` (bare base64 SPKI) for both RSA2 and RSA.
 pub async fn load(store: &Store, app_public_key: &str) -> Result<(), StoreError> {
     let group = id(GroupId::parse(GROUP_ID))?;
-    store.add_group(&NewGroup { group_id: group.clone(), name: "Mall Group".into() }).await?;
+    store
+        .add_group(&NewGroup {
+            group_id: group.clone(),
+            name: "Mall Group".into(),
+        })
+        .await?;
     for (partner, name, group) in [
         (MERCHANT_VIDEO, "Mall Video", Some(group.clone())),
         (MERCHANT_MUSIC, "Mall Music", Some(group.clone())),
         (MERCHANT_TELECOM, "City Telecom", None),
     ] {
-        let merchant = Merchant { partner_id: id(PartnerId::parse(partner))?, name: name.into(), status: EntityStatus::Normal, group_id: group };
+        let merchant = Merchant {
+            partner_id: id(PartnerId::parse(partner))?,
+            name: name.into(),
+            status: EntityStatus::Normal,
+            group_id: group,
+        };
         store.add_merchant(&merchant).await?;
     }
     for (ppc, pc, name) in [
-        ("GENERAL_WITHHOLDING_P", "GENERAL_WITHHOLDING", "General withholding"),
+        (
+            "GENERAL_WITHHOLDING_P",
+            "GENERAL_WITHHOLDING",
+            "General withholding",
+        ),
         ("CYCLE_PAY_AUTH_P", "CYCLE_PAY_AUTH", "Periodic deduction"),
     ] {
-        let product = Product { personal_product_code: id(PersonalProductCode::parse(ppc))?, product_codes: vec![id(ProductCode::parse(pc))?] };
+        let product = Product {
+            personal_product_code: id(PersonalProductCode::parse(ppc))?,
+            product_codes: vec![id(ProductCode::parse(pc))?],
+        };
         store.add_product(&product, name).await?;
     }
     let (from, to) = (time("2015-01-01 00:00:00")?, time("2099-12-31 23:59:59")?);
@@ -79,21 +102,46 @@ pub async fn load(store: &Store, app_public_key: &str) -> Result<(), StoreError>
         notify_url: None,
         keys: [SignType::Rsa2, SignType::Rsa]
             .into_iter()
-            .map(|sign_type| AppKey { sign_type, public_key: app_public_key.to_owned() })
+            .map(|sign_type| AppKey {
+                sign_type,
+                public_key: app_public_key.to_owned(),
+            })
             .collect(),
         methods: Method::ALL.iter().map(|m| m.name().to_owned()).collect(),
     };
     store.add_app(&app).await?;
     for (user, customer, logons, open) in [
-        (USER_PRIMARY, USER_PRIMARY, vec![LOGON_EMAIL, "13812345678"], None),
-        (USER_SECOND, USER_PRIMARY, vec!["abx.work@alitest.com"], None),
-        (USER_OTHER, USER_OTHER, vec!["13900001111"], Some("074a1CcTG1LelxKe4xQC0zgNdId0nxi95b5lsNpazWYoCo5")),
+        (
+            USER_PRIMARY,
+            USER_PRIMARY,
+            vec![LOGON_EMAIL, "13812345678"],
+            None,
+        ),
+        (
+            USER_SECOND,
+            USER_PRIMARY,
+            vec!["abx.work@alitest.com"],
+            None,
+        ),
+        (
+            USER_OTHER,
+            USER_OTHER,
+            vec!["13900001111"],
+            Some("074a1CcTG1LelxKe4xQC0zgNdId0nxi95b5lsNpazWYoCo5"),
+        ),
     ] {
         let account = NewAccount {
             user_id: id(UserId::parse(user))?,
             customer_id: id(CustomerId::parse(customer))?,
-            logon_ids: logons.into_iter().map(|l| id(LogonId::parse(l))).collect::<Result<_, _>>()?,
-            open_ids: open.map(|o| Ok::<_, StoreError>((id(AppId::parse(APP_ID))?, id(OpenId::parse(o))?))).transpose()?.into_iter().collect(),
+            logon_ids: logons
+                .into_iter()
+                .map(|l| id(LogonId::parse(l)))
+                .collect::<Result<_, _>>()?,
+            open_ids: open
+                .map(|o| Ok::<_, StoreError>((id(AppId::parse(APP_ID))?, id(OpenId::parse(o))?)))
+                .transpose()?
+                .into_iter()
+                .collect(),
         };
         store.add_account(&account).await?;
     }
@@ -135,7 +183,9 @@ impl Row {
             sign_time: time(self.signed)?,
             valid_time: time(self.signed)?,
             invalid_time: time(self.invalid)?,
-            unsign_time: (self.status == AgreementStatus::Unsign).then(|| time("2024-03-01 09:00:00")).transpose()?,
+            unsign_time: (self.status == AgreementStatus::Unsign)
+                .then(|| time("2024-03-01 09:00:00"))
+                .transpose()?,
         })
     }
 }
@@ -147,23 +197,133 @@ const FOREVER: &str = "2115-02-01 00:00:00";
 /// Every case the batch query distinguishes, for the person with two accounts and one other.
 const AGREEMENTS: &[Row] = &[
     // The SDK vectors' agreement (resp-1).
-    Row { no: "20245920000000000001", partner: MERCHANT_VIDEO, principal: (PrincipalType::Card, USER_PRIMARY), user: USER_PRIMARY, product: GW, scene: "INDUSTRY|DIGITAL_MEDIA", third_party_type: ThirdPartyType::Partner, status: AgreementStatus::Normal, signed: "2024-05-01 10:00:00", invalid: FOREVER },
+    Row {
+        no: "20245920000000000001",
+        partner: MERCHANT_VIDEO,
+        principal: (PrincipalType::Card, USER_PRIMARY),
+        user: USER_PRIMARY,
+        product: GW,
+        scene: "INDUSTRY|DIGITAL_MEDIA",
+        third_party_type: ThirdPartyType::Partner,
+        status: AgreementStatus::Normal,
+        signed: "2024-05-01 10:00:00",
+        invalid: FOREVER,
+    },
     // The person (CUSTOMER), signed from the second account; paused.
-    Row { no: "20231120000000000002", partner: MERCHANT_VIDEO, principal: (PrincipalType::Customer, USER_PRIMARY), user: USER_SECOND, product: GW, scene: "INDUSTRY|CARRENTAL", third_party_type: ThirdPartyType::Partner, status: AgreementStatus::Stop, signed: "2023-11-20 08:30:00", invalid: FOREVER },
+    Row {
+        no: "20231120000000000002",
+        partner: MERCHANT_VIDEO,
+        principal: (PrincipalType::Customer, USER_PRIMARY),
+        user: USER_SECOND,
+        product: GW,
+        scene: "INDUSTRY|CARRENTAL",
+        third_party_type: ThirdPartyType::Partner,
+        status: AgreementStatus::Stop,
+        signed: "2023-11-20 08:30:00",
+        invalid: FOREVER,
+    },
     // Stored, never effective.
-    Row { no: "20240102000000000003", partner: MERCHANT_VIDEO, principal: (PrincipalType::Card, USER_PRIMARY), user: USER_PRIMARY, product: GW, scene: "DEFAULT|DEFAULT", third_party_type: ThirdPartyType::Partner, status: AgreementStatus::Temp, signed: "2024-01-02 12:00:00", invalid: FOREVER },
+    Row {
+        no: "20240102000000000003",
+        partner: MERCHANT_VIDEO,
+        principal: (PrincipalType::Card, USER_PRIMARY),
+        user: USER_PRIMARY,
+        product: GW,
+        scene: "DEFAULT|DEFAULT",
+        third_party_type: ThirdPartyType::Partner,
+        status: AgreementStatus::Temp,
+        signed: "2024-01-02 12:00:00",
+        invalid: FOREVER,
+    },
     // The second account's own CARD agreement: not the primary account's.
-    Row { no: "20230301000000000004", partner: MERCHANT_VIDEO, principal: (PrincipalType::Card, USER_SECOND), user: USER_SECOND, product: GW, scene: "DEFAULT|DEFAULT", third_party_type: ThirdPartyType::Partner, status: AgreementStatus::Normal, signed: "2023-03-01 19:45:10", invalid: FOREVER },
+    Row {
+        no: "20230301000000000004",
+        partner: MERCHANT_VIDEO,
+        principal: (PrincipalType::Card, USER_SECOND),
+        user: USER_SECOND,
+        product: GW,
+        scene: "DEFAULT|DEFAULT",
+        third_party_type: ThirdPartyType::Partner,
+        status: AgreementStatus::Normal,
+        signed: "2023-03-01 19:45:10",
+        invalid: FOREVER,
+    },
     // A group agreement with the sister merchant: visible to the group with MERCHANT.
-    Row { no: "20220815000000000005", partner: MERCHANT_MUSIC, principal: (PrincipalType::Card, USER_PRIMARY), user: USER_PRIMARY, product: GW, scene: "INDUSTRY|MEDICAL", third_party_type: ThirdPartyType::Merchant, status: AgreementStatus::Normal, signed: "2022-08-15 07:00:00", invalid: FOREVER },
+    Row {
+        no: "20220815000000000005",
+        partner: MERCHANT_MUSIC,
+        principal: (PrincipalType::Card, USER_PRIMARY),
+        user: USER_PRIMARY,
+        product: GW,
+        scene: "INDUSTRY|MEDICAL",
+        third_party_type: ThirdPartyType::Merchant,
+        status: AgreementStatus::Normal,
+        signed: "2022-08-15 07:00:00",
+        invalid: FOREVER,
+    },
     // Cancelled: never returned by queries.
-    Row { no: "20210101000000000006", partner: MERCHANT_VIDEO, principal: (PrincipalType::Card, USER_PRIMARY), user: USER_PRIMARY, product: GW, scene: "INDUSTRY|GAME", third_party_type: ThirdPartyType::Partner, status: AgreementStatus::Unsign, signed: "2021-01-01 00:00:00", invalid: FOREVER },
+    Row {
+        no: "20210101000000000006",
+        partner: MERCHANT_VIDEO,
+        principal: (PrincipalType::Card, USER_PRIMARY),
+        user: USER_PRIMARY,
+        product: GW,
+        scene: "INDUSTRY|GAME",
+        third_party_type: ThirdPartyType::Partner,
+        status: AgreementStatus::Unsign,
+        signed: "2021-01-01 00:00:00",
+        invalid: FOREVER,
+    },
     // Expired in 2023: absent.
-    Row { no: "20180101000000000007", partner: MERCHANT_VIDEO, principal: (PrincipalType::Card, USER_PRIMARY), user: USER_PRIMARY, product: GW, scene: "INDUSTRY|GAME", third_party_type: ThirdPartyType::Partner, status: AgreementStatus::Normal, signed: "2018-01-01 00:00:00", invalid: "2023-01-01 00:00:00" },
+    Row {
+        no: "20180101000000000007",
+        partner: MERCHANT_VIDEO,
+        principal: (PrincipalType::Card, USER_PRIMARY),
+        user: USER_PRIMARY,
+        product: GW,
+        scene: "INDUSTRY|GAME",
+        third_party_type: ThirdPartyType::Partner,
+        status: AgreementStatus::Normal,
+        signed: "2018-01-01 00:00:00",
+        invalid: "2023-01-01 00:00:00",
+    },
     // Another merchant's agreement: never visible to the demo app.
-    Row { no: "20240301000000000008", partner: MERCHANT_TELECOM, principal: (PrincipalType::Card, USER_PRIMARY), user: USER_PRIMARY, product: GW, scene: "INDUSTRY|TELECOM", third_party_type: ThirdPartyType::Partner, status: AgreementStatus::Normal, signed: "2024-03-01 10:00:00", invalid: FOREVER },
+    Row {
+        no: "20240301000000000008",
+        partner: MERCHANT_TELECOM,
+        principal: (PrincipalType::Card, USER_PRIMARY),
+        user: USER_PRIMARY,
+        product: GW,
+        scene: "INDUSTRY|TELECOM",
+        third_party_type: ThirdPartyType::Partner,
+        status: AgreementStatus::Normal,
+        signed: "2024-03-01 10:00:00",
+        invalid: FOREVER,
+    },
     // Another product.
-    Row { no: "20240401000000000009", partner: MERCHANT_VIDEO, principal: (PrincipalType::Card, USER_PRIMARY), user: USER_PRIMARY, product: CYCLE, scene: "INDUSTRY|DIGITAL_MEDIA", third_party_type: ThirdPartyType::Partner, status: AgreementStatus::Normal, signed: "2024-04-01 10:00:00", invalid: FOREVER },
+    Row {
+        no: "20240401000000000009",
+        partner: MERCHANT_VIDEO,
+        principal: (PrincipalType::Card, USER_PRIMARY),
+        user: USER_PRIMARY,
+        product: CYCLE,
+        scene: "INDUSTRY|DIGITAL_MEDIA",
+        third_party_type: ThirdPartyType::Partner,
+        status: AgreementStatus::Normal,
+        signed: "2024-04-01 10:00:00",
+        invalid: FOREVER,
+    },
     // Another person.
-    Row { no: "20240201000000000010", partner: MERCHANT_VIDEO, principal: (PrincipalType::Card, USER_OTHER), user: USER_OTHER, product: GW, scene: "INDUSTRY|DIGITAL_MEDIA", third_party_type: ThirdPartyType::Partner, status: AgreementStatus::Normal, signed: "2024-02-01 10:00:00", invalid: FOREVER },
+    Row {
+        no: "20240201000000000010",
+        partner: MERCHANT_VIDEO,
+        principal: (PrincipalType::Card, USER_OTHER),
+        user: USER_OTHER,
+        product: GW,
+        scene: "INDUSTRY|DIGITAL_MEDIA",
+        third_party_type: ThirdPartyType::Partner,
+        status: AgreementStatus::Normal,
+        signed: "2024-02-01 10:00:00",
+        invalid: FOREVER,
+    },
 ];

@@ -13,8 +13,10 @@ use agreements_domain::batch_query::UserLocator;
 use agreements_domain::ids::{AppId, PartnerId, PersonalProductCode, ProductCode};
 use agreements_domain::{Agreement, Contract, Merchant, Product, ResolvedUser};
 
-pub use migrations::{Migration, MIGRATIONS};
-pub use records::{AgreementFilter, AppKey, AppRecord, AppStatus, FoundAgreement, NewAccount, NewApp, NewGroup};
+pub use migrations::{MIGRATIONS, Migration};
+pub use records::{
+    AgreementFilter, AppKey, AppRecord, AppStatus, FoundAgreement, NewAccount, NewApp, NewGroup,
+};
 
 /// What went wrong in storage, in the terms callers act on.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -45,7 +47,9 @@ impl Store {
     /// Opens (creating if missing) a SQLite database file, in WAL mode with foreign keys on, and
     /// applies pending migrations.
     pub fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self { backend: Backend::Sqlite(sqlite::SqliteStore::open(path)?) })
+        Ok(Self {
+            backend: Backend::Sqlite(sqlite::SqliteStore::open(path)?),
+        })
     }
 
     /// Checks that the database answers.
@@ -91,21 +95,32 @@ impl Store {
     }
 
     /// A merchant's contracts for the given sales products.
-    pub async fn contracts(&self, partner_id: &PartnerId, products: &[&ProductCode]) -> Result<Vec<Contract>, StoreError> {
+    pub async fn contracts(
+        &self,
+        partner_id: &PartnerId,
+        products: &[&ProductCode],
+    ) -> Result<Vec<Contract>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.contracts(partner_id, products),
         }
     }
 
     /// The account (and person) a user field names; open ids in `app_id`'s namespace.
-    pub async fn resolve_user(&self, locator: &UserLocator, app_id: &AppId) -> Result<Option<ResolvedUser>, StoreError> {
+    pub async fn resolve_user(
+        &self,
+        locator: &UserLocator,
+        app_id: &AppId,
+    ) -> Result<Option<ResolvedUser>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.resolve_user(locator, app_id),
         }
     }
 
     /// The agreements of one person for one product in one scope, in answer order.
-    pub async fn agreements(&self, filter: &AgreementFilter<'_>) -> Result<Vec<FoundAgreement>, StoreError> {
+    pub async fn agreements(
+        &self,
+        filter: &AgreementFilter<'_>,
+    ) -> Result<Vec<FoundAgreement>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.agreements(filter),
         }

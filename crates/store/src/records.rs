@@ -1,6 +1,9 @@
 //! The store's own record types: what it returns and what it is given to write.
 
-use agreements_domain::ids::{AppId, CustomerId, GroupId, LogonId, OpenId, PartnerId, PersonalProductCode, ProductCode, SignScene, UserId};
+use agreements_domain::ids::{
+    AppId, CustomerId, GroupId, LogonId, OpenId, PartnerId, PersonalProductCode, ProductCode,
+    SignScene, UserId,
+};
 use agreements_domain::{Agreement, ResolvedUser, Scope};
 use agreements_protocol::SignType;
 
@@ -113,4 +116,3 @@ pub struct FoundAgreement {
     /// The principal's open id in the filter's app.
     pub principal_open_id: Option<String>,
 }
-

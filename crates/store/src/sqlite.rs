@@ -4,14 +4,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use agreements_domain::batch_query::UserLocator;
-use agreements_domain::ids::{AgreementNo, AppId, CustomerId, GroupId, PartnerId, PersonalProductCode, ProductCode, SignScene, UserId};
-use agreements_domain::{Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, Product, ResolvedUser, Scope, ThirdPartyType};
+use agreements_domain::ids::{
+    AgreementNo, AppId, CustomerId, GroupId, PartnerId, PersonalProductCode, ProductCode,
+    SignScene, UserId,
+};
+use agreements_domain::{
+    Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, Product,
+    ResolvedUser, Scope, ThirdPartyType,
+};
 use agreements_protocol::SignType;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
-use crate::migrations::MIGRATIONS;
-use crate::records::{AgreementFilter, AppKey, AppRecord, AppStatus, FoundAgreement, NewAccount, NewApp, NewGroup};
 use crate::StoreError;
+use crate::migrations::MIGRATIONS;
+use crate::records::{
+    AgreementFilter, AppKey, AppRecord, AppStatus, FoundAgreement, NewAccount, NewApp, NewGroup,
+};
 
 /// Idle connections kept for reuse. Beyond it a burst opens (and then closes) extra ones, so a
 /// caller never waits for a connection: waiting would block an async worker.
@@ -23,7 +31,9 @@ const BUSY_TIMEOUT_MS: u64 = 2_000;
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         match &e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
                 StoreError::Conflict(e.to_string())
             }
             _ => StoreError::Unavailable(e.to_string()),
@@ -43,7 +53,10 @@ pub(crate) struct SqliteStore {
 
 impl SqliteStore {
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        let store = Self { path: path.to_owned(), idle: Mutex::new(Vec::new()) };
+        let store = Self {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        };
         store.with(|c| {
             c.pragma_update(None, "journal_mode", "WAL")?;
             migrate(c)
@@ -52,7 +65,9 @@ impl SqliteStore {
     }
 
     fn connect(&self) -> Result<Connection, StoreError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&self.path, flags)?;
         conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
@@ -60,7 +75,10 @@ impl SqliteStore {
     }
 
     /// Runs `f` on a pooled connection; a connection that failed is dropped, not reused.
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut conn = match pooled {
             Some(conn) => conn,
@@ -82,7 +100,8 @@ impl SqliteStore {
 
     pub(crate) fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare_cached("SELECT version FROM schema_migrations ORDER BY version")?;
+            let mut stmt =
+                c.prepare_cached("SELECT version FROM schema_migrations ORDER BY version")?;
             let rows = stmt.query_map([], |r| r.get(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -130,29 +149,42 @@ impl SqliteStore {
                 .query_map([], |r| r.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?)
         })?;
-        ids.iter().filter_map(|id| self.app(id).transpose()).collect()
+        ids.iter()
+            .filter_map(|id| self.app(id).transpose())
+            .collect()
     }
 
     pub(crate) fn merchant(&self, partner_id: &PartnerId) -> Result<Option<Merchant>, StoreError> {
         self.with(|c| {
             c.prepare_cached("SELECT name, status, group_id FROM merchants WHERE partner_id = ?1")?
                 .query_row([partner_id.as_str()], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
                 })
                 .optional()?
                 .map(|(name, status, group_id)| {
                     Ok(Merchant {
                         partner_id: partner_id.clone(),
                         name,
-                        status: EntityStatus::parse(&status).ok_or_else(|| corrupt("merchants.status", &status))?,
-                        group_id: group_id.map(GroupId::parse).transpose().map_err(|e| corrupt("merchants.group_id", e))?,
+                        status: EntityStatus::parse(&status)
+                            .ok_or_else(|| corrupt("merchants.status", &status))?,
+                        group_id: group_id
+                            .map(GroupId::parse)
+                            .transpose()
+                            .map_err(|e| corrupt("merchants.group_id", e))?,
                     })
                 })
                 .transpose()
         })
     }
 
-    pub(crate) fn product(&self, code: &PersonalProductCode) -> Result<Option<Product>, StoreError> {
+    pub(crate) fn product(
+        &self,
+        code: &PersonalProductCode,
+    ) -> Result<Option<Product>, StoreError> {
         self.with(|c| {
             let exists = c
                 .prepare_cached("SELECT 1 FROM products WHERE personal_product_code = ?1")?
@@ -172,7 +204,11 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) fn contracts(&self, partner_id: &PartnerId, products: &[&ProductCode]) -> Result<Vec<Contract>, StoreError> {
+    pub(crate) fn contracts(
+        &self,
+        partner_id: &PartnerId,
+        products: &[&ProductCode],
+    ) -> Result<Vec<Contract>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT status, valid_from, valid_to FROM merchant_contracts WHERE partner_id = ?1 AND product_code = ?2",
@@ -198,7 +234,11 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) fn resolve_user(&self, locator: &UserLocator, app_id: &AppId) -> Result<Option<ResolvedUser>, StoreError> {
+    pub(crate) fn resolve_user(
+        &self,
+        locator: &UserLocator,
+        app_id: &AppId,
+    ) -> Result<Option<ResolvedUser>, StoreError> {
         self.with(|c| {
             let row = |r: &Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?));
             let found = match locator {
@@ -230,7 +270,10 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) fn agreements(&self, f: &AgreementFilter<'_>) -> Result<Vec<FoundAgreement>, StoreError> {
+    pub(crate) fn agreements(
+        &self,
+        f: &AgreementFilter<'_>,
+    ) -> Result<Vec<FoundAgreement>, StoreError> {
         // Two statements, one per scope, so that each stays a plain range scan of
         // agreements_by_principal for the two principal ids.
         const COLUMNS: &str = "a.agreement_no, a.partner_id, a.sign_app_id, a.principal_type, a.principal_id, \
@@ -248,7 +291,8 @@ impl SqliteStore {
             Scope::Partner(m) => ("AND a.partner_id = ?9", m.as_str()),
             Scope::Group(g) => ("AND m.group_id = ?9", g.as_str()),
         };
-        let sql = format!("SELECT {COLUMNS} {COMMON} {scope_sql} ORDER BY a.sign_time, a.agreement_no");
+        let sql =
+            format!("SELECT {COLUMNS} {COMMON} {scope_sql} ORDER BY a.sign_time, a.agreement_no");
         self.with(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(
@@ -263,13 +307,22 @@ impl SqliteStore {
                     f.product_code.map(ProductCode::as_str),
                     owner,
                 ],
-                |r| Ok((read_agreement(r)?, r.get::<_, Option<String>>(17)?, r.get::<_, Option<String>>(18)?)),
+                |r| {
+                    Ok((
+                        read_agreement(r)?,
+                        r.get::<_, Option<String>>(17)?,
+                        r.get::<_, Option<String>>(18)?,
+                    ))
+                },
             )?;
             rows.map(|row| {
                 let (agreement, owner_group, principal_open_id) = row?;
                 Ok(FoundAgreement {
                     agreement: agreement?,
-                    owner_group: owner_group.map(GroupId::parse).transpose().map_err(|e| corrupt("merchants.group_id", e))?,
+                    owner_group: owner_group
+                        .map(GroupId::parse)
+                        .transpose()
+                        .map_err(|e| corrupt("merchants.group_id", e))?,
                     principal_open_id,
                 })
             })
@@ -340,15 +393,23 @@ impl SqliteStore {
             let tx = c.transaction()?;
             tx.prepare_cached("INSERT OR IGNORE INTO customers (customer_id) VALUES (?1)")?
                 .execute([a.customer_id.as_str()])?;
-            tx.prepare_cached("INSERT INTO accounts (user_id, customer_id, status) VALUES (?1, ?2, 'NORMAL')")?
-                .execute([a.user_id.as_str(), a.customer_id.as_str()])?;
+            tx.prepare_cached(
+                "INSERT INTO accounts (user_id, customer_id, status) VALUES (?1, ?2, 'NORMAL')",
+            )?
+            .execute([a.user_id.as_str(), a.customer_id.as_str()])?;
             for logon_id in &a.logon_ids {
                 tx.prepare_cached("INSERT INTO logon_ids (logon_id, user_id) VALUES (?1, ?2)")?
                     .execute([logon_id.as_str(), a.user_id.as_str()])?;
             }
             for (app_id, open_id) in &a.open_ids {
-                tx.prepare_cached("INSERT INTO open_ids (app_id, open_id, user_id) VALUES (?1, ?2, ?3)")?
-                    .execute([app_id.as_str(), open_id.as_str(), a.user_id.as_str()])?;
+                tx.prepare_cached(
+                    "INSERT INTO open_ids (app_id, open_id, user_id) VALUES (?1, ?2, ?3)",
+                )?
+                .execute([
+                    app_id.as_str(),
+                    open_id.as_str(),
+                    a.user_id.as_str(),
+                ])?;
             }
             tx.commit()?;
             Ok(())
@@ -391,27 +452,51 @@ impl SqliteStore {
 /// says whether the stored values obey the domain's rules.
 fn read_agreement(r: &Row<'_>) -> rusqlite::Result<Result<Agreement, StoreError>> {
     let text = |i: usize| r.get::<_, String>(i);
-    let (no, partner, app, ptype, pid, user, ppc, pc, scene, tpt) =
-        (text(0)?, text(1)?, text(2)?, text(3)?, text(4)?, text(5)?, text(6)?, text(7)?, text(8)?, text(9)?);
-    let (ext_no, ext_logon, status) = (r.get::<_, Option<String>>(10)?, r.get::<_, Option<String>>(11)?, text(12)?);
-    let (sign_time, valid_time, invalid_time, unsign_time) =
-        (r.get::<_, i64>(13)?, r.get::<_, i64>(14)?, r.get::<_, i64>(15)?, r.get::<_, Option<i64>>(16)?);
+    let (no, partner, app, ptype, pid, user, ppc, pc, scene, tpt) = (
+        text(0)?,
+        text(1)?,
+        text(2)?,
+        text(3)?,
+        text(4)?,
+        text(5)?,
+        text(6)?,
+        text(7)?,
+        text(8)?,
+        text(9)?,
+    );
+    let (ext_no, ext_logon, status) = (
+        r.get::<_, Option<String>>(10)?,
+        r.get::<_, Option<String>>(11)?,
+        text(12)?,
+    );
+    let (sign_time, valid_time, invalid_time, unsign_time) = (
+        r.get::<_, i64>(13)?,
+        r.get::<_, i64>(14)?,
+        r.get::<_, i64>(15)?,
+        r.get::<_, Option<i64>>(16)?,
+    );
     let build = || -> Result<Agreement, StoreError> {
-        let bad = |field: &'static str| move |e: agreements_domain::ids::IdError| corrupt(&format!("agreements.{field}"), e);
+        let bad = |field: &'static str| {
+            move |e: agreements_domain::ids::IdError| corrupt(&format!("agreements.{field}"), e)
+        };
         Ok(Agreement {
             agreement_no: AgreementNo::parse(no).map_err(bad("agreement_no"))?,
             partner_id: PartnerId::parse(partner).map_err(bad("partner_id"))?,
             sign_app_id: AppId::parse(app).map_err(bad("sign_app_id"))?,
-            principal_type: PrincipalType::parse(&ptype).ok_or_else(|| corrupt("agreements.principal_type", &ptype))?,
+            principal_type: PrincipalType::parse(&ptype)
+                .ok_or_else(|| corrupt("agreements.principal_type", &ptype))?,
             principal_id: pid,
             alipay_user_id: UserId::parse(user).map_err(bad("alipay_user_id"))?,
-            personal_product_code: PersonalProductCode::parse(ppc).map_err(bad("personal_product_code"))?,
+            personal_product_code: PersonalProductCode::parse(ppc)
+                .map_err(bad("personal_product_code"))?,
             product_code: ProductCode::parse(pc).map_err(bad("product_code"))?,
             sign_scene: SignScene::parse(scene).map_err(bad("sign_scene"))?,
-            third_party_type: ThirdPartyType::parse(&tpt).ok_or_else(|| corrupt("agreements.third_party_type", &tpt))?,
+            third_party_type: ThirdPartyType::parse(&tpt)
+                .ok_or_else(|| corrupt("agreements.third_party_type", &tpt))?,
             external_agreement_no: ext_no,
             external_logon_id: ext_logon,
-            status: AgreementStatus::parse(&status).ok_or_else(|| corrupt("agreements.status", &status))?,
+            status: AgreementStatus::parse(&status)
+                .ok_or_else(|| corrupt("agreements.status", &status))?,
             sign_time,
             valid_time,
             invalid_time,
@@ -428,7 +513,11 @@ fn migrate(c: &mut Connection) -> Result<(), StoreError> {
     for m in MIGRATIONS {
         let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let applied = tx
-            .query_row("SELECT 1 FROM schema_migrations WHERE version = ?1", [m.version], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM schema_migrations WHERE version = ?1",
+                [m.version],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some();
         if !applied {

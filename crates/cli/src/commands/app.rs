@@ -57,16 +57,22 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 
 async fn add(args: AddArgs) -> anyhow::Result<()> {
     let app_id = AppId::parse(&args.app_id).map_err(|e| anyhow::anyhow!("--app-id {e}"))?;
-    let partner_id = PartnerId::parse(&args.partner_id).map_err(|e| anyhow::anyhow!("--partner-id {e}"))?;
-    let key_text = std::fs::read_to_string(&args.public_key).with_context(|| format!("reading {}", args.public_key.display()))?;
-    let key = PublicKey::parse(&key_text).with_context(|| format!("reading {}", args.public_key.display()))?;
+    let partner_id =
+        PartnerId::parse(&args.partner_id).map_err(|e| anyhow::anyhow!("--partner-id {e}"))?;
+    let key_text = std::fs::read_to_string(&args.public_key)
+        .with_context(|| format!("reading {}", args.public_key.display()))?;
+    let key = PublicKey::parse(&key_text)
+        .with_context(|| format!("reading {}", args.public_key.display()))?;
     let public_key = key.to_spki_base64()?;
     let keys = args
         .sign_types
         .iter()
         .map(|t| {
             SignType::parse(t)
-                .map(|sign_type| AppKey { sign_type, public_key: public_key.clone() })
+                .map(|sign_type| AppKey {
+                    sign_type,
+                    public_key: public_key.clone(),
+                })
                 .ok_or_else(|| anyhow::anyhow!("--sign-types: {t:?} is not RSA2 or RSA"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -74,25 +80,51 @@ async fn add(args: AddArgs) -> anyhow::Result<()> {
         Method::ALL.iter().map(|m| m.name().to_owned()).collect()
     } else {
         for m in &args.methods {
-            anyhow::ensure!(Method::parse(m).is_some(), "--method {m:?} is not a served method");
+            anyhow::ensure!(
+                Method::parse(m).is_some(),
+                "--method {m:?} is not a served method"
+            );
         }
         args.methods.clone()
     };
     if let Some(url) = &args.notify_url {
-        anyhow::ensure!(url.starts_with("http://") || url.starts_with("https://"), "--notify-url must be an http(s) URL");
+        anyhow::ensure!(
+            url.starts_with("http://") || url.starts_with("https://"),
+            "--notify-url must be an http(s) URL"
+        );
     }
     let store = args.db.open()?;
-    anyhow::ensure!(store.merchant(&partner_id).await?.is_some(), "merchant {partner_id} does not exist");
-    anyhow::ensure!(store.app(app_id.as_str()).await?.is_none(), "app {app_id} already exists");
+    anyhow::ensure!(
+        store.merchant(&partner_id).await?.is_some(),
+        "merchant {partner_id} does not exist"
+    );
+    anyhow::ensure!(
+        store.app(app_id.as_str()).await?.is_none(),
+        "app {app_id} already exists"
+    );
     let name = args.name.clone().unwrap_or_else(|| format!("app {app_id}"));
-    let app = NewApp { app_id, partner_id, name, status: AppStatus::Online, notify_url: args.notify_url, keys, methods };
+    let app = NewApp {
+        app_id,
+        partner_id,
+        name,
+        status: AppStatus::Online,
+        notify_url: args.notify_url,
+        keys,
+        methods,
+    };
     store.add_app(&app).await?;
-    super::print(&format!("added app {} for merchant {}\n", app.app_id, app.partner_id))
+    super::print(&format!(
+        "added app {} for merchant {}\n",
+        app.app_id, app.partner_id
+    ))
 }
 
 async fn list(db: &DatabaseArgs) -> anyhow::Result<()> {
     let apps = db.open()?.apps().await?;
-    let mut out = format!("{:<20} {:<18} {:<8} {:<10} {}\n", "APP_ID", "MERCHANT", "STATUS", "SIGN", "METHODS");
+    let mut out = format!(
+        "{:<20} {:<18} {:<8} {:<10} {}\n",
+        "APP_ID", "MERCHANT", "STATUS", "SIGN", "METHODS"
+    );
     for app in apps {
         let sign: Vec<&str> = app.keys.iter().map(|k| k.sign_type.as_str()).collect();
         let _ = writeln!(

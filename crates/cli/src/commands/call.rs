@@ -43,21 +43,32 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    };
     let config = ClientConfig {
         gateway_url: args.gateway.clone(),
         app_id: args.app_id.clone(),
         app_private_key: PrivateKey::parse(&read(&args.app_key)?).context("--app-key")?,
-        platform_public_key: PublicKey::parse(&read(&args.platform_key)?).context("--platform-key")?,
-        sign_type: SignType::parse(&args.sign_type).ok_or_else(|| anyhow::anyhow!("--sign-type must be RSA2 or RSA"))?,
-        charset: Charset::from_label(args.charset.as_bytes()).map_err(|_| anyhow::anyhow!("--charset must be utf-8 or GBK"))?,
+        platform_public_key: PublicKey::parse(&read(&args.platform_key)?)
+            .context("--platform-key")?,
+        sign_type: SignType::parse(&args.sign_type)
+            .ok_or_else(|| anyhow::anyhow!("--sign-type must be RSA2 or RSA"))?,
+        charset: Charset::from_label(args.charset.as_bytes())
+            .map_err(|_| anyhow::anyhow!("--charset must be utf-8 or GBK"))?,
     };
     let client = Client::new(config)?;
     if args.repeat <= 1 {
         let answer = client.execute(&args.method, &args.biz).await?;
         let mut wrapped = serde_json::Map::new();
-        wrapped.insert(answer.node_name.clone(), serde_json::Value::Object(answer.node));
-        eprintln!("response signature verified with {}", args.platform_key.display());
+        wrapped.insert(
+            answer.node_name.clone(),
+            serde_json::Value::Object(answer.node),
+        );
+        eprintln!(
+            "response signature verified with {}",
+            args.platform_key.display()
+        );
         return super::print(&format!("{}\n", serde_json::to_string_pretty(&wrapped)?));
     }
     let (client, args) = (Arc::new(client), Arc::new(args));
@@ -66,7 +77,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let workers: Vec<_> = (0..args.concurrency.max(1))
         .map(|_| {
-            let (client, args, next, failures) = (client.clone(), args.clone(), next.clone(), failures.clone());
+            let (client, args, next, failures) =
+                (client.clone(), args.clone(), next.clone(), failures.clone());
             tokio::spawn(async move {
                 while next.fetch_add(1, Ordering::Relaxed) < args.repeat {
                     if client.execute(&args.method, &args.biz).await.is_err() {

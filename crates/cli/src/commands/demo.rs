@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use agreements_server::config::Config;
 use agreements_server::telemetry;
-use agreements_store::{demo, Store};
+use agreements_store::{Store, demo};
 use anyhow::Context as _;
 
 use super::keygen;
@@ -37,11 +37,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         keygen::write_pair(dir, "platform", true)?;
         let app = keygen::write_pair(dir, "app", true)?;
         let public = std::fs::read_to_string(&app.public_spki_b64)?;
-        let store = Store::open_sqlite(&database).with_context(|| format!("creating {}", database.display()))?;
+        let store = Store::open_sqlite(&database)
+            .with_context(|| format!("creating {}", database.display()))?;
         demo::load(&store, public.trim()).await?;
         tracing::info!(data_dir = %dir.display(), "created the demo world");
     }
-    let config = Config { listen: args.listen, database, platform_private_key: platform_key, ..config };
+    let config = Config {
+        listen: args.listen,
+        database,
+        platform_private_key: platform_key,
+        ..config
+    };
     let dir = std::fs::canonicalize(dir)?;
     super::serve::start(&config, |addr| {
         let exe = std::env::current_exe().map_or_else(|_| "agreements".into(), |p| p.display().to_string());

@@ -60,10 +60,25 @@ pub fn write_pair(dir: &Path, name: &str, force: bool) -> anyhow::Result<KeyFile
     };
     write(&files.private_pkcs1_pem, &key.to_pkcs1_pem()?, true, force)?;
     write(&files.private_pkcs8_pem, &key.to_pkcs8_pem()?, true, force)?;
-    write(&path("private_key_pkcs1.b64"), &format!("{}\n", key.to_pkcs1_base64()?), true, force)?;
-    write(&path("private_key_pkcs8.b64"), &format!("{}\n", key.to_pkcs8_base64()?), true, force)?;
+    write(
+        &path("private_key_pkcs1.b64"),
+        &format!("{}\n", key.to_pkcs1_base64()?),
+        true,
+        force,
+    )?;
+    write(
+        &path("private_key_pkcs8.b64"),
+        &format!("{}\n", key.to_pkcs8_base64()?),
+        true,
+        force,
+    )?;
     write(&files.public_spki_pem, &public.to_spki_pem()?, false, force)?;
-    write(&files.public_spki_b64, &format!("{}\n", public.to_spki_base64()?), false, force)?;
+    write(
+        &files.public_spki_b64,
+        &format!("{}\n", public.to_spki_base64()?),
+        false,
+        force,
+    )?;
     Ok(files)
 }
 
@@ -82,7 +97,9 @@ fn write(path: &Path, text: &str, secret: bool, force: bool) -> anyhow::Result<(
     }
     #[cfg(not(unix))]
     let _ = secret;
-    let mut file = options.open(path).with_context(|| format!("writing {} (use --force to replace)", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {} (use --force to replace)", path.display()))?;
     file.write_all(text.as_bytes())?;
     Ok(())
 }

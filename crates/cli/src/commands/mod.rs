@@ -18,5 +18,6 @@ pub fn print(text: &str) -> anyhow::Result<()> {
 
 /// Whether an error is a closed stdout (`agreements app list | head`).
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }

@@ -1,7 +1,7 @@
 //! `alipay.user.agreement.batch.query`: the evaluation order of agreements.md §5.
 
-use agreements_domain::batch_query::{BatchQuery, Item, Response};
 use agreements_domain::BizError;
+use agreements_domain::batch_query::{BatchQuery, Item, Response};
 use agreements_protocol::envelope;
 use agreements_store::AgreementFilter;
 use serde_json::{Map, Value};
@@ -14,7 +14,10 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
     let scope = call.caller.scope(query.third_party_type)?;
     let product = call.store.product(&query.personal_product_code).await?;
     let products = query.contract_products(product.as_ref())?;
-    let contracts = call.store.contracts(&call.caller.merchant, &products).await?;
+    let contracts = call
+        .store
+        .contracts(&call.caller.merchant, &products)
+        .await?;
     if !contracts.iter().any(|c| c.is_active(call.now)) {
         return Err(BizError::MerchantAgreementNotExist.into());
     }
@@ -35,11 +38,26 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
     let found = call.store.agreements(&filter).await?;
     // The store's SQL and the domain's predicate must agree; a row outside the predicate is
     // never sent (it would be a leak), it is an inconsistency.
-    if let Some(stray) = found.iter().find(|f| !query.matches(&scope, &person, &f.agreement, f.owner_group.as_ref(), call.now)) {
-        return Err(BizError::SystemError(format!("store returned agreement {} outside the query", stray.agreement.agreement_no)).into());
+    if let Some(stray) = found.iter().find(|f| {
+        !query.matches(
+            &scope,
+            &person,
+            &f.agreement,
+            f.owner_group.as_ref(),
+            call.now,
+        )
+    }) {
+        return Err(BizError::SystemError(format!(
+            "store returned agreement {} outside the query",
+            stray.agreement.agreement_no
+        ))
+        .into());
     }
     let response = Response {
-        usage_agreement_info_list: found.into_iter().map(|f| Item::new(&f.agreement, f.principal_open_id)).collect(),
+        usage_agreement_info_list: found
+            .into_iter()
+            .map(|f| Item::new(&f.agreement, f.principal_open_id))
+            .collect(),
     };
     envelope::success_node(&response).map_err(|e| BizError::SystemError(e.to_string()).into())
 }

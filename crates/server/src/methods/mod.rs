@@ -26,7 +26,11 @@ pub struct Call<'a> {
 }
 
 /// Runs `method`; returns the success node's JSON.
-pub async fn dispatch(method: Method, call: &Call<'_>, biz: &Map<String, Value>) -> Result<String, Failure> {
+pub async fn dispatch(
+    method: Method,
+    call: &Call<'_>,
+    biz: &Map<String, Value>,
+) -> Result<String, Failure> {
     match method {
         Method::AgreementBatchQuery => batch_query::handle(call, biz).await,
     }

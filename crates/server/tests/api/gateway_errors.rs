@@ -5,19 +5,39 @@ use agreements_client::verify_response;
 use agreements_protocol::sign_content::Empties;
 use agreements_protocol::{Charset, SignType};
 
-use crate::helpers::{common, parse_unsigned, signed_form, Raw, TestApp, APP_NO_GRANTS, APP_NO_KEYS, APP_OFFLINE, BATCH_QUERY, VECTOR_BIZ};
+use crate::helpers::{
+    APP_NO_GRANTS, APP_NO_KEYS, APP_OFFLINE, BATCH_QUERY, Raw, TestApp, VECTOR_BIZ, common,
+    parse_unsigned, signed_form,
+};
 
 const FORM: &str = "application/x-www-form-urlencoded;charset=utf-8";
 const BATCH_NODE: &str = "alipay_user_agreement_batch_query_response";
 
 /// Asserts the answer; returns its sub_msg.
-fn expect(app: &TestApp, raw: &Raw, node: &str, code: &str, sub_code: &str, signed: Option<SignType>) -> String {
+fn expect(
+    app: &TestApp,
+    raw: &Raw,
+    node: &str,
+    code: &str,
+    sub_code: &str,
+    signed: Option<SignType>,
+) -> String {
     assert_eq!(raw.status, 200);
     let node_map = match signed {
         Some(sign_type) => {
-            let method = if node == "error_response" { "x.y" } else { BATCH_QUERY };
-            let answer = verify_response(&raw.body, method, Charset::Utf8, &app.platform_public, sign_type)
-                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&raw.body)));
+            let method = if node == "error_response" {
+                "x.y"
+            } else {
+                BATCH_QUERY
+            };
+            let answer = verify_response(
+                &raw.body,
+                method,
+                Charset::Utf8,
+                &app.platform_public,
+                sign_type,
+            )
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&raw.body)));
             assert_eq!(answer.node_name, node);
             answer.node
         }
@@ -39,59 +59,158 @@ fn expect(app: &TestApp, raw: &Raw, node: &str, code: &str, sub_code: &str, sign
 fn variant(name: &str, value: Option<&str>) -> String {
     let pairs: Vec<(&str, String)> = common(VECTOR_BIZ)
         .into_iter()
-        .filter_map(|(n, v)| if n == name { value.map(|x| (n, x.to_owned())) } else { Some((n, v)) })
+        .filter_map(|(n, v)| {
+            if n == name {
+                value.map(|x| (n, x.to_owned()))
+            } else {
+                Some((n, v))
+            }
+        })
         .collect();
     let refs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
     signed_form(&refs, SignType::Rsa2, Charset::Utf8, Empties::Drop)
 }
 
 fn without_sign(form: &str) -> String {
-    form.split('&').filter(|p| !p.starts_with("sign=")).collect::<Vec<_>>().join("&")
+    form.split('&')
+        .filter(|p| !p.starts_with("sign="))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 #[tokio::test]
 async fn requests_without_a_usable_method_get_error_response() {
     let app = TestApp::spawn().await;
     let raw = app.call_raw("POST", "", None, "").await;
-    expect(&app, &raw, "error_response", "40001", "isv.missing-method", None);
-    let raw = app.call_raw("POST", "", Some(FORM), variant("method", None)).await;
-    expect(&app, &raw, "error_response", "40001", "isv.missing-method", Some(SignType::Rsa2));
-    let raw = app.call_raw("POST", "", Some(FORM), variant("method", Some("alipay.trade.pay"))).await;
-    expect(&app, &raw, "error_response", "40002", "isv.invalid-method", Some(SignType::Rsa2));
+    expect(
+        &app,
+        &raw,
+        "error_response",
+        "40001",
+        "isv.missing-method",
+        None,
+    );
+    let raw = app
+        .call_raw("POST", "", Some(FORM), variant("method", None))
+        .await;
+    expect(
+        &app,
+        &raw,
+        "error_response",
+        "40001",
+        "isv.missing-method",
+        Some(SignType::Rsa2),
+    );
+    let raw = app
+        .call_raw(
+            "POST",
+            "",
+            Some(FORM),
+            variant("method", Some("alipay.trade.pay")),
+        )
+        .await;
+    expect(
+        &app,
+        &raw,
+        "error_response",
+        "40002",
+        "isv.invalid-method",
+        Some(SignType::Rsa2),
+    );
 }
 
 #[tokio::test]
 async fn missing_public_parameters_get_40001_in_order() {
     let app = TestApp::spawn().await;
-    let raw = app.call_raw("POST", "", Some(FORM), variant("app_id", None)).await;
+    let raw = app
+        .call_raw("POST", "", Some(FORM), variant("app_id", None))
+        .await;
     expect(&app, &raw, BATCH_NODE, "40001", "isv.missing-app-id", None);
-    for (name, sub_code) in [("sign_type", "isv.missing-signature-type"), ("timestamp", "isv.missing-timestamp"), ("version", "isv.missing-version")] {
-        let raw = app.call_raw("POST", "", Some(FORM), variant(name, None)).await;
-        expect(&app, &raw, BATCH_NODE, "40001", sub_code, Some(SignType::Rsa2));
+    for (name, sub_code) in [
+        ("sign_type", "isv.missing-signature-type"),
+        ("timestamp", "isv.missing-timestamp"),
+        ("version", "isv.missing-version"),
+    ] {
+        let raw = app
+            .call_raw("POST", "", Some(FORM), variant(name, None))
+            .await;
+        expect(
+            &app,
+            &raw,
+            BATCH_NODE,
+            "40001",
+            sub_code,
+            Some(SignType::Rsa2),
+        );
     }
-    let raw = app.call_raw("POST", "", Some(FORM), without_sign(&variant("x", None))).await;
-    expect(&app, &raw, BATCH_NODE, "40001", "isv.missing-signature", Some(SignType::Rsa2));
+    let raw = app
+        .call_raw("POST", "", Some(FORM), without_sign(&variant("x", None)))
+        .await;
+    expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40001",
+        "isv.missing-signature",
+        Some(SignType::Rsa2),
+    );
 }
 
 #[tokio::test]
 async fn unknown_malformed_and_offline_apps_get_invalid_app_id() {
     let app = TestApp::spawn().await;
-    let raw = app.call_raw("POST", "", Some(FORM), variant("app_id", Some("2021999999999999"))).await;
+    let raw = app
+        .call_raw(
+            "POST",
+            "",
+            Some(FORM),
+            variant("app_id", Some("2021999999999999")),
+        )
+        .await;
     expect(&app, &raw, BATCH_NODE, "40002", "isv.invalid-app-id", None);
-    let raw = app.call_raw("POST", "", Some(FORM), variant("app_id", Some("app-one"))).await;
+    let raw = app
+        .call_raw("POST", "", Some(FORM), variant("app_id", Some("app-one")))
+        .await;
     expect(&app, &raw, BATCH_NODE, "40002", "isv.invalid-app-id", None);
-    let raw = app.call_raw("POST", "", Some(FORM), variant("app_id", Some(APP_OFFLINE))).await;
-    let msg = expect(&app, &raw, BATCH_NODE, "40002", "isv.invalid-app-id", Some(SignType::Rsa2));
+    let raw = app
+        .call_raw("POST", "", Some(FORM), variant("app_id", Some(APP_OFFLINE)))
+        .await;
+    let msg = expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40002",
+        "isv.invalid-app-id",
+        Some(SignType::Rsa2),
+    );
     assert!(msg.contains("offline"));
 }
 
 #[tokio::test]
 async fn sign_type_and_key_configuration_errors() {
     let app = TestApp::spawn().await;
-    let raw = app.call_raw("POST", "", Some(FORM), variant("sign_type", Some("SM2"))).await;
-    expect(&app, &raw, BATCH_NODE, "40002", "isv.invalid-signature-type", Some(SignType::Rsa2));
-    let raw = app.call_raw("POST", "", Some(FORM), variant("app_id", Some(APP_NO_KEYS))).await;
-    expect(&app, &raw, BATCH_NODE, "40001", "isv.missing-signature-key", Some(SignType::Rsa2));
+    let raw = app
+        .call_raw("POST", "", Some(FORM), variant("sign_type", Some("SM2")))
+        .await;
+    expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40002",
+        "isv.invalid-signature-type",
+        Some(SignType::Rsa2),
+    );
+    let raw = app
+        .call_raw("POST", "", Some(FORM), variant("app_id", Some(APP_NO_KEYS)))
+        .await;
+    expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40001",
+        "isv.missing-signature-key",
+        Some(SignType::Rsa2),
+    );
     // The music app has only an RSA2 key; an RSA request is answered (signed with RSA).
     let pairs: Vec<(&str, String)> = common(VECTOR_BIZ)
         .into_iter()
@@ -102,8 +221,22 @@ async fn sign_type_and_key_configuration_errors() {
         })
         .collect();
     let refs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let raw = app.call_raw("POST", "", Some(FORM), signed_form(&refs, SignType::Rsa, Charset::Utf8, Empties::Drop)).await;
-    expect(&app, &raw, BATCH_NODE, "40002", "isv.missing-signature-config", Some(SignType::Rsa));
+    let raw = app
+        .call_raw(
+            "POST",
+            "",
+            Some(FORM),
+            signed_form(&refs, SignType::Rsa, Charset::Utf8, Empties::Drop),
+        )
+        .await;
+    expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40002",
+        "isv.missing-signature-config",
+        Some(SignType::Rsa),
+    );
 }
 
 #[tokio::test]
@@ -111,17 +244,43 @@ async fn a_signature_over_other_bytes_or_with_the_other_algorithm_is_invalid() {
     let app = TestApp::spawn().await;
     let tampered = variant("x", None).replace("GENERAL_WITHHOLDING_P", "GENERAL_WITHHOLDING_Q");
     let raw = app.call_raw("POST", "", Some(FORM), tampered).await;
-    expect(&app, &raw, BATCH_NODE, "40002", "isv.invalid-signature", Some(SignType::Rsa2));
+    expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40002",
+        "isv.invalid-signature",
+        Some(SignType::Rsa2),
+    );
     let rsa_signed_as_rsa2 = {
         let pairs = common(VECTOR_BIZ);
         let refs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
         signed_form(&refs, SignType::Rsa, Charset::Utf8, Empties::Drop)
     };
-    let raw = app.call_raw("POST", "", Some(FORM), rsa_signed_as_rsa2).await;
-    expect(&app, &raw, BATCH_NODE, "40002", "isv.invalid-signature", Some(SignType::Rsa2));
-    let garbage = format!("{}&sign=%21%21not-base64", without_sign(&variant("x", None)));
+    let raw = app
+        .call_raw("POST", "", Some(FORM), rsa_signed_as_rsa2)
+        .await;
+    expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40002",
+        "isv.invalid-signature",
+        Some(SignType::Rsa2),
+    );
+    let garbage = format!(
+        "{}&sign=%21%21not-base64",
+        without_sign(&variant("x", None))
+    );
     let raw = app.call_raw("POST", "", Some(FORM), garbage).await;
-    expect(&app, &raw, BATCH_NODE, "40002", "isv.invalid-signature", Some(SignType::Rsa2));
+    expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40002",
+        "isv.invalid-signature",
+        Some(SignType::Rsa2),
+    );
 }
 
 #[tokio::test]
@@ -133,17 +292,53 @@ async fn signed_parameters_are_checked_after_the_signature() {
         ("version", "2.0", "isv.invalid-parameter"),
         ("format", "xml", "isv.invalid-format"),
         ("biz_content", "[1,2]", "isv.invalid-parameter"),
-        ("biz_content", "{\"personal_product_code\":", "isv.invalid-parameter"),
+        (
+            "biz_content",
+            "{\"personal_product_code\":",
+            "isv.invalid-parameter",
+        ),
     ] {
-        let raw = app.call_raw("POST", "", Some(FORM), variant(name, Some(value))).await;
-        expect(&app, &raw, BATCH_NODE, "40002", sub_code, Some(SignType::Rsa2));
+        let raw = app
+            .call_raw("POST", "", Some(FORM), variant(name, Some(value)))
+            .await;
+        expect(
+            &app,
+            &raw,
+            BATCH_NODE,
+            "40002",
+            sub_code,
+            Some(SignType::Rsa2),
+        );
     }
-    let raw = app.call_raw("POST", "", Some(FORM), variant("biz_content", None)).await;
-    let msg = expect(&app, &raw, BATCH_NODE, "40002", "isv.invalid-parameter", Some(SignType::Rsa2));
+    let raw = app
+        .call_raw("POST", "", Some(FORM), variant("biz_content", None))
+        .await;
+    let msg = expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40002",
+        "isv.invalid-parameter",
+        Some(SignType::Rsa2),
+    );
     assert!(msg.contains("biz_content"));
     // A client in another time zone sends its local time: the message says what to fix.
-    let raw = app.call_raw("POST", "", Some(FORM), variant("timestamp", Some("2024-05-20 05:14:15"))).await;
-    let msg = expect(&app, &raw, BATCH_NODE, "40002", "isv.invalid-timestamp", Some(SignType::Rsa2));
+    let raw = app
+        .call_raw(
+            "POST",
+            "",
+            Some(FORM),
+            variant("timestamp", Some("2024-05-20 05:14:15")),
+        )
+        .await;
+    let msg = expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40002",
+        "isv.invalid-timestamp",
+        Some(SignType::Rsa2),
+    );
     assert!(msg.contains("UTC+8"), "{msg}");
 }
 
@@ -153,49 +348,182 @@ async fn encryption_tokens_and_grants_are_enforced() {
     let mut pairs = common(VECTOR_BIZ);
     pairs.push(("encrypt_type", "AES".to_owned()));
     let refs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let raw = app.call_raw("POST", "", Some(FORM), signed_form(&refs, SignType::Rsa2, Charset::Utf8, Empties::Drop)).await;
-    expect(&app, &raw, BATCH_NODE, "40002", "isv.decryption-error-not-valid-encrypt-key", Some(SignType::Rsa2));
+    let raw = app
+        .call_raw(
+            "POST",
+            "",
+            Some(FORM),
+            signed_form(&refs, SignType::Rsa2, Charset::Utf8, Empties::Drop),
+        )
+        .await;
+    expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40002",
+        "isv.decryption-error-not-valid-encrypt-key",
+        Some(SignType::Rsa2),
+    );
 
     let mut pairs = common(VECTOR_BIZ);
-    pairs.push(("app_auth_token", "202405BB0123456789abcdefghijklmnopq".to_owned()));
+    pairs.push((
+        "app_auth_token",
+        "202405BB0123456789abcdefghijklmnopq".to_owned(),
+    ));
     let refs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let raw = app.call_raw("POST", "", Some(FORM), signed_form(&refs, SignType::Rsa2, Charset::Utf8, Empties::Drop)).await;
-    expect(&app, &raw, BATCH_NODE, "20001", "aop.invalid-app-auth-token", Some(SignType::Rsa2));
+    let raw = app
+        .call_raw(
+            "POST",
+            "",
+            Some(FORM),
+            signed_form(&refs, SignType::Rsa2, Charset::Utf8, Empties::Drop),
+        )
+        .await;
+    expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "20001",
+        "aop.invalid-app-auth-token",
+        Some(SignType::Rsa2),
+    );
 
-    let raw = app.call_raw("POST", "", Some(FORM), variant("app_id", Some(APP_NO_GRANTS))).await;
-    expect(&app, &raw, BATCH_NODE, "40006", "isv.insufficient-isv-permissions", Some(SignType::Rsa2));
+    let raw = app
+        .call_raw(
+            "POST",
+            "",
+            Some(FORM),
+            variant("app_id", Some(APP_NO_GRANTS)),
+        )
+        .await;
+    expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40006",
+        "isv.insufficient-isv-permissions",
+        Some(SignType::Rsa2),
+    );
 }
 
 #[tokio::test]
 async fn broken_encodings_get_exact_answers() {
     let app = TestApp::spawn().await;
     // Unknown charset, with the app known: signed.
-    let raw = app.call_raw("POST", "charset=big5&app_id=2021000000000001&method=alipay.user.agreement.batch.query", Some(FORM), "").await;
-    expect(&app, &raw, BATCH_NODE, "40002", "isv.invalid-charset", Some(SignType::Rsa2));
+    let raw = app
+        .call_raw(
+            "POST",
+            "charset=big5&app_id=2021000000000001&method=alipay.user.agreement.batch.query",
+            Some(FORM),
+            "",
+        )
+        .await;
+    expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40002",
+        "isv.invalid-charset",
+        Some(SignType::Rsa2),
+    );
     // Bytes that are not UTF-8.
-    let raw = app.call_raw("POST", "app_id=2021000000000001&method=alipay.user.agreement.batch.query", Some(FORM), b"biz_content=%FF%FE".to_vec()).await;
-    expect(&app, &raw, BATCH_NODE, "40002", "isv.invalid-charset", Some(SignType::Rsa2));
+    let raw = app
+        .call_raw(
+            "POST",
+            "app_id=2021000000000001&method=alipay.user.agreement.batch.query",
+            Some(FORM),
+            b"biz_content=%FF%FE".to_vec(),
+        )
+        .await;
+    expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40002",
+        "isv.invalid-charset",
+        Some(SignType::Rsa2),
+    );
     // Truncated percent escapes.
-    let raw = app.call_raw("POST", "app_id=2021000000000001&method=alipay.user.agreement.batch.query", Some(FORM), "biz_content=%7B%2").await;
-    let msg = expect(&app, &raw, BATCH_NODE, "40002", "isv.invalid-parameter", Some(SignType::Rsa2));
+    let raw = app
+        .call_raw(
+            "POST",
+            "app_id=2021000000000001&method=alipay.user.agreement.batch.query",
+            Some(FORM),
+            "biz_content=%7B%2",
+        )
+        .await;
+    let msg = expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40002",
+        "isv.invalid-parameter",
+        Some(SignType::Rsa2),
+    );
     assert!(msg.contains("biz_content"));
     // Garbage with nothing to know the app by: unsigned.
-    let raw = app.call_raw("POST", "", None, vec![0xff, 0x00, 0x80, b'=', 0xc3]).await;
-    expect(&app, &raw, "error_response", "40002", "isv.invalid-charset", None);
+    let raw = app
+        .call_raw("POST", "", None, vec![0xff, 0x00, 0x80, b'=', 0xc3])
+        .await;
+    expect(
+        &app,
+        &raw,
+        "error_response",
+        "40002",
+        "isv.invalid-charset",
+        None,
+    );
     // A truncated multipart body.
-    let raw = app.call_raw("POST", "app_id=2021000000000001", Some("multipart/form-data; boundary=B"), "--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx").await;
-    expect(&app, &raw, "error_response", "40002", "isv.invalid-parameter", Some(SignType::Rsa2));
+    let raw = app
+        .call_raw(
+            "POST",
+            "app_id=2021000000000001",
+            Some("multipart/form-data; boundary=B"),
+            "--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx",
+        )
+        .await;
+    expect(
+        &app,
+        &raw,
+        "error_response",
+        "40002",
+        "isv.invalid-parameter",
+        Some(SignType::Rsa2),
+    );
 }
 
 #[tokio::test]
 async fn oversized_requests_are_refused_without_reading_them() {
     let app = TestApp::spawn().await;
     let big = format!("biz_content={}", "a".repeat(crate::helpers::MAX_BODY + 1));
-    let raw = app.call_raw("POST", "app_id=2021000000000001&method=alipay.user.agreement.batch.query", Some(FORM), big).await;
-    let msg = expect(&app, &raw, BATCH_NODE, "40002", "isv.invalid-parameter", Some(SignType::Rsa2));
+    let raw = app
+        .call_raw(
+            "POST",
+            "app_id=2021000000000001&method=alipay.user.agreement.batch.query",
+            Some(FORM),
+            big,
+        )
+        .await;
+    let msg = expect(
+        &app,
+        &raw,
+        BATCH_NODE,
+        "40002",
+        "isv.invalid-parameter",
+        Some(SignType::Rsa2),
+    );
     assert!(msg.contains("larger than"), "{msg}");
     // Too many parameters.
     let many: String = (0..100).map(|i| format!("p{i}=1&")).collect();
-    let raw = app.call_raw("POST", "app_id=2021000000000001", Some(FORM), many).await;
-    expect(&app, &raw, "error_response", "40002", "isv.invalid-parameter", Some(SignType::Rsa2));
+    let raw = app
+        .call_raw("POST", "app_id=2021000000000001", Some(FORM), many)
+        .await;
+    expect(
+        &app,
+        &raw,
+        "error_response",
+        "40002",
+        "isv.invalid-parameter",
+        Some(SignType::Rsa2),
+    );
 }

@@ -3,15 +3,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use agreements_client::{verify_response, Answer, Client, ClientConfig, ClientError};
+use agreements_client::{Answer, Client, ClientConfig, ClientError, verify_response};
 use agreements_domain::ids::{AppId, PartnerId};
+use agreements_protocol::form::RawParam;
 use agreements_protocol::sign_content::{self, Empties};
 use agreements_protocol::timestamp::parse_beijing;
-use agreements_protocol::form::RawParam;
 use agreements_protocol::{Charset, Params, PrivateKey, PublicKey, SignType};
 use agreements_server::clock::FixedClock;
-use agreements_server::{router, serve, Gateway, Limits};
-use agreements_store::{demo, AppKey, AppStatus, NewApp, Store};
+use agreements_server::{Gateway, Limits, router, serve};
+use agreements_store::{AppKey, AppStatus, NewApp, Store, demo};
 
 /// The SDK vectors' fixed time.
 pub const VECTOR_TIME: &str = "2024-05-20 13:14:15";
@@ -61,14 +61,49 @@ impl TestApp {
         let store = Arc::new(Store::open_sqlite(&db_path).unwrap());
         let app_public_b64 = fixture("keys/app_public_key_spki.b64");
         demo::load(&store, app_public_b64.trim()).await.unwrap();
-        let rsa2 = |key: &str| vec![AppKey { sign_type: SignType::Rsa2, public_key: key.trim().to_owned() }];
+        let rsa2 = |key: &str| {
+            vec![AppKey {
+                sign_type: SignType::Rsa2,
+                public_key: key.trim().to_owned(),
+            }]
+        };
         let all_methods = vec![BATCH_QUERY.to_owned()];
         for (app_id, partner, status, keys, methods) in [
-            (APP_MUSIC, demo::MERCHANT_MUSIC, AppStatus::Online, rsa2(&app_public_b64), all_methods.clone()),
-            (APP_TELECOM, demo::MERCHANT_TELECOM, AppStatus::Online, rsa2(&app_public_b64), all_methods.clone()),
-            (APP_NO_GRANTS, demo::MERCHANT_VIDEO, AppStatus::Online, rsa2(&app_public_b64), vec![]),
-            (APP_OFFLINE, demo::MERCHANT_VIDEO, AppStatus::Offline, rsa2(&app_public_b64), all_methods.clone()),
-            (APP_NO_KEYS, demo::MERCHANT_VIDEO, AppStatus::Online, vec![], all_methods.clone()),
+            (
+                APP_MUSIC,
+                demo::MERCHANT_MUSIC,
+                AppStatus::Online,
+                rsa2(&app_public_b64),
+                all_methods.clone(),
+            ),
+            (
+                APP_TELECOM,
+                demo::MERCHANT_TELECOM,
+                AppStatus::Online,
+                rsa2(&app_public_b64),
+                all_methods.clone(),
+            ),
+            (
+                APP_NO_GRANTS,
+                demo::MERCHANT_VIDEO,
+                AppStatus::Online,
+                rsa2(&app_public_b64),
+                vec![],
+            ),
+            (
+                APP_OFFLINE,
+                demo::MERCHANT_VIDEO,
+                AppStatus::Offline,
+                rsa2(&app_public_b64),
+                all_methods.clone(),
+            ),
+            (
+                APP_NO_KEYS,
+                demo::MERCHANT_VIDEO,
+                AppStatus::Online,
+                vec![],
+                all_methods.clone(),
+            ),
         ] {
             let app = NewApp {
                 app_id: AppId::parse(app_id).unwrap(),
@@ -81,9 +116,13 @@ impl TestApp {
             };
             store.add_app(&app).await.unwrap();
         }
-        let platform_key = PrivateKey::parse(&fixture("keys/gateway_private_key_pkcs1.pem")).unwrap();
+        let platform_key =
+            PrivateKey::parse(&fixture("keys/gateway_private_key_pkcs1.pem")).unwrap();
         let clock = Arc::new(FixedClock::new(parse_beijing(VECTOR_TIME).unwrap()));
-        let limits = Limits { timestamp_window: Some(900), max_body_bytes: MAX_BODY };
+        let limits = Limits {
+            timestamp_window: Some(900),
+            max_body_bytes: MAX_BODY,
+        };
         let gateway = Arc::new(Gateway::new(store, platform_key, clock.clone(), limits));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -95,21 +134,22 @@ impl TestApp {
             db_path,
             http: reqwest::Client::new(),
             app_key: PrivateKey::parse(&fixture("keys/app_private_key_pkcs1.pem")).unwrap(),
-            platform_public: PublicKey::parse(&fixture("keys/gateway_public_key_spki.pem")).unwrap(),
+            platform_public: PublicKey::parse(&fixture("keys/gateway_public_key_spki.pem"))
+                .unwrap(),
             _dir: dir,
         }
     }
 
     pub fn client(&self, app_id: &str, sign_type: SignType, charset: Charset) -> Client {
-        Client::new(ClientConfig {
+        let config = ClientConfig {
             gateway_url: self.url.clone(),
             app_id: app_id.to_owned(),
             app_private_key: self.app_key.clone(),
             platform_public_key: self.platform_public.clone(),
             sign_type,
             charset,
-        })
-        .unwrap()
+        };
+        Client::with_http(config, self.http.clone())
     }
 
     /// Calls `method` as the demo app (RSA2, UTF-8) at the fixed time; the answer's signature
@@ -122,17 +162,38 @@ impl TestApp {
         self.try_call_as(app_id, method, biz).await.unwrap()
     }
 
-    pub async fn try_call_as(&self, app_id: &str, method: &str, biz: &str) -> Result<Answer, ClientError> {
+    pub async fn try_call_as(
+        &self,
+        app_id: &str,
+        method: &str,
+        biz: &str,
+    ) -> Result<Answer, ClientError> {
         let client = self.client(app_id, SignType::Rsa2, Charset::Utf8);
         let request = client.sign(method, biz, VECTOR_TIME, &[]).unwrap();
         let (status, body) = client.send(&request).await.unwrap();
         assert_eq!(status, 200);
-        verify_response(&body, method, Charset::Utf8, &self.platform_public, SignType::Rsa2)
+        verify_response(
+            &body,
+            method,
+            Charset::Utf8,
+            &self.platform_public,
+            SignType::Rsa2,
+        )
     }
 
     /// Sends raw bytes: `query` as is, `body` with `content_type` when given.
-    pub async fn call_raw(&self, http_method: &str, query: &str, content_type: Option<&str>, body: impl Into<Vec<u8>>) -> Raw {
-        let url = if query.is_empty() { self.url.clone() } else { format!("{}?{query}", self.url) };
+    pub async fn call_raw(
+        &self,
+        http_method: &str,
+        query: &str,
+        content_type: Option<&str>,
+        body: impl Into<Vec<u8>>,
+    ) -> Raw {
+        let url = if query.is_empty() {
+            self.url.clone()
+        } else {
+            format!("{}?{query}", self.url)
+        };
         let mut request = match http_method {
             "GET" => self.http.get(url),
             _ => self.http.post(url),
@@ -143,7 +204,13 @@ impl TestApp {
         let response = request.body(body.into()).send().await.unwrap();
         Raw {
             status: response.status().as_u16(),
-            content_type: response.headers().get("content-type").unwrap().to_str().unwrap().to_owned(),
+            content_type: response
+                .headers()
+                .get("content-type")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned(),
             body: response.bytes().await.unwrap().to_vec(),
         }
     }
@@ -151,19 +218,37 @@ impl TestApp {
 
 /// Signs an arbitrary parameter set with the vectors' app key and returns it form-encoded
 /// (`sign` last). Values are encoded in `charset`.
-pub fn signed_form(pairs: &[(&str, &str)], sign_type: SignType, charset: Charset, empties: Empties) -> String {
+pub fn signed_form(
+    pairs: &[(&str, &str)],
+    sign_type: SignType,
+    charset: Charset,
+    empties: Empties,
+) -> String {
     let key = PrivateKey::parse(&fixture("keys/app_private_key_pkcs1.pem")).unwrap();
     let raw = pairs
         .iter()
-        .map(|(n, v)| RawParam { name: n.as_bytes().to_vec(), value: charset.encode(v).into_owned() })
+        .map(|(n, v)| RawParam {
+            name: n.as_bytes().to_vec(),
+            value: charset.encode(v).into_owned(),
+        })
         .collect();
     let params = Params::from_raw(Charset::Utf8, raw).unwrap();
-    let sign = key.sign(sign_type, &sign_content::request(&params, empties)).unwrap();
+    let sign = key
+        .sign(sign_type, &sign_content::request(&params, empties))
+        .unwrap();
     let mut parts: Vec<String> = pairs
         .iter()
-        .map(|(n, v)| format!("{n}={}", form_urlencoded::byte_serialize(&charset.encode(v)).collect::<String>()))
+        .map(|(n, v)| {
+            format!(
+                "{n}={}",
+                form_urlencoded::byte_serialize(&charset.encode(v)).collect::<String>()
+            )
+        })
         .collect();
-    parts.push(format!("sign={}", form_urlencoded::byte_serialize(sign.as_bytes()).collect::<String>()));
+    parts.push(format!(
+        "sign={}",
+        form_urlencoded::byte_serialize(sign.as_bytes()).collect::<String>()
+    ));
     parts.join("&")
 }
 
@@ -186,8 +271,11 @@ pub fn parse_unsigned(body: &[u8]) -> (String, serde_json::Map<String, serde_jso
     let value: serde_json::Value = serde_json::from_slice(body).unwrap();
     let object = value.as_object().unwrap();
     let (name, node) = object.iter().next().unwrap();
-    (name.clone(), node.as_object().unwrap().clone(), object.contains_key("sign"))
+    (
+        name.clone(),
+        node.as_object().unwrap().clone(),
+        object.contains_key("sign"),
+    )
 }
 
-pub const VECTOR_BIZ: &str =
-    r#"{"alipay_user_id":"2088101122675263","personal_product_code":"GENERAL_WITHHOLDING_P","sign_scene":"INDUSTRY|DIGITAL_MEDIA"}"#;
+pub const VECTOR_BIZ: &str = r#"{"alipay_user_id":"2088101122675263","personal_product_code":"GENERAL_WITHHOLDING_P","sign_scene":"INDUSTRY|DIGITAL_MEDIA"}"#;

@@ -1,6 +1,8 @@
 //! The gateway end to end: a real server on 127.0.0.1:0 over a fresh SQLite database.
 //! One test binary (links once).
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod batch_query;
 mod gateway_errors;
 mod helpers;

@@ -4,13 +4,22 @@ use agreements_client::verify_response;
 use agreements_protocol::sign_content::Empties;
 use agreements_protocol::{Charset, SignType};
 
-use crate::helpers::{common, signed_form, TestApp, BATCH_QUERY, VECTOR_BIZ};
+use crate::helpers::{BATCH_QUERY, TestApp, VECTOR_BIZ, common, signed_form};
 
 fn success(app: &TestApp, body: &[u8]) {
-    let answer = verify_response(body, BATCH_QUERY, Charset::Utf8, &app.platform_public, SignType::Rsa2)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)));
+    let answer = verify_response(
+        body,
+        BATCH_QUERY,
+        Charset::Utf8,
+        &app.platform_public,
+        SignType::Rsa2,
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)));
     assert_eq!(answer.code(), "10000", "{:?}", answer.node);
-    assert_eq!(answer.node["usage_agreement_info_list"][0]["agreement_no"], "20245920000000000001");
+    assert_eq!(
+        answer.node["usage_agreement_info_list"][0]["agreement_no"],
+        "20245920000000000001"
+    );
 }
 
 fn signed(extra: &[(&str, &str)], empties: Empties) -> String {
@@ -23,37 +32,72 @@ fn signed(extra: &[(&str, &str)], empties: Empties) -> String {
 #[tokio::test]
 async fn get_with_everything_in_the_query_string_works() {
     let app = TestApp::spawn().await;
-    let raw = app.call_raw("GET", &signed(&[], Empties::Drop), None, "").await;
+    let raw = app
+        .call_raw("GET", &signed(&[], Empties::Drop), None, "")
+        .await;
     success(&app, &raw.body);
 }
 
 #[tokio::test]
 async fn everything_in_the_body_without_content_type_works() {
     let app = TestApp::spawn().await;
-    let raw = app.call_raw("POST", "", None, signed(&[], Empties::Drop)).await;
+    let raw = app
+        .call_raw("POST", "", None, signed(&[], Empties::Drop))
+        .await;
     success(&app, &raw.body);
 }
 
 #[tokio::test]
 async fn duplicate_parameters_in_query_and_body_are_tolerated() {
     let app = TestApp::spawn().await;
-    let raw = app.call_raw("POST", "charset=utf-8", Some("application/x-www-form-urlencoded"), signed(&[], Empties::Drop)).await;
+    let raw = app
+        .call_raw(
+            "POST",
+            "charset=utf-8",
+            Some("application/x-www-form-urlencoded"),
+            signed(&[], Empties::Drop),
+        )
+        .await;
     success(&app, &raw.body);
 }
 
 #[tokio::test]
 async fn empty_values_signed_python_style_are_accepted() {
     let app = TestApp::spawn().await;
-    let raw = app.call_raw("POST", "", None, signed(&[("notify_url", "")], Empties::Keep)).await;
+    let raw = app
+        .call_raw(
+            "POST",
+            "",
+            None,
+            signed(&[("notify_url", "")], Empties::Keep),
+        )
+        .await;
     success(&app, &raw.body);
-    let raw = app.call_raw("POST", "", None, signed(&[("notify_url", "")], Empties::Drop)).await;
+    let raw = app
+        .call_raw(
+            "POST",
+            "",
+            None,
+            signed(&[("notify_url", "")], Empties::Drop),
+        )
+        .await;
     success(&app, &raw.body);
 }
 
 #[tokio::test]
 async fn extra_sdk_parameters_are_signed_content() {
     let app = TestApp::spawn().await;
-    let raw = app.call_raw("POST", "", None, signed(&[("alipay_sdk", "alipay-sdk-java-4.38"), ("prod_code", "X")], Empties::Drop)).await;
+    let raw = app
+        .call_raw(
+            "POST",
+            "",
+            None,
+            signed(
+                &[("alipay_sdk", "alipay-sdk-java-4.38"), ("prod_code", "X")],
+                Empties::Drop,
+            ),
+        )
+        .await;
     success(&app, &raw.body);
 }
 
@@ -65,11 +109,20 @@ async fn multipart_text_parts_are_parameters() {
     for pair in form.split('&') {
         let (name, value) = pair.split_once('=').unwrap();
         let value = agreements_protocol::form::percent_decode(value.as_bytes()).unwrap();
-        body.extend_from_slice(format!("\r\n--XB\r\nContent-Disposition:form-data;name=\"{name}\"\r\n\r\n").as_bytes());
+        body.extend_from_slice(
+            format!("\r\n--XB\r\nContent-Disposition:form-data;name=\"{name}\"\r\n\r\n").as_bytes(),
+        );
         body.extend_from_slice(&value);
     }
     body.extend_from_slice(b"\r\n--XB\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\n\r\n\x00\x01\r\n--XB--\r\n");
-    let raw = app.call_raw("POST", "", Some("multipart/form-data;boundary=XB;charset=utf-8"), body).await;
+    let raw = app
+        .call_raw(
+            "POST",
+            "",
+            Some("multipart/form-data;boundary=XB;charset=utf-8"),
+            body,
+        )
+        .await;
     success(&app, &raw.body);
 }
 

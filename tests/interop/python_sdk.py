@@ -1,0 +1,202 @@
+"""Interoperability: the official Python SDK (PyPI alipay-sdk-python 3.7.1411) against our server.
+
+Starts `agreements demo` on a free port in a temporary folder, then drives the SDK's own
+DefaultAlipayClient.execute() and asserts that the SDK itself verified every response signature.
+
+Usage: python python_sdk.py PATH/TO/agreements
+Run by .ci/run inside a venv that has alipay-sdk-python==3.7.1411 installed.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+# Real clients send their local clock; the gateway reads Beijing time (openapi-gateway.md §4.3).
+os.environ["TZ"] = "Asia/Shanghai"
+time.tzset()
+
+import alipay.aop.api.DefaultAlipayClient as default_client_module  # noqa: E402
+import alipay.aop.api.util.WebUtils as web_utils  # noqa: E402
+from alipay.aop.api.AlipayClientConfig import AlipayClientConfig  # noqa: E402
+from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient  # noqa: E402
+from alipay.aop.api.domain.AlipayUserAgreementBatchQueryModel import AlipayUserAgreementBatchQueryModel  # noqa: E402
+from alipay.aop.api.exception.Exception import ResponseException  # noqa: E402
+from alipay.aop.api.request.AlipayUserAgreementBatchQueryRequest import AlipayUserAgreementBatchQueryRequest  # noqa: E402
+
+try:
+    import http.client as httplib
+    import urllib.parse as urlparse
+except ImportError:  # pragma: no cover
+    raise
+
+# --- Test-driver workaround: the SDK drops the port of the gateway URL (WebUtils.get_http_connection
+# always connects to 80/443). We replace only that function, keeping its behaviour otherwise.
+def get_http_connection_with_port(url, query_string, timeout):
+    parsed = urlparse.urlparse(url)
+    connection = httplib.HTTPConnection(host=parsed.hostname, port=parsed.port or 80, timeout=timeout)
+    return parsed.path + "?" + query_string, connection
+
+
+web_utils.get_http_connection = get_http_connection_with_port
+
+# --- Count the SDK's own response verifications (DefaultAlipayClient imported verify_with_rsa).
+VERIFICATIONS = []
+_original_verify = default_client_module.verify_with_rsa
+
+
+def counting_verify(public_key, message, sign):
+    result = _original_verify(public_key, message, sign)
+    VERIFICATIONS.append(bool(result))
+    return result
+
+
+default_client_module.verify_with_rsa = counting_verify
+
+
+def start_server(binary, data_dir):
+    process = subprocess.Popen(
+        [binary, "demo", "--data-dir", data_dir, "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    for line in process.stdout:
+        match = re.search(r"serving (http://\S+/gateway\.do)", line)
+        if match:
+            return process, match.group(1)
+        if time.monotonic() > deadline:
+            break
+    process.kill()
+    raise SystemExit("the demo server did not start")
+
+
+def read(path):
+    with open(path, encoding="ascii") as f:
+        return f.read().strip()
+
+
+def client(url, data_dir, sign_type="RSA2", charset="utf-8", app_key="app_private_key_pkcs1.b64",
+           platform_key="platform_public_key_spki.b64"):
+    config = AlipayClientConfig()
+    config.server_url = url
+    config.app_id = "2021000000000001"
+    config.app_private_key = read(os.path.join(data_dir, app_key))
+    config.alipay_public_key = read(os.path.join(data_dir, platform_key))
+    config.sign_type = sign_type
+    config.charset = charset
+    return DefaultAlipayClient(alipay_client_config=config)
+
+
+def batch_query(sdk, **fields):
+    model = AlipayUserAgreementBatchQueryModel()
+    for name, value in fields.items():
+        setattr(model, name, value)
+    request = AlipayUserAgreementBatchQueryRequest()
+    request.biz_model = model
+    before = len(VERIFICATIONS)
+    text = sdk.execute(request)
+    verified = VERIFICATIONS[before:]
+    assert verified == [True], f"the SDK did not verify exactly once: {verified}"
+    return json.loads(text)
+
+
+RESULTS = []
+
+
+def case(name):
+    def wrap(fn):
+        def run(*args):
+            try:
+                fn(*args)
+                RESULTS.append(True)
+                print(f"ok   {name}")
+            except Exception as e:  # noqa: BLE001 - report and continue
+                RESULTS.append(False)
+                print(f"FAIL {name}: {type(e).__name__}: {e}")
+        return run
+    return wrap
+
+
+@case("batch.query success (RSA2, utf-8) verified by the SDK")
+def success_rsa2(url, data_dir):
+    node = batch_query(client(url, data_dir), personal_product_code="GENERAL_WITHHOLDING_P",
+                       alipay_user_id="2088101122675263")
+    assert node["code"] == "10000" and "sub_code" not in node, node
+    numbers = [i["agreement_no"] for i in node["usage_agreement_info_list"]]
+    assert numbers == ["20231120000000000002", "20240102000000000003", "20245920000000000001"], numbers
+    assert node["usage_agreement_info_list"][0]["pricipal_type"] == "CUSTOMER"
+
+
+@case("batch.query success (RSA, SHA1withRSA) verified by the SDK")
+def success_rsa(url, data_dir):
+    node = batch_query(client(url, data_dir, sign_type="RSA"), personal_product_code="GENERAL_WITHHOLDING_P",
+                       alipay_logon_id="abx@alitest.com", sign_scene="INDUSTRY|DIGITAL_MEDIA")
+    assert [i["agreement_no"] for i in node["usage_agreement_info_list"]] == ["20245920000000000001"], node
+
+
+@case("batch.query in GBK verified by the SDK")
+def success_gbk(url, data_dir):
+    node = batch_query(client(url, data_dir, charset="GBK"), personal_product_code="GENERAL_WITHHOLDING_P",
+                       alipay_user_id="2088999999999999")
+    assert node["sub_code"] == "USER_NOT_EXIST_ERROR" and node["sub_msg"] == "用户信息不存在", node
+
+
+@case("business error USER_NOT_EXIST_ERROR verified by the SDK")
+def business_error(url, data_dir):
+    node = batch_query(client(url, data_dir), personal_product_code="GENERAL_WITHHOLDING_P",
+                       alipay_logon_id="nobody@alitest.com")
+    assert node["code"] == "40004" and node["msg"] == "Business Failed", node
+    assert node["sub_code"] == "USER_NOT_EXIST_ERROR", node
+
+
+@case("bad request signature answered isv.invalid-signature, verified by the SDK")
+def bad_signature(url, data_dir):
+    # Sign with a key that is not the app's: the gateway must refuse, in a signed body.
+    sdk = client(url, data_dir, app_key="platform_private_key_pkcs1.b64")
+    node = batch_query(sdk, personal_product_code="GENERAL_WITHHOLDING_P", alipay_user_id="2088101122675263")
+    assert node["code"] == "40002" and node["sub_code"] == "isv.invalid-signature", node
+
+
+@case("a client holding the wrong platform key rejects our response")
+def wrong_platform_key(url, data_dir):
+    sdk = client(url, data_dir, platform_key="app_public_key_spki.b64")
+    model = AlipayUserAgreementBatchQueryModel()
+    model.personal_product_code = "GENERAL_WITHHOLDING_P"
+    model.alipay_user_id = "2088101122675263"
+    request = AlipayUserAgreementBatchQueryRequest()
+    request.biz_model = model
+    try:
+        sdk.execute(request)
+    except ResponseException as e:
+        assert "verify failed" in str(e), e
+        return
+    raise AssertionError("the SDK accepted a response signed by another key")
+
+
+def main():
+    binary = os.path.abspath(sys.argv[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = os.path.join(tmp, "data")
+        process, url = start_server(binary, data_dir)
+        try:
+            for test in (success_rsa2, success_rsa, success_gbk, business_error, bad_signature, wrong_platform_key):
+                test(url, data_dir)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=30)
+        graceful = code == 0
+        RESULTS.append(graceful)
+        print(("ok  " if graceful else "FAIL") + f" server stopped on SIGTERM with exit code {code}")
+    passed, failed = RESULTS.count(True), RESULTS.count(False)
+    print(f"interop: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
