@@ -40,6 +40,7 @@ pub fn fixture_json(name: &str) -> serde_json::Value {
 
 pub struct TestApp {
     pub url: String,
+    pub gateway: Arc<Gateway>,
     pub clock: Arc<FixedClock>,
     pub db_path: PathBuf,
     pub http: reqwest::Client,
@@ -126,10 +127,11 @@ impl TestApp {
         let gateway = Arc::new(Gateway::new(store, platform_key, clock.clone(), limits));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = router(gateway, std::time::Duration::from_secs(10));
+        let app = router(gateway.clone(), std::time::Duration::from_secs(10));
         tokio::spawn(serve(listener, app, std::future::pending()));
         TestApp {
             url: format!("http://{addr}/gateway.do"),
+            gateway,
             clock,
             db_path,
             http: reqwest::Client::new(),

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod batch_query;
+mod codes;
 mod gateway_errors;
 mod helpers;
+mod robustness;
 mod transport;
 mod vectors;
