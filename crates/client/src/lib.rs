@@ -4,7 +4,6 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use agreements_protocol::form::RawParam;
 use agreements_protocol::method::ERROR_RESPONSE_NODE;
 use agreements_protocol::sign_content::{self, Empties};
 use agreements_protocol::timestamp::format_beijing;
@@ -141,15 +140,9 @@ impl Client {
             ("sign_type", c.sign_type.as_str()),
         ];
         public.extend_from_slice(extra);
-        let raw = public
-            .iter()
-            .chain(std::iter::once(&("biz_content", biz_content)))
-            .map(|(n, v)| RawParam {
-                name: n.as_bytes().to_vec(),
-                value: c.charset.encode(v).into_owned(),
-            })
-            .collect();
-        let params = Params::from_raw(Charset::Utf8, raw)
+        let mut all = public.clone();
+        all.push(("biz_content", biz_content));
+        let params = Params::from_pairs(c.charset, &all)
             .map_err(|e| ClientError::Malformed(e.to_string()))?;
         let sign = c
             .app_private_key

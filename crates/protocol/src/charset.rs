@@ -76,7 +76,7 @@ pub fn resolve(
     if let Some(label) = crate::form::find_raw(query, b"charset") {
         return Charset::from_label(&label);
     }
-    if let Some(label) = content_type.and_then(content_type_charset) {
+    if let Some(label) = content_type.and_then(|ct| crate::header::param(ct, b"charset")) {
         return Charset::from_label(label);
     }
     if !is_multipart(content_type)
@@ -85,25 +85,6 @@ pub fn resolve(
         return Charset::from_label(&label);
     }
     Ok(Charset::Utf8)
-}
-
-/// The `charset` parameter of a Content-Type header value, if any.
-fn content_type_charset(content_type: &[u8]) -> Option<&[u8]> {
-    content_type
-        .split(|&b| b == b';')
-        .skip(1)
-        .find_map(|param| {
-            let param = param.trim_ascii();
-            let (name, value) = param.split_at(param.iter().position(|&b| b == b'=')?);
-            name.trim_ascii()
-                .eq_ignore_ascii_case(b"charset")
-                .then(|| value[1..].trim_ascii())
-                .map(|v| {
-                    v.strip_prefix(b"\"")
-                        .and_then(|v| v.strip_suffix(b"\""))
-                        .unwrap_or(v)
-                })
-        })
 }
 
 /// Whether a Content-Type names a multipart body.

@@ -103,20 +103,7 @@ pub fn parse_body(
 }
 
 fn boundary(content_type: &[u8]) -> Option<&[u8]> {
-    content_type
-        .split(|&b| b == b';')
-        .skip(1)
-        .find_map(|param| {
-            let param = param.trim_ascii();
-            let eq = param.iter().position(|&b| b == b'=')?;
-            let value = param[eq + 1..].trim_ascii();
-            let value = value
-                .strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(value);
-            (param[..eq].trim_ascii().eq_ignore_ascii_case(b"boundary") && !value.is_empty())
-                .then_some(value)
-        })
+    crate::header::param(content_type, b"boundary").filter(|b| !b.is_empty())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -165,26 +152,11 @@ fn disposition(headers: &[u8]) -> Option<(Vec<u8>, bool)> {
         let line = line.trim_ascii_start();
         line.len() > 20 && line[..20].eq_ignore_ascii_case(b"content-disposition:")
     })?;
-    let mut name = None;
-    let mut is_file = false;
-    for param in line.trim_ascii_start()[20..].split(|&b| b == b';').skip(1) {
-        let param = param.trim_ascii();
-        let Some(eq) = param.iter().position(|&b| b == b'=') else {
-            continue;
-        };
-        let key = param[..eq].trim_ascii();
-        let value = param[eq + 1..].trim_ascii();
-        let value = value
-            .strip_prefix(b"\"")
-            .and_then(|v| v.strip_suffix(b"\""))
-            .unwrap_or(value);
-        if key.eq_ignore_ascii_case(b"name") {
-            name = Some(value.to_vec());
-        } else if key.eq_ignore_ascii_case(b"filename") {
-            is_file = true;
-        }
-    }
-    Some((name?, is_file))
+    // Header lines end in CRLF; a trailing CR is not part of the value.
+    let value = line.trim_ascii();
+    let name = crate::header::param(value, b"name")?.to_vec();
+    let is_file = crate::header::param(value, b"filename").is_some();
+    Some((name, is_file))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod envelope;
 pub mod error;
 pub mod form;
+mod header;
 pub mod method;
 pub mod params;
 pub mod request;

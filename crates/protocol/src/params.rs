@@ -59,6 +59,19 @@ impl Params {
         Ok(Self { charset, entries })
     }
 
+    /// Parameters given as text, as a client builds them: names and values encoded in `charset`,
+    /// so that the string-to-sign is made of the bytes the wire will carry.
+    pub fn from_pairs(charset: Charset, pairs: &[(&str, &str)]) -> Result<Self, ProtocolError> {
+        let raw = pairs
+            .iter()
+            .map(|(name, value)| RawParam {
+                name: name.as_bytes().to_vec(),
+                value: charset.encode(value).into_owned(),
+            })
+            .collect();
+        Self::from_raw(charset, raw)
+    }
+
     /// The charset the request was decoded with (and its response must be encoded in).
     pub fn charset(&self) -> Charset {
         self.charset

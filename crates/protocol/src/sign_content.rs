@@ -55,17 +55,9 @@ fn join<'a>(params: impl Iterator<Item = (&'a [u8], &'a [u8])>, empties: Empties
 mod tests {
     use super::*;
     use crate::charset::Charset;
-    use crate::form::RawParam;
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        let raw = pairs
-            .iter()
-            .map(|(n, v)| RawParam {
-                name: n.as_bytes().to_vec(),
-                value: v.as_bytes().to_vec(),
-            })
-            .collect();
-        Params::from_raw(Charset::Utf8, raw).unwrap()
+        Params::from_pairs(Charset::Utf8, pairs).unwrap()
     }
 
     #[test]

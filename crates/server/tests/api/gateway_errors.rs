@@ -406,90 +406,89 @@ async fn encryption_tokens_and_grants_are_enforced() {
     );
 }
 
+struct Broken {
+    what: &'static str,
+    query: &'static str,
+    content_type: Option<&'static str>,
+    body: &'static [u8],
+    node: &'static str,
+    sub_code: &'static str,
+    /// Signed (with RSA2) when the app can be known from the input.
+    signed: bool,
+    /// The sub_msg names this.
+    names: &'static str,
+}
+
 #[tokio::test]
 async fn broken_encodings_get_exact_answers() {
     let app = TestApp::spawn().await;
-    // Unknown charset, with the app known: signed.
-    let raw = app
-        .call_raw(
-            "POST",
-            "charset=big5&app_id=2021000000000001&method=alipay.user.agreement.batch.query",
-            Some(FORM),
-            "",
-        )
-        .await;
-    expect(
-        &app,
-        &raw,
-        BATCH_NODE,
-        "40002",
-        "isv.invalid-charset",
-        Some(SignType::Rsa2),
-    );
-    // Bytes that are not UTF-8.
-    let raw = app
-        .call_raw(
-            "POST",
-            "app_id=2021000000000001&method=alipay.user.agreement.batch.query",
-            Some(FORM),
-            b"biz_content=%FF%FE".to_vec(),
-        )
-        .await;
-    expect(
-        &app,
-        &raw,
-        BATCH_NODE,
-        "40002",
-        "isv.invalid-charset",
-        Some(SignType::Rsa2),
-    );
-    // Truncated percent escapes.
-    let raw = app
-        .call_raw(
-            "POST",
-            "app_id=2021000000000001&method=alipay.user.agreement.batch.query",
-            Some(FORM),
-            "biz_content=%7B%2",
-        )
-        .await;
-    let msg = expect(
-        &app,
-        &raw,
-        BATCH_NODE,
-        "40002",
-        "isv.invalid-parameter",
-        Some(SignType::Rsa2),
-    );
-    assert!(msg.contains("biz_content"));
-    // Garbage with nothing to know the app by: unsigned.
-    let raw = app
-        .call_raw("POST", "", None, vec![0xff, 0x00, 0x80, b'=', 0xc3])
-        .await;
-    expect(
-        &app,
-        &raw,
-        "error_response",
-        "40002",
-        "isv.invalid-charset",
-        None,
-    );
-    // A truncated multipart body.
-    let raw = app
-        .call_raw(
-            "POST",
-            "app_id=2021000000000001",
-            Some("multipart/form-data; boundary=B"),
-            "--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx",
-        )
-        .await;
-    expect(
-        &app,
-        &raw,
-        "error_response",
-        "40002",
-        "isv.invalid-parameter",
-        Some(SignType::Rsa2),
-    );
+    const KNOWN: &str = "app_id=2021000000000001&method=alipay.user.agreement.batch.query";
+    let cases = [
+        Broken {
+            what: "unknown charset",
+            query: "charset=big5&app_id=2021000000000001&method=alipay.user.agreement.batch.query",
+            content_type: Some(FORM),
+            body: b"",
+            node: BATCH_NODE,
+            sub_code: "isv.invalid-charset",
+            signed: true,
+            names: "big5",
+        },
+        Broken {
+            what: "bytes that are not UTF-8",
+            query: KNOWN,
+            content_type: Some(FORM),
+            body: b"biz_content=%FF%FE",
+            node: BATCH_NODE,
+            sub_code: "isv.invalid-charset",
+            signed: true,
+            names: "utf-8",
+        },
+        Broken {
+            what: "a truncated percent escape",
+            query: KNOWN,
+            content_type: Some(FORM),
+            body: b"biz_content=%7B%2",
+            node: BATCH_NODE,
+            sub_code: "isv.invalid-parameter",
+            signed: true,
+            names: "biz_content",
+        },
+        Broken {
+            what: "garbage",
+            query: "",
+            content_type: None,
+            body: &[0xff, 0x00, 0x80, b'=', 0xc3],
+            node: "error_response",
+            sub_code: "isv.invalid-charset",
+            signed: false,
+            names: "utf-8",
+        },
+        Broken {
+            what: "a truncated multipart body",
+            query: "app_id=2021000000000001",
+            content_type: Some("multipart/form-data; boundary=B"),
+            body: b"--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx",
+            node: "error_response",
+            sub_code: "isv.invalid-parameter",
+            signed: true,
+            names: "multipart",
+        },
+    ];
+    for case in cases {
+        let raw = app
+            .call_raw("POST", case.query, case.content_type, case.body.to_vec())
+            .await;
+        let msg = expect(
+            &app,
+            &raw,
+            case.node,
+            "40002",
+            case.sub_code,
+            case.signed.then_some(SignType::Rsa2),
+        );
+        assert!(msg.contains(case.names), "{}: {msg}", case.what);
+    }
 }
 
 #[tokio::test]

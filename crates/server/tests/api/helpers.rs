@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use agreements_client::{Answer, Client, ClientConfig, ClientError, verify_response};
 use agreements_domain::ids::{AppId, PartnerId};
-use agreements_protocol::form::RawParam;
 use agreements_protocol::sign_content::{self, Empties};
 use agreements_protocol::timestamp::parse_beijing;
 use agreements_protocol::{Charset, Params, PrivateKey, PublicKey, SignType};
@@ -227,14 +226,7 @@ pub fn signed_form(
     empties: Empties,
 ) -> String {
     let key = PrivateKey::parse(&fixture("keys/app_private_key_pkcs1.pem")).unwrap();
-    let raw = pairs
-        .iter()
-        .map(|(n, v)| RawParam {
-            name: n.as_bytes().to_vec(),
-            value: charset.encode(v).into_owned(),
-        })
-        .collect();
-    let params = Params::from_raw(Charset::Utf8, raw).unwrap();
+    let params = Params::from_pairs(charset, pairs).unwrap();
     let sign = key
         .sign(sign_type, &sign_content::request(&params, empties))
         .unwrap();

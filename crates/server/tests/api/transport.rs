@@ -134,3 +134,24 @@ async fn healthz_reports_the_store() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "ok\n");
 }
+
+#[tokio::test]
+async fn a_gbk_client_gets_a_gbk_answer_it_can_verify() {
+    let app = TestApp::spawn().await;
+    let client = app.client(agreements_store::demo::APP_ID, SignType::Rsa2, Charset::Gbk);
+    let biz = r#"{"personal_product_code":"GENERAL_WITHHOLDING_P","alipay_logon_id":"无此用户@alitest.com"}"#;
+    let request = client
+        .sign(BATCH_QUERY, biz, crate::helpers::VECTOR_TIME, &[])
+        .unwrap();
+    let (_, body) = client.send(&request).await.unwrap();
+    let answer = verify_response(
+        &body,
+        BATCH_QUERY,
+        Charset::Gbk,
+        &app.platform_public,
+        SignType::Rsa2,
+    )
+    .unwrap();
+    assert_eq!(answer.sub_code(), Some("USER_NOT_EXIST_ERROR"));
+    assert_eq!(answer.node["sub_msg"], "用户信息不存在");
+}
