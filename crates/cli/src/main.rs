@@ -29,6 +29,24 @@ enum Command {
     /// Register and list apps.
     #[command(subcommand)]
     App(commands::app::Command),
+    /// Add merchant groups.
+    #[command(subcommand)]
+    Group(commands::world::GroupCommand),
+    /// Add merchants.
+    #[command(subcommand)]
+    Merchant(commands::world::MerchantCommand),
+    /// Add agreement products to the catalog.
+    #[command(subcommand)]
+    Product(commands::world::ProductCommand),
+    /// Add merchant contracts.
+    #[command(subcommand)]
+    Contract(commands::world::ContractCommand),
+    /// Add accounts (with their person, logon ids, open ids).
+    #[command(subcommand)]
+    Account(commands::world::AccountCommand),
+    /// Issue and revoke ISV authorisations (app_auth_token).
+    #[command(subcommand)]
+    Token(commands::token::Command),
     /// Sign a call, send it, verify the response signature, print the response node.
     Call(commands::call::Args),
 }
@@ -76,6 +94,12 @@ fn main() -> ExitCode {
             }
             Command::Keygen(args) => commands::keygen::run(&args),
             Command::App(command) => commands::app::run(command).await,
+            Command::Group(command) => commands::world::group(command).await,
+            Command::Merchant(command) => commands::world::merchant(command).await,
+            Command::Product(command) => commands::world::product(command).await,
+            Command::Contract(command) => commands::world::contract(command).await,
+            Command::Account(command) => commands::world::account(command).await,
+            Command::Token(command) => commands::token::run(command, commands::now()).await,
             Command::Call(args) => commands::call::run(args).await,
         }
     });

@@ -152,3 +152,293 @@ fn app_add_validates_input_and_app_list_shows_the_app() {
         "{listing}"
     );
 }
+
+/// An operator builds a world from nothing with the commands alone; the gateway then answers from
+/// it, for the owner's app and for an ISV holding a token, until the token is revoked.
+#[test]
+fn an_operator_builds_a_world_that_the_gateway_serves() {
+    use agreements_client::verify_response;
+    use agreements_protocol::{Charset, Params};
+    use agreements_server::clock::FixedClock;
+    use agreements_server::{Gateway, Limits};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let db = db.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--database", db]);
+        let out = agreements(&all, dir.path());
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let fails = |args: &[&str], says: &str| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--database", db]);
+        let out = agreements(&all, dir.path());
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    };
+    run(&["group", "add", "--group-id", "G1", "--name", "Group one"]);
+    fails(
+        &[
+            "merchant",
+            "add",
+            "--partner-id",
+            "2088000000000011",
+            "--name",
+            "M",
+            "--group",
+            "NOPE",
+        ],
+        "does not exist",
+    );
+    fails(
+        &[
+            "merchant",
+            "add",
+            "--partner-id",
+            "2099000000000011",
+            "--name",
+            "M",
+        ],
+        "--partner-id",
+    );
+    run(&[
+        "merchant",
+        "add",
+        "--partner-id",
+        "2088000000000011",
+        "--name",
+        "Owner",
+        "--group",
+        "G1",
+    ]);
+    run(&[
+        "merchant",
+        "add",
+        "--partner-id",
+        "2088000000000022",
+        "--name",
+        "ISV",
+    ]);
+    run(&[
+        "product",
+        "add",
+        "--personal-product-code",
+        "GENERAL_WITHHOLDING_P",
+        "--product-code",
+        "GENERAL_WITHHOLDING",
+    ]);
+    fails(
+        &[
+            "contract",
+            "add",
+            "--partner-id",
+            "2088000000000011",
+            "--product-code",
+            "GENERAL_WITHHOLDING",
+            "--from",
+            "2030-01-01 00:00:00",
+            "--to",
+            "2020-01-01 00:00:00",
+        ],
+        "--from",
+    );
+    run(&[
+        "contract",
+        "add",
+        "--partner-id",
+        "2088000000000011",
+        "--product-code",
+        "GENERAL_WITHHOLDING",
+    ]);
+    fails(
+        &[
+            "account",
+            "add",
+            "--user-id",
+            "2088100000000001",
+            "--logon-id",
+            "not a logon",
+        ],
+        "--logon-id",
+    );
+    run(&[
+        "account",
+        "add",
+        "--user-id",
+        "2088100000000001",
+        "--logon-id",
+        "Person@Example.com",
+        "--open-id",
+        "2021000000000101:open-1",
+    ]);
+    assert!(
+        agreements(&["keygen", "--out", ".", "--name", "app"], dir.path())
+            .status
+            .success()
+    );
+    run(&[
+        "app",
+        "add",
+        "--app-id",
+        "2021000000000101",
+        "--partner-id",
+        "2088000000000011",
+        "--public-key",
+        "app_public_key_spki.pem",
+    ]);
+    run(&[
+        "app",
+        "add",
+        "--app-id",
+        "2021000000000202",
+        "--partner-id",
+        "2088000000000022",
+        "--public-key",
+        "app_public_key_spki.b64",
+    ]);
+    fails(
+        &[
+            "token",
+            "issue",
+            "--isv-app-id",
+            "2021000000000999",
+            "--partner-id",
+            "2088000000000011",
+        ],
+        "does not exist",
+    );
+    let token = run(&[
+        "token",
+        "issue",
+        "--isv-app-id",
+        "2021000000000202",
+        "--partner-id",
+        "2088000000000011",
+    ])
+    .trim()
+    .to_owned();
+    assert!(token.len() <= 40 && token.contains("BB"), "{token}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = std::sync::Arc::new(agreements_store::Store::open_sqlite(Path::new(db)).unwrap());
+    let agreement = agreements_domain::Agreement {
+        agreement_no: agreements_domain::ids::AgreementNo::parse("20260101000000000001").unwrap(),
+        partner_id: agreements_domain::ids::PartnerId::parse("2088000000000011").unwrap(),
+        sign_app_id: agreements_domain::ids::AppId::parse("2021000000000101").unwrap(),
+        principal_type: agreements_domain::PrincipalType::Card,
+        principal_id: "2088100000000001".into(),
+        alipay_user_id: agreements_domain::ids::UserId::parse("2088100000000001").unwrap(),
+        personal_product_code: agreements_domain::ids::PersonalProductCode::parse(
+            "GENERAL_WITHHOLDING_P",
+        )
+        .unwrap(),
+        product_code: agreements_domain::ids::ProductCode::parse("GENERAL_WITHHOLDING").unwrap(),
+        sign_scene: agreements_domain::ids::SignScene::default_scene(),
+        third_party_type: agreements_domain::ThirdPartyType::Partner,
+        external_agreement_no: None,
+        external_logon_id: None,
+        status: agreements_domain::AgreementStatus::Normal,
+        sign_time: 1_767_225_600,
+        valid_time: 1_767_225_600,
+        invalid_time: 4_102_444_800,
+        unsign_time: None,
+    };
+    runtime.block_on(store.add_agreement(&agreement)).unwrap();
+    let platform = PrivateKey::generate(2048).unwrap();
+    let platform_public = platform.public_key().unwrap();
+    let now = agreements_protocol::timestamp::parse_beijing("2026-06-01 12:00:00").unwrap();
+    let limits = Limits {
+        timestamp_window: Some(900),
+        max_body_bytes: 65_536,
+    };
+    let gateway = Gateway::new(
+        store,
+        platform,
+        std::sync::Arc::new(FixedClock::new(now)),
+        limits,
+    );
+    let app_key = PrivateKey::parse(
+        &std::fs::read_to_string(dir.path().join("app_private_key_pkcs8.pem")).unwrap(),
+    )
+    .unwrap();
+    let method = "alipay.user.agreement.batch.query";
+    let call = |app_id: &str, extra: &[(&str, &str)]| {
+        let mut pairs = vec![
+            ("app_id", app_id),
+            ("method", method),
+            ("charset", "utf-8"),
+            ("sign_type", "RSA2"),
+            ("timestamp", "2026-06-01 12:00:00"),
+            ("version", "1.0"),
+            (
+                "biz_content",
+                r#"{"personal_product_code":"GENERAL_WITHHOLDING_P","alipay_logon_id":"person@example.com"}"#,
+            ),
+        ];
+        pairs.extend_from_slice(extra);
+        let params = Params::from_pairs(Charset::Utf8, &pairs).unwrap();
+        let content = agreements_protocol::sign_content::request(
+            &params,
+            agreements_protocol::sign_content::Empties::Drop,
+        );
+        let sign = app_key.sign(SignType::Rsa2, &content).unwrap();
+        let mut body: Vec<String> = pairs
+            .iter()
+            .map(|(n, v)| format!("{n}={}", form_encode(v)))
+            .collect();
+        body.push(format!("sign={}", form_encode(&sign)));
+        let reply = runtime.block_on(gateway.handle(b"", None, body.join("&").as_bytes()));
+        verify_response(
+            &reply.body,
+            method,
+            Charset::Utf8,
+            &platform_public,
+            SignType::Rsa2,
+        )
+        .unwrap()
+    };
+    let owner = call("2021000000000101", &[]);
+    assert_eq!(
+        owner.node["usage_agreement_info_list"][0]["agreement_no"], "20260101000000000001",
+        "{:?}",
+        owner.node
+    );
+    assert_eq!(
+        owner.node["usage_agreement_info_list"][0]["principal_open_id"],
+        "open-1"
+    );
+    let isv = call("2021000000000202", &[("app_auth_token", &token)]);
+    assert_eq!(
+        isv.node["usage_agreement_info_list"][0]["agreement_no"], "20260101000000000001",
+        "{:?}",
+        isv.node
+    );
+    run(&["token", "revoke", &token]);
+    // The revocation is seen at once: tokens are not cached.
+    let revoked = call("2021000000000202", &[("app_auth_token", &token)]);
+    assert_eq!(revoked.sub_code(), Some("aop.invalid-app-auth-token"));
+    fails(&["token", "revoke", "no-such-token"], "no such token");
+}
+
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -7,6 +7,7 @@ pub mod batch_query;
 pub mod biz;
 pub mod error;
 pub mod ids;
+pub mod token;
 pub mod visibility;
 
 pub use agreement::{

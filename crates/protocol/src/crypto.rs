@@ -116,6 +116,24 @@ fn check_rsa<T: openssl::pkey::HasPublic>(key: &PKey<T>) -> Result<(), KeyError>
     Ok(())
 }
 
+/// `len` random characters from `[0-9A-Za-z]`, from OpenSSL's CSPRNG (for tokens and ids).
+pub fn random_alphanumeric(len: usize) -> Result<String, KeyError> {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        openssl::rand::rand_bytes(&mut buf)?;
+        // 248 = 4 × 62: rejecting bytes above it keeps the choice uniform.
+        for &b in buf.iter().filter(|&&b| b < 248) {
+            if out.len() == len {
+                break;
+            }
+            out.push(char::from(ALPHABET[usize::from(b % 62)]));
+        }
+    }
+    Ok(out)
+}
+
 /// An RSA private key. Its `Debug` output never shows key material.
 #[derive(Clone)]
 pub struct PrivateKey(PKey<Private>);
@@ -231,6 +249,14 @@ impl PublicKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_strings_are_alphanumeric_and_differ() {
+        let a = random_alphanumeric(40).unwrap();
+        assert_eq!(a.len(), 40);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(a, random_alphanumeric(40).unwrap());
+    }
 
     #[test]
     fn sign_type_parses_case_insensitively() {

@@ -187,22 +187,39 @@ impl Gateway {
         request::verify(params, key, sign_type)?;
         let now = self.clock.now();
         request::check_signed(params, now, self.limits.timestamp_window)?;
-        if params.non_empty("app_auth_token").is_some() {
-            // No ISV authorisations are issued yet: every token is unknown.
-            return Err(ProtocolError::InvalidAppAuthToken.into());
-        }
+        // With an ISV token the request acts for the merchant that granted it; otherwise for the
+        // app's owner.
+        let token_merchant = match params.non_empty("app_auth_token") {
+            None => None,
+            Some(token) => {
+                let token = self
+                    .store
+                    .app_auth_token(token)
+                    .await?
+                    .ok_or(ProtocolError::InvalidAppAuthToken)?;
+                let partner = token.authorize(&app.record.app_id, method.name(), now)?;
+                Some(self.store.merchant(partner).await?.ok_or_else(|| {
+                    Failure::from(StoreError::Corrupt(format!(
+                        "token merchant {partner} does not exist"
+                    )))
+                })?)
+            }
+        };
         if !app.record.methods.iter().any(|m| m == method.name()) {
             return Err(ProtocolError::InsufficientIsvPermissions.into());
         }
-        let merchant = app.merchant.as_ref().ok_or_else(|| {
-            Failure::from(StoreError::Corrupt(format!(
-                "app {} has no owner merchant",
-                app.record.app_id
-            )))
-        })?;
+        let merchant = match &token_merchant {
+            Some(merchant) => merchant,
+            None => app.merchant.as_ref().ok_or_else(|| {
+                Failure::from(StoreError::Corrupt(format!(
+                    "app {} has no owner merchant",
+                    app.record.app_id
+                )))
+            })?,
+        };
         if merchant.status != agreements_domain::EntityStatus::Normal {
             return Err(ProtocolError::InvalidAppId {
-                detail: "the app's merchant is disabled",
+                detail: "the calling merchant is disabled",
             }
             .into());
         }

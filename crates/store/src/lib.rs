@@ -10,7 +10,8 @@ mod sqlite;
 use std::path::Path;
 
 use agreements_domain::batch_query::UserLocator;
-use agreements_domain::ids::{AppId, PartnerId, PersonalProductCode, ProductCode};
+use agreements_domain::ids::{AppId, GroupId, PartnerId, PersonalProductCode, ProductCode};
+use agreements_domain::token::AppAuthToken;
 use agreements_domain::{Agreement, Contract, Merchant, Product, ResolvedUser};
 
 pub use migrations::{MIGRATIONS, Migration};
@@ -123,6 +124,34 @@ impl Store {
     ) -> Result<Vec<FoundAgreement>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.agreements(filter),
+        }
+    }
+
+    /// An ISV authorisation by its token.
+    pub async fn app_auth_token(&self, token: &str) -> Result<Option<AppAuthToken>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.app_auth_token(token),
+        }
+    }
+
+    /// Stores a new ISV authorisation.
+    pub async fn add_app_auth_token(&self, token: &AppAuthToken) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.add_app_auth_token(token),
+        }
+    }
+
+    /// Revokes a token; `false` when there is no such token.
+    pub async fn revoke_app_auth_token(&self, token: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.revoke_app_auth_token(token),
+        }
+    }
+
+    /// A merchant group.
+    pub async fn group(&self, group_id: &GroupId) -> Result<Option<NewGroup>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.group(group_id),
         }
     }
 

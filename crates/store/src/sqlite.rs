@@ -8,6 +8,7 @@ use agreements_domain::ids::{
     AgreementNo, AppId, CustomerId, GroupId, PartnerId, PersonalProductCode, ProductCode,
     SignScene, UserId,
 };
+use agreements_domain::token::{AppAuthToken, TokenStatus};
 use agreements_domain::{
     Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, Product,
     ResolvedUser, Scope, ThirdPartyType,
@@ -327,6 +328,88 @@ impl SqliteStore {
                 })
             })
             .collect()
+        })
+    }
+
+    pub(crate) fn app_auth_token(&self, token: &str) -> Result<Option<AppAuthToken>, StoreError> {
+        self.with(|c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT isv_app_id, partner_id, auth_app_id, status, expires_at FROM app_auth_tokens WHERE token = ?1",
+                )?
+                .query_row([token], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .optional()?;
+            let Some((isv_app_id, partner_id, auth_app_id, status, expires_at)) = row else {
+                return Ok(None);
+            };
+            let methods = c
+                .prepare_cached("SELECT method FROM app_auth_token_methods WHERE token = ?1 ORDER BY method")?
+                .query_map([token], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(AppAuthToken {
+                token: token.to_owned(),
+                isv_app_id: AppId::parse(isv_app_id).map_err(|e| corrupt("app_auth_tokens.isv_app_id", e))?,
+                partner_id: PartnerId::parse(partner_id).map_err(|e| corrupt("app_auth_tokens.partner_id", e))?,
+                auth_app_id: AppId::parse(auth_app_id).map_err(|e| corrupt("app_auth_tokens.auth_app_id", e))?,
+                status: TokenStatus::parse(&status).ok_or_else(|| corrupt("app_auth_tokens.status", &status))?,
+                expires_at,
+                methods,
+            }))
+        })
+    }
+
+    pub(crate) fn add_app_auth_token(&self, t: &AppAuthToken) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.prepare_cached(
+                "INSERT INTO app_auth_tokens (token, isv_app_id, partner_id, auth_app_id, status, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                t.token,
+                t.isv_app_id.as_str(),
+                t.partner_id.as_str(),
+                t.auth_app_id.as_str(),
+                t.status.as_str(),
+                t.expires_at
+            ])?;
+            for method in &t.methods {
+                tx.prepare_cached("INSERT INTO app_auth_token_methods (token, method) VALUES (?1, ?2)")?
+                    .execute([t.token.as_str(), method])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn revoke_app_auth_token(&self, token: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let changed = c
+                .prepare_cached("UPDATE app_auth_tokens SET status = 'REVOKED' WHERE token = ?1")?
+                .execute([token])?;
+            Ok(changed > 0)
+        })
+    }
+
+    pub(crate) fn group(&self, group_id: &GroupId) -> Result<Option<NewGroup>, StoreError> {
+        self.with(|c| {
+            Ok(
+                c.prepare_cached("SELECT name FROM merchant_groups WHERE group_id = ?1")?
+                    .query_row([group_id.as_str()], |r| r.get::<_, String>(0))
+                    .optional()?
+                    .map(|name| NewGroup {
+                        group_id: group_id.clone(),
+                        name,
+                    }),
+            )
         })
     }
 

@@ -5,8 +5,17 @@ pub mod call;
 pub mod demo;
 pub mod keygen;
 pub mod serve;
+pub mod token;
+pub mod world;
 
 use std::io::Write as _;
+
+/// Now, in Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
 
 /// Writes to stdout, reporting a closed pipe as an error that `main` treats as success.
 pub fn print(text: &str) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use agreements_client::{Answer, Client, ClientConfig, ClientError, verify_response};
 use agreements_domain::ids::{AppId, PartnerId};
+use agreements_domain::token::{AppAuthToken, TokenStatus};
 use agreements_protocol::sign_content::{self, Empties};
 use agreements_protocol::timestamp::parse_beijing;
 use agreements_protocol::{Charset, Params, PrivateKey, PublicKey, SignType};
@@ -23,6 +24,12 @@ pub const APP_TELECOM: &str = "2021000000000003";
 pub const APP_NO_GRANTS: &str = "2021000000000004";
 pub const APP_OFFLINE: &str = "2021000000000005";
 pub const APP_NO_KEYS: &str = "2021000000000006";
+/// An ISV's app (owned by the telecom merchant) that acts for others through tokens.
+pub const APP_ISV: &str = "2021000000000007";
+pub const TOKEN_VIDEO: &str = "202405BBvideo00000000000000000000001";
+pub const TOKEN_EXPIRED: &str = "202405BBexpired000000000000000000001";
+pub const TOKEN_REVOKED: &str = "202405BBrevoked000000000000000000001";
+pub const TOKEN_NO_API: &str = "202405BBnoapi00000000000000000000001";
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/openapi-vectors")
@@ -104,6 +111,13 @@ impl TestApp {
                 vec![],
                 all_methods.clone(),
             ),
+            (
+                APP_ISV,
+                demo::MERCHANT_TELECOM,
+                AppStatus::Online,
+                rsa2(&app_public_b64),
+                all_methods.clone(),
+            ),
         ] {
             let app = NewApp {
                 app_id: AppId::parse(app_id).unwrap(),
@@ -115,6 +129,43 @@ impl TestApp {
                 methods,
             };
             store.add_app(&app).await.unwrap();
+        }
+        for (token, status, expires, methods) in [
+            (
+                TOKEN_VIDEO,
+                TokenStatus::Valid,
+                "2099-01-01 00:00:00",
+                all_methods.clone(),
+            ),
+            (
+                TOKEN_EXPIRED,
+                TokenStatus::Valid,
+                "2024-01-01 00:00:00",
+                all_methods.clone(),
+            ),
+            (
+                TOKEN_REVOKED,
+                TokenStatus::Revoked,
+                "2099-01-01 00:00:00",
+                all_methods.clone(),
+            ),
+            (
+                TOKEN_NO_API,
+                TokenStatus::Valid,
+                "2099-01-01 00:00:00",
+                vec!["alipay.user.agreement.unsign".to_owned()],
+            ),
+        ] {
+            let token = AppAuthToken {
+                token: token.to_owned(),
+                isv_app_id: AppId::parse(APP_ISV).unwrap(),
+                partner_id: PartnerId::parse(demo::MERCHANT_VIDEO).unwrap(),
+                auth_app_id: AppId::parse(demo::APP_ID).unwrap(),
+                status,
+                expires_at: parse_beijing(expires).unwrap(),
+                methods,
+            };
+            store.add_app_auth_token(&token).await.unwrap();
         }
         let platform_key =
             PrivateKey::parse(&fixture("keys/gateway_private_key_pkcs1.pem")).unwrap();
@@ -169,8 +220,19 @@ impl TestApp {
         method: &str,
         biz: &str,
     ) -> Result<Answer, ClientError> {
+        self.try_call_with(app_id, method, biz, &[]).await
+    }
+
+    /// Calls with extra public parameters (e.g. `app_auth_token`).
+    pub async fn try_call_with(
+        &self,
+        app_id: &str,
+        method: &str,
+        biz: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Answer, ClientError> {
         let client = self.client(app_id, SignType::Rsa2, Charset::Utf8);
-        let request = client.sign(method, biz, VECTOR_TIME, &[]).unwrap();
+        let request = client.sign(method, biz, VECTOR_TIME, extra).unwrap();
         let (status, body) = client.send(&request).await.unwrap();
         assert_eq!(status, 200);
         verify_response(

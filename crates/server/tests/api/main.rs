@@ -8,5 +8,6 @@ mod codes;
 mod gateway_errors;
 mod helpers;
 mod robustness;
+mod tokens;
 mod transport;
 mod vectors;
