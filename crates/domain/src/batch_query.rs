@@ -25,6 +25,19 @@ pub enum UserLocator {
     LogonId(LogonId),
 }
 
+/// The user fields of a request, by priority: user id, then open id, then logon id. Every field
+/// that is given must be valid, even one a higher-priority field overrides: a malformed value is
+/// a client bug worth reporting.
+pub fn user_locator(f: &Fields<'_>) -> Result<Option<UserLocator>, BizError> {
+    let user_id = f.parsed("alipay_user_id", 32, UserId::parse)?;
+    let open_id = f.parsed("alipay_open_id", 128, OpenId::parse)?;
+    let logon_id = f.parsed("alipay_logon_id", 100, LogonId::parse)?;
+    Ok(user_id
+        .map(UserLocator::UserId)
+        .or(open_id.map(UserLocator::OpenId))
+        .or(logon_id.map(UserLocator::LogonId)))
+}
+
 /// A validated batch query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchQuery {
@@ -41,9 +54,7 @@ pub struct BatchQuery {
 }
 
 impl BatchQuery {
-    /// Applies the field rules (step 2 of §5). Every field that is given must be valid, even
-    /// a user field that a higher-priority one overrides: a malformed value is a client bug
-    /// worth reporting. Unknown fields are ignored.
+    /// Applies the field rules (step 2 of §5); see [`user_locator`]. Unknown fields are ignored.
     pub fn parse(biz: &Map<String, Value>) -> Result<Self, BizError> {
         let f = Fields(biz);
         let personal_product_code = f
@@ -51,19 +62,11 @@ impl BatchQuery {
             .ok_or_else(|| {
                 BizError::InvalidParameter("personal_product_code is required".into())
             })?;
-        let user_id = f.parsed("alipay_user_id", 32, UserId::parse)?;
-        let open_id = f.parsed("alipay_open_id", 128, OpenId::parse)?;
-        let logon_id = f.parsed("alipay_logon_id", 100, LogonId::parse)?;
-        let user = match (user_id, open_id, logon_id) {
-            (Some(id), _, _) => UserLocator::UserId(id),
-            (None, Some(id), _) => UserLocator::OpenId(id),
-            (None, None, Some(id)) => UserLocator::LogonId(id),
-            (None, None, None) => {
-                return Err(BizError::InvalidParameter(
-                    "one of alipay_user_id, alipay_open_id, alipay_logon_id is required".into(),
-                ));
-            }
-        };
+        let user = user_locator(&f)?.ok_or_else(|| {
+            BizError::InvalidParameter(
+                "one of alipay_user_id, alipay_open_id, alipay_logon_id is required".into(),
+            )
+        })?;
         let sign_scene = f.parsed("sign_scene", 64, SignScene::parse)?;
         let third_party_type = f
             .parsed("third_party_type", 32, |v| {
@@ -187,7 +190,8 @@ pub struct Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{AgreementNo, AppId, CustomerId, PartnerId};
+    use crate::ids::{CustomerId, PartnerId};
+    use crate::testing::agreement;
     use crate::visibility::Caller;
 
     fn parse(json: &str) -> Result<BatchQuery, BizError> {
@@ -284,33 +288,6 @@ mod tests {
             q.contract_products(Some(&product())),
             Err(BizError::ProductCodeNotSupported(_))
         ));
-    }
-
-    fn agreement(
-        no: &str,
-        principal_type: PrincipalType,
-        principal: &str,
-        sign_time: i64,
-    ) -> Agreement {
-        Agreement {
-            agreement_no: AgreementNo::parse(no).unwrap(),
-            partner_id: PartnerId::parse("2088000000000001").unwrap(),
-            sign_app_id: AppId::parse("2021000000000001").unwrap(),
-            principal_type,
-            principal_id: principal.into(),
-            alipay_user_id: UserId::parse("2088101122675263").unwrap(),
-            personal_product_code: PersonalProductCode::parse("GENERAL_WITHHOLDING_P").unwrap(),
-            product_code: ProductCode::parse("GENERAL_WITHHOLDING").unwrap(),
-            sign_scene: SignScene::parse("INDUSTRY|DIGITAL_MEDIA").unwrap(),
-            third_party_type: ThirdPartyType::Partner,
-            external_agreement_no: None,
-            external_logon_id: None,
-            status: AgreementStatus::Normal,
-            sign_time,
-            valid_time: sign_time,
-            invalid_time: 4_000_000_000,
-            unsign_time: None,
-        }
     }
 
     #[test]

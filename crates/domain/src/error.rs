@@ -18,6 +18,10 @@ pub enum BizError {
     /// `USER_NOT_EXIST_ERROR` (用户信息不存在): the user field resolves to no account.
     #[error("user does not exist")]
     UserNotExist,
+    /// `USER_AGREEMENT_NOT_EXIST` (用户协议不存在): nothing visible matches, or the match is
+    /// cancelled or expired.
+    #[error("no such agreement")]
+    UserAgreementNotExist,
     /// `SYSTEM_ERROR` (系统繁忙): an inconsistency the business layer found in stored data.
     /// The detail is for logs only.
     #[error("system error: {0}")]
@@ -40,6 +44,9 @@ impl BizError {
                 "商户协议不存在: the calling merchant has no active contract for this product",
             ),
             Self::UserNotExist => WireError::business("USER_NOT_EXIST_ERROR", "用户信息不存在"),
+            Self::UserAgreementNotExist => {
+                WireError::business("USER_AGREEMENT_NOT_EXIST", "用户协议不存在")
+            }
             Self::SystemError(_) => WireError::business("SYSTEM_ERROR", "系统繁忙"),
         }
     }

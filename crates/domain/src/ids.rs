@@ -141,11 +141,21 @@ id!(
     |v| code_shape(v, 128)
 );
 
+id!(
+    /// The merchant's own agreement number: up to 32 printable ASCII characters (the spec says
+    /// letters and digits; reading is lenient so that historical numbers with `-` or `_` work).
+    ExternalAgreementNo,
+    |v| code_shape(v, 32)
+);
+
 impl SignScene {
     /// The scene an agreement gets when none is given.
     pub fn default_scene() -> Self {
-        Self("DEFAULT|DEFAULT".to_owned())
+        Self(Self::DEFAULT.to_owned())
     }
+
+    /// `DEFAULT|DEFAULT`.
+    pub const DEFAULT: &'static str = "DEFAULT|DEFAULT";
 }
 
 /// A logon id (登录账号): an e-mail address or a mobile number, at most 100 characters,

@@ -7,6 +7,9 @@ pub mod batch_query;
 pub mod biz;
 pub mod error;
 pub mod ids;
+pub mod query;
+#[cfg(test)]
+mod testing;
 pub mod token;
 pub mod visibility;
 

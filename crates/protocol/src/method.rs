@@ -7,11 +7,13 @@
 pub enum Method {
     /// `alipay.user.agreement.batch.query`: all of one user's agreements for a product.
     AgreementBatchQuery,
+    /// `alipay.user.agreement.query`: one agreement, by number, merchant number or user.
+    AgreementQuery,
 }
 
 impl Method {
     /// Every method, in the order the docs list them.
-    pub const ALL: &'static [Method] = &[Method::AgreementBatchQuery];
+    pub const ALL: &'static [Method] = &[Method::AgreementBatchQuery, Method::AgreementQuery];
 
     /// Looks a wire name up (exact match: method names are case-sensitive).
     pub fn parse(name: &str) -> Option<Self> {
@@ -22,6 +24,7 @@ impl Method {
     pub fn name(self) -> &'static str {
         match self {
             Self::AgreementBatchQuery => "alipay.user.agreement.batch.query",
+            Self::AgreementQuery => "alipay.user.agreement.query",
         }
     }
 
@@ -29,6 +32,7 @@ impl Method {
     pub fn response_node(self) -> &'static str {
         match self {
             Self::AgreementBatchQuery => "alipay_user_agreement_batch_query_response",
+            Self::AgreementQuery => "alipay_user_agreement_query_response",
         }
     }
 }

@@ -162,6 +162,7 @@ struct Row {
     status: AgreementStatus,
     signed: &'static str,
     invalid: &'static str,
+    external: Option<&'static str>,
 }
 
 impl Row {
@@ -177,8 +178,8 @@ impl Row {
             product_code: id(ProductCode::parse(self.product.1))?,
             sign_scene: id(SignScene::parse(self.scene))?,
             third_party_type: self.third_party_type,
-            external_agreement_no: None,
-            external_logon_id: None,
+            external_agreement_no: self.external.map(str::to_owned),
+            external_logon_id: self.external.map(|_| "member-0001".to_owned()),
             status: self.status,
             sign_time: time(self.signed)?,
             valid_time: time(self.signed)?,
@@ -208,6 +209,7 @@ const AGREEMENTS: &[Row] = &[
         status: AgreementStatus::Normal,
         signed: "2024-05-01 10:00:00",
         invalid: FOREVER,
+        external: None,
     },
     // The person (CUSTOMER), signed from the second account; paused.
     Row {
@@ -221,6 +223,7 @@ const AGREEMENTS: &[Row] = &[
         status: AgreementStatus::Stop,
         signed: "2023-11-20 08:30:00",
         invalid: FOREVER,
+        external: Some("RENT20231120A"),
     },
     // Stored, never effective.
     Row {
@@ -234,6 +237,7 @@ const AGREEMENTS: &[Row] = &[
         status: AgreementStatus::Temp,
         signed: "2024-01-02 12:00:00",
         invalid: FOREVER,
+        external: None,
     },
     // The second account's own CARD agreement: not the primary account's.
     Row {
@@ -247,6 +251,7 @@ const AGREEMENTS: &[Row] = &[
         status: AgreementStatus::Normal,
         signed: "2023-03-01 19:45:10",
         invalid: FOREVER,
+        external: None,
     },
     // A group agreement with the sister merchant: visible to the group with MERCHANT.
     Row {
@@ -260,6 +265,7 @@ const AGREEMENTS: &[Row] = &[
         status: AgreementStatus::Normal,
         signed: "2022-08-15 07:00:00",
         invalid: FOREVER,
+        external: None,
     },
     // Cancelled: never returned by queries.
     Row {
@@ -273,6 +279,7 @@ const AGREEMENTS: &[Row] = &[
         status: AgreementStatus::Unsign,
         signed: "2021-01-01 00:00:00",
         invalid: FOREVER,
+        external: None,
     },
     // Expired in 2023: absent.
     Row {
@@ -286,6 +293,7 @@ const AGREEMENTS: &[Row] = &[
         status: AgreementStatus::Normal,
         signed: "2018-01-01 00:00:00",
         invalid: "2023-01-01 00:00:00",
+        external: None,
     },
     // Another merchant's agreement: never visible to the demo app.
     Row {
@@ -299,6 +307,7 @@ const AGREEMENTS: &[Row] = &[
         status: AgreementStatus::Normal,
         signed: "2024-03-01 10:00:00",
         invalid: FOREVER,
+        external: None,
     },
     // Another product.
     Row {
@@ -312,6 +321,7 @@ const AGREEMENTS: &[Row] = &[
         status: AgreementStatus::Normal,
         signed: "2024-04-01 10:00:00",
         invalid: FOREVER,
+        external: None,
     },
     // Another person.
     Row {
@@ -325,5 +335,6 @@ const AGREEMENTS: &[Row] = &[
         status: AgreementStatus::Normal,
         signed: "2024-02-01 10:00:00",
         invalid: FOREVER,
+        external: None,
     },
 ];

@@ -10,13 +10,16 @@ mod sqlite;
 use std::path::Path;
 
 use agreements_domain::batch_query::UserLocator;
-use agreements_domain::ids::{AppId, GroupId, PartnerId, PersonalProductCode, ProductCode};
+use agreements_domain::ids::{
+    AgreementNo, AppId, GroupId, PartnerId, PersonalProductCode, ProductCode, UserId,
+};
 use agreements_domain::token::AppAuthToken;
-use agreements_domain::{Agreement, Contract, Merchant, Product, ResolvedUser};
+use agreements_domain::{Agreement, Contract, Merchant, Product, ResolvedUser, Scope};
 
 pub use migrations::{MIGRATIONS, Migration};
 pub use records::{
-    AgreementFilter, AppKey, AppRecord, AppStatus, FoundAgreement, NewAccount, NewApp, NewGroup,
+    AgreementFilter, AppKey, AppRecord, AppStatus, ExternalKey, FoundAgreement, NewAccount, NewApp,
+    NewGroup,
 };
 
 /// What went wrong in storage, in the terms callers act on.
@@ -124,6 +127,37 @@ impl Store {
     ) -> Result<Vec<FoundAgreement>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.agreements(filter),
+        }
+    }
+
+    /// One agreement by number, whatever its status or owner (callers apply the rules).
+    pub async fn agreement_by_no(
+        &self,
+        no: &AgreementNo,
+        open_id_app: &AppId,
+    ) -> Result<Option<FoundAgreement>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.agreement_by_no(no, open_id_app),
+        }
+    }
+
+    /// The agreements with a merchant's number, among the merchants of `scope`, whatever their
+    /// status (callers apply the rules).
+    pub async fn agreements_by_external(
+        &self,
+        scope: &Scope,
+        key: &ExternalKey<'_>,
+        open_id_app: &AppId,
+    ) -> Result<Vec<FoundAgreement>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.agreements_by_external(scope, key, open_id_app),
+        }
+    }
+
+    /// One logon id of an account (the first in order), for masked display.
+    pub async fn logon_id_of(&self, user_id: &UserId) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.logon_id_of(user_id),
         }
     }
 

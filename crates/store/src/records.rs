@@ -1,8 +1,8 @@
 //! The store's own record types: what it returns and what it is given to write.
 
 use agreements_domain::ids::{
-    AppId, CustomerId, GroupId, LogonId, OpenId, PartnerId, PersonalProductCode, ProductCode,
-    SignScene, UserId,
+    AppId, CustomerId, ExternalAgreementNo, GroupId, LogonId, OpenId, PartnerId,
+    PersonalProductCode, ProductCode, SignScene, UserId,
 };
 use agreements_domain::{Agreement, ResolvedUser, Scope};
 use agreements_protocol::SignType;
@@ -115,4 +115,15 @@ pub struct FoundAgreement {
     pub owner_group: Option<GroupId>,
     /// The principal's open id in the filter's app.
     pub principal_open_id: Option<String>,
+}
+
+/// The natural key of an agreement at its merchant: product, scene and the merchant's number.
+#[derive(Debug, Clone, Copy)]
+pub struct ExternalKey<'a> {
+    /// The product.
+    pub personal_product_code: &'a PersonalProductCode,
+    /// The scene.
+    pub sign_scene: &'a SignScene,
+    /// The merchant's number.
+    pub external_agreement_no: &'a ExternalAgreementNo,
 }

@@ -18,6 +18,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use crate::StoreError;
 use crate::migrations::MIGRATIONS;
+use crate::records::ExternalKey;
 use crate::records::{
     AgreementFilter, AppKey, AppRecord, AppStatus, FoundAgreement, NewAccount, NewApp, NewGroup,
 };
@@ -277,23 +278,14 @@ impl SqliteStore {
     ) -> Result<Vec<FoundAgreement>, StoreError> {
         // Two statements, one per scope, so that each stays a plain range scan of
         // agreements_by_principal for the two principal ids.
-        const COLUMNS: &str = "a.agreement_no, a.partner_id, a.sign_app_id, a.principal_type, a.principal_id, \
-            a.alipay_user_id, a.personal_product_code, a.product_code, a.sign_scene, a.third_party_type, \
-            a.external_agreement_no, a.external_logon_id, a.status, a.sign_time, a.valid_time, a.invalid_time, \
-            a.unsign_time, m.group_id, o.open_id";
-        const COMMON: &str = "FROM agreements a \
-            JOIN merchants m ON m.partner_id = a.partner_id \
-            LEFT JOIN open_ids o ON o.app_id = ?1 AND o.user_id = a.principal_id \
-            WHERE ((a.principal_id = ?2 AND a.principal_type = 'CARD') OR (a.principal_id = ?3 AND a.principal_type = 'CUSTOMER')) \
+        const WHERE: &str = "WHERE ((a.principal_id = ?2 AND a.principal_type = 'CARD') \
+            OR (a.principal_id = ?3 AND a.principal_type = 'CUSTOMER')) \
             AND a.personal_product_code = ?4 AND a.third_party_type = ?5 \
             AND a.status IN ('TEMP', 'NORMAL', 'STOP') AND a.invalid_time > ?6 \
             AND (?7 IS NULL OR a.sign_scene = ?7) AND (?8 IS NULL OR a.product_code = ?8)";
-        let (scope_sql, owner) = match f.scope {
-            Scope::Partner(m) => ("AND a.partner_id = ?9", m.as_str()),
-            Scope::Group(g) => ("AND m.group_id = ?9", g.as_str()),
-        };
+        let (scope_sql, owner) = scope_filter(f.scope, 9);
         let sql =
-            format!("SELECT {COLUMNS} {COMMON} {scope_sql} ORDER BY a.sign_time, a.agreement_no");
+            format!("{SELECT_FOUND} {WHERE} {scope_sql} ORDER BY a.sign_time, a.agreement_no");
         self.with(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(
@@ -308,26 +300,71 @@ impl SqliteStore {
                     f.product_code.map(ProductCode::as_str),
                     owner,
                 ],
-                |r| {
-                    Ok((
-                        read_agreement(r)?,
-                        r.get::<_, Option<String>>(17)?,
-                        r.get::<_, Option<String>>(18)?,
-                    ))
-                },
+                read_found,
             )?;
-            rows.map(|row| {
-                let (agreement, owner_group, principal_open_id) = row?;
-                Ok(FoundAgreement {
-                    agreement: agreement?,
-                    owner_group: owner_group
-                        .map(GroupId::parse)
-                        .transpose()
-                        .map_err(|e| corrupt("merchants.group_id", e))?,
-                    principal_open_id,
-                })
-            })
-            .collect()
+            rows.map(|row| row?).collect()
+        })
+    }
+
+    pub(crate) fn agreement_by_no(
+        &self,
+        no: &AgreementNo,
+        open_id_app: &AppId,
+    ) -> Result<Option<FoundAgreement>, StoreError> {
+        let sql = format!("{SELECT_FOUND} WHERE a.agreement_no = ?2");
+        self.with(|c| {
+            c.prepare_cached(&sql)?
+                .query_row(params![open_id_app.as_str(), no.as_str()], read_found)
+                .optional()?
+                .transpose()
+        })
+    }
+
+    pub(crate) fn agreements_by_external(
+        &self,
+        scope: &Scope,
+        key: &ExternalKey<'_>,
+        open_id_app: &AppId,
+    ) -> Result<Vec<FoundAgreement>, StoreError> {
+        // The group scope names its merchants with a subquery so that each partner still uses
+        // the unique index on (partner, product, scene, external number).
+        let owner_sql = match scope {
+            Scope::Partner(_) => "a.partner_id = ?5",
+            Scope::Group(_) => {
+                "a.partner_id IN (SELECT partner_id FROM merchants WHERE group_id = ?5)"
+            }
+        };
+        let owner = match scope {
+            Scope::Partner(m) => m.as_str(),
+            Scope::Group(g) => g.as_str(),
+        };
+        let sql = format!(
+            "{SELECT_FOUND} WHERE {owner_sql} AND a.personal_product_code = ?2 AND a.sign_scene = ?3 \
+             AND a.external_agreement_no = ?4 ORDER BY a.sign_time, a.agreement_no"
+        );
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![
+                    open_id_app.as_str(),
+                    key.personal_product_code.as_str(),
+                    key.sign_scene.as_str(),
+                    key.external_agreement_no.as_str(),
+                    owner
+                ],
+                read_found,
+            )?;
+            rows.map(|row| row?).collect()
+        })
+    }
+
+    pub(crate) fn logon_id_of(&self, user_id: &UserId) -> Result<Option<String>, StoreError> {
+        self.with(|c| {
+            Ok(c.prepare_cached(
+                "SELECT logon_id FROM logon_ids WHERE user_id = ?1 ORDER BY logon_id LIMIT 1",
+            )?
+            .query_row([user_id.as_str()], |r| r.get::<_, String>(0))
+            .optional()?)
         })
     }
 
@@ -529,6 +566,41 @@ impl SqliteStore {
             Ok(())
         })
     }
+}
+
+/// The columns [`read_found`] reads: the agreement, its owner's group, and the principal's open id
+/// in the app bound to `?1`.
+const SELECT_FOUND: &str = "SELECT a.agreement_no, a.partner_id, a.sign_app_id, a.principal_type, a.principal_id, \
+    a.alipay_user_id, a.personal_product_code, a.product_code, a.sign_scene, a.third_party_type, \
+    a.external_agreement_no, a.external_logon_id, a.status, a.sign_time, a.valid_time, a.invalid_time, \
+    a.unsign_time, m.group_id, o.open_id \
+    FROM agreements a \
+    JOIN merchants m ON m.partner_id = a.partner_id \
+    LEFT JOIN open_ids o ON o.app_id = ?1 AND o.user_id = a.principal_id";
+
+/// `AND <owner matches the scope>`, with the owner bound to parameter `?n`.
+fn scope_filter(scope: &Scope, n: usize) -> (String, &str) {
+    match scope {
+        Scope::Partner(m) => (format!("AND a.partner_id = ?{n}"), m.as_str()),
+        Scope::Group(g) => (format!("AND m.group_id = ?{n}"), g.as_str()),
+    }
+}
+
+/// A row of [`SELECT_FOUND`].
+fn read_found(r: &Row<'_>) -> rusqlite::Result<Result<FoundAgreement, StoreError>> {
+    let agreement = read_agreement(r)?;
+    let owner_group = r.get::<_, Option<String>>(17)?;
+    let principal_open_id = r.get::<_, Option<String>>(18)?;
+    Ok((|| {
+        Ok(FoundAgreement {
+            agreement: agreement?,
+            owner_group: owner_group
+                .map(GroupId::parse)
+                .transpose()
+                .map_err(|e| corrupt("merchants.group_id", e))?,
+            principal_open_id,
+        })
+    })())
 }
 
 /// Reads columns 0..=16 of an agreement row. The outer `Result` is the driver's, the inner one

@@ -6,7 +6,7 @@ use agreements_protocol::envelope;
 use agreements_store::AgreementFilter;
 use serde_json::{Map, Value};
 
-use super::Call;
+use super::{Call, require_contract};
 use crate::failure::Failure;
 
 pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<String, Failure> {
@@ -14,13 +14,7 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
     let scope = call.caller.scope(query.third_party_type)?;
     let product = call.store.product(&query.personal_product_code).await?;
     let products = query.contract_products(product.as_ref())?;
-    let contracts = call
-        .store
-        .contracts(&call.caller.merchant, &products)
-        .await?;
-    if !contracts.iter().any(|c| c.is_active(call.now)) {
-        return Err(BizError::MerchantAgreementNotExist.into());
-    }
+    require_contract(call, &products).await?;
     let person = call
         .store
         .resolve_user(&query.user, &call.app.record.app_id)

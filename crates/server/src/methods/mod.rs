@@ -1,10 +1,12 @@
 //! Dispatch by method: one file per OpenAPI method, one arm per [`Method`].
 
 mod batch_query;
+mod query;
 
 use std::sync::Arc;
 
-use agreements_domain::Caller;
+use agreements_domain::ids::ProductCode;
+use agreements_domain::{BizError, Caller};
 use agreements_protocol::Method;
 use agreements_store::Store;
 use serde_json::{Map, Value};
@@ -33,5 +35,20 @@ pub async fn dispatch(
 ) -> Result<String, Failure> {
     match method {
         Method::AgreementBatchQuery => batch_query::handle(call, biz).await,
+        Method::AgreementQuery => query::handle(call, biz).await,
+    }
+}
+
+/// Step 4 of agreements.md §5: the calling merchant needs an active contract for one of
+/// `products`, else `MERCHANT_AGREEMENT_IS_NOT_EXIST`.
+async fn require_contract(call: &Call<'_>, products: &[&ProductCode]) -> Result<(), Failure> {
+    let contracts = call
+        .store
+        .contracts(&call.caller.merchant, products)
+        .await?;
+    if contracts.iter().any(|c| c.is_active(call.now)) {
+        Ok(())
+    } else {
+        Err(BizError::MerchantAgreementNotExist.into())
     }
 }

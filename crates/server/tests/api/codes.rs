@@ -68,6 +68,7 @@ fn every_business_code_is_documented_exactly() {
         BizError::ProductCodeNotSupported(String::new()),
         BizError::MerchantAgreementNotExist,
         BizError::UserNotExist,
+        BizError::UserAgreementNotExist,
         BizError::SystemError(String::new()),
     ] {
         let wire = error.wire();

@@ -74,7 +74,10 @@ impl TestApp {
                 public_key: key.trim().to_owned(),
             }]
         };
-        let all_methods = vec![BATCH_QUERY.to_owned()];
+        let all_methods: Vec<String> = agreements_protocol::Method::ALL
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
         for (app_id, partner, status, keys, methods) in [
             (
                 APP_MUSIC,
