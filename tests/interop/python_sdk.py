@@ -26,7 +26,9 @@ from alipay.aop.api.AlipayClientConfig import AlipayClientConfig  # noqa: E402
 from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient  # noqa: E402
 from alipay.aop.api.domain.AlipayUserAgreementBatchQueryModel import AlipayUserAgreementBatchQueryModel  # noqa: E402
 from alipay.aop.api.exception.Exception import ResponseException  # noqa: E402
+from alipay.aop.api.domain.AlipayUserAgreementQueryModel import AlipayUserAgreementQueryModel  # noqa: E402
 from alipay.aop.api.request.AlipayUserAgreementBatchQueryRequest import AlipayUserAgreementBatchQueryRequest  # noqa: E402
+from alipay.aop.api.request.AlipayUserAgreementQueryRequest import AlipayUserAgreementQueryRequest  # noqa: E402
 
 try:
     import http.client as httplib
@@ -94,10 +96,16 @@ def client(url, data_dir, sign_type="RSA2", charset="utf-8", app_key="app_privat
 
 
 def batch_query(sdk, **fields):
-    model = AlipayUserAgreementBatchQueryModel()
+    return execute(sdk, AlipayUserAgreementBatchQueryModel(), AlipayUserAgreementBatchQueryRequest(), fields)
+
+
+def query(sdk, **fields):
+    return execute(sdk, AlipayUserAgreementQueryModel(), AlipayUserAgreementQueryRequest(), fields)
+
+
+def execute(sdk, model, request, fields):
     for name, value in fields.items():
         setattr(model, name, value)
-    request = AlipayUserAgreementBatchQueryRequest()
     request.biz_model = model
     before = len(VERIFICATIONS)
     text = sdk.execute(request)
@@ -163,6 +171,17 @@ def bad_signature(url, data_dir):
     assert node["code"] == "40002" and node["sub_code"] == "isv.invalid-signature", node
 
 
+@case("agreement.query by number and USER_AGREEMENT_NOT_EXIST, verified by the SDK")
+def agreement_query(url, data_dir):
+    sdk = client(url, data_dir)
+    node = query(sdk, agreement_no="20245920000000000001")
+    assert node["code"] == "10000" and node["alipay_logon_id"] == "138****5678", node
+    assert node["pricipal_type"] == "CARD" and node["status"] == "NORMAL", node
+    node = query(sdk, personal_product_code="CYCLE_PAY_AUTH_P", sign_scene="INDUSTRY|DIGITAL_MEDIA",
+                 external_agreement_no="AGR20240520000001", alipay_user_id="2088101122675263")
+    assert node["sub_code"] == "USER_AGREEMENT_NOT_EXIST" and node["sub_msg"] == "用户协议不存在", node
+
+
 @case("a client holding the wrong platform key rejects our response")
 def wrong_platform_key(url, data_dir):
     sdk = client(url, data_dir, platform_key="app_public_key_spki.b64")
@@ -185,7 +204,8 @@ def main():
         data_dir = os.path.join(tmp, "data")
         process, url = start_server(binary, data_dir)
         try:
-            for test in (success_rsa2, success_rsa, success_gbk, business_error, bad_signature, wrong_platform_key):
+            for test in (success_rsa2, success_rsa, success_gbk, business_error, bad_signature, agreement_query,
+                         wrong_platform_key):
                 test(url, data_dir)
         finally:
             process.send_signal(signal.SIGTERM)
