@@ -7,6 +7,7 @@ mod batch_query;
 mod codes;
 mod gateway_errors;
 mod helpers;
+mod no_leak;
 mod query;
 mod robustness;
 mod tokens;
