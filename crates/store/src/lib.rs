@@ -5,6 +5,7 @@
 pub mod demo;
 mod migrations;
 mod records;
+mod rows;
 mod sqlite;
 
 use std::path::Path;

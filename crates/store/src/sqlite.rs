@@ -5,23 +5,18 @@ use std::sync::Mutex;
 
 use agreements_domain::batch_query::UserLocator;
 use agreements_domain::ids::{
-    AgreementNo, AppId, CustomerId, GroupId, PartnerId, PersonalProductCode, ProductCode,
-    SignScene, UserId,
+    AgreementNo, AppId, GroupId, PartnerId, PersonalProductCode, ProductCode, SignScene, UserId,
 };
-use agreements_domain::token::{AppAuthToken, TokenStatus};
-use agreements_domain::{
-    Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, Product,
-    ResolvedUser, Scope, ThirdPartyType,
-};
-use agreements_protocol::SignType;
+use agreements_domain::token::AppAuthToken;
+use agreements_domain::{Agreement, Contract, Merchant, Product, ResolvedUser, Scope};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use crate::StoreError;
 use crate::migrations::MIGRATIONS;
-use crate::records::ExternalKey;
 use crate::records::{
-    AgreementFilter, AppKey, AppRecord, AppStatus, FoundAgreement, NewAccount, NewApp, NewGroup,
+    AgreementFilter, AppRecord, ExternalKey, FoundAgreement, NewAccount, NewApp, NewGroup,
 };
+use crate::rows::{self, AgreementRow};
 
 /// Idle connections kept for reuse. Beyond it a burst opens (and then closes) extra ones, so a
 /// caller never waits for a connection: waiting would block an async worker.
@@ -41,10 +36,6 @@ impl From<rusqlite::Error> for StoreError {
             _ => StoreError::Unavailable(e.to_string()),
         }
     }
-}
-
-fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {detail}"))
 }
 
 #[derive(Debug)]
@@ -111,37 +102,22 @@ impl SqliteStore {
 
     pub(crate) fn app(&self, app_id: &str) -> Result<Option<AppRecord>, StoreError> {
         self.with(|c| {
-            let Some((partner_id, name, status, notify_url)) = c
+            let Some(row) = c
                 .prepare_cached("SELECT partner_id, name, status, notify_url FROM apps WHERE app_id = ?1")?
-                .query_row([app_id], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?))
-                })
+                .query_row([app_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                 .optional()?
             else {
                 return Ok(None);
             };
             let keys = c
                 .prepare_cached("SELECT sign_type, public_key FROM app_keys WHERE app_id = ?1 ORDER BY sign_type DESC")?
-                .query_map([app_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-                .map(|row| {
-                    let (sign_type, public_key) = row?;
-                    let sign_type = SignType::parse(&sign_type).ok_or_else(|| corrupt("app_keys.sign_type", &sign_type))?;
-                    Ok(AppKey { sign_type, public_key })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
+                .query_map([app_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
             let methods = c
                 .prepare_cached("SELECT method FROM app_methods WHERE app_id = ?1 ORDER BY method")?
-                .query_map([app_id], |r| r.get::<_, String>(0))?
+                .query_map([app_id], |r| r.get(0))?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Some(AppRecord {
-                app_id: AppId::parse(app_id).map_err(|e| corrupt("apps.app_id", e))?,
-                partner_id: PartnerId::parse(partner_id).map_err(|e| corrupt("apps.partner_id", e))?,
-                name,
-                status: AppStatus::parse(&status).ok_or_else(|| corrupt("apps.status", &status))?,
-                notify_url,
-                keys,
-                methods,
-            }))
+            rows::app(app_id, row, keys, methods).map(Some)
         })
     }
 
@@ -160,25 +136,10 @@ impl SqliteStore {
         self.with(|c| {
             c.prepare_cached("SELECT name, status, group_id FROM merchants WHERE partner_id = ?1")?
                 .query_row([partner_id.as_str()], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                    ))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .optional()?
-                .map(|(name, status, group_id)| {
-                    Ok(Merchant {
-                        partner_id: partner_id.clone(),
-                        name,
-                        status: EntityStatus::parse(&status)
-                            .ok_or_else(|| corrupt("merchants.status", &status))?,
-                        group_id: group_id
-                            .map(GroupId::parse)
-                            .transpose()
-                            .map_err(|e| corrupt("merchants.group_id", e))?,
-                    })
-                })
+                .map(|row| rows::merchant(partner_id, row))
                 .transpose()
         })
     }
@@ -196,11 +157,9 @@ impl SqliteStore {
                 return Ok(None);
             }
             let product_codes = c
-                .prepare_cached(
-                    "SELECT product_code FROM product_pairs WHERE personal_product_code = ?1 ORDER BY product_code",
-                )?
+                .prepare_cached("SELECT product_code FROM product_pairs WHERE personal_product_code = ?1 ORDER BY product_code")?
                 .query_map([code.as_str()], |r| r.get::<_, String>(0))?
-                .map(|row| ProductCode::parse(row?).map_err(|e| corrupt("product_pairs.product_code", e)))
+                .map(|row| rows::product_code(row?))
                 .collect::<Result<Vec<_>, StoreError>>()?;
             Ok(Some(Product { personal_product_code: code.clone(), product_codes }))
         })
@@ -218,18 +177,10 @@ impl SqliteStore {
             let mut out = Vec::new();
             for product in products {
                 let row = stmt
-                    .query_row([partner_id.as_str(), product.as_str()], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-                    })
+                    .query_row([partner_id.as_str(), product.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()?;
-                if let Some((status, valid_from, valid_to)) = row {
-                    out.push(Contract {
-                        partner_id: partner_id.clone(),
-                        product_code: (*product).clone(),
-                        status: EntityStatus::parse(&status).ok_or_else(|| corrupt("merchant_contracts.status", &status))?,
-                        valid_from,
-                        valid_to,
-                    });
+                if let Some(row) = row {
+                    out.push(rows::contract(partner_id, product, row)?);
                 }
             }
             Ok(out)
@@ -242,7 +193,7 @@ impl SqliteStore {
         app_id: &AppId,
     ) -> Result<Option<ResolvedUser>, StoreError> {
         self.with(|c| {
-            let row = |r: &Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?));
+            let row = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?));
             let found = match locator {
                 UserLocator::UserId(id) => c
                     .prepare_cached("SELECT user_id, customer_id FROM accounts WHERE user_id = ?1")?
@@ -261,14 +212,7 @@ impl SqliteStore {
                     .query_row([app_id.as_str(), id.as_str()], row),
             }
             .optional()?;
-            found
-                .map(|(user_id, customer_id)| {
-                    Ok(ResolvedUser {
-                        user_id: UserId::parse(user_id).map_err(|e| corrupt("accounts.user_id", e))?,
-                        customer_id: CustomerId::parse(customer_id).map_err(|e| corrupt("accounts.customer_id", e))?,
-                    })
-                })
-                .transpose()
+            found.map(rows::resolved_user).transpose()
         })
     }
 
@@ -370,36 +314,20 @@ impl SqliteStore {
 
     pub(crate) fn app_auth_token(&self, token: &str) -> Result<Option<AppAuthToken>, StoreError> {
         self.with(|c| {
-            let row = c
+            let Some(row) = c
                 .prepare_cached(
                     "SELECT isv_app_id, partner_id, auth_app_id, status, expires_at FROM app_auth_tokens WHERE token = ?1",
                 )?
-                .query_row([token], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, i64>(4)?,
-                    ))
-                })
-                .optional()?;
-            let Some((isv_app_id, partner_id, auth_app_id, status, expires_at)) = row else {
+                .query_row([token], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                .optional()?
+            else {
                 return Ok(None);
             };
             let methods = c
                 .prepare_cached("SELECT method FROM app_auth_token_methods WHERE token = ?1 ORDER BY method")?
-                .query_map([token], |r| r.get::<_, String>(0))?
+                .query_map([token], |r| r.get(0))?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Some(AppAuthToken {
-                token: token.to_owned(),
-                isv_app_id: AppId::parse(isv_app_id).map_err(|e| corrupt("app_auth_tokens.isv_app_id", e))?,
-                partner_id: PartnerId::parse(partner_id).map_err(|e| corrupt("app_auth_tokens.partner_id", e))?,
-                auth_app_id: AppId::parse(auth_app_id).map_err(|e| corrupt("app_auth_tokens.auth_app_id", e))?,
-                status: TokenStatus::parse(&status).ok_or_else(|| corrupt("app_auth_tokens.status", &status))?,
-                expires_at,
-                methods,
-            }))
+            rows::token(token, row, methods).map(Some)
         })
     }
 
@@ -586,79 +514,32 @@ fn scope_filter(scope: &Scope, n: usize) -> (String, &str) {
     }
 }
 
-/// A row of [`SELECT_FOUND`].
+/// A row of [`SELECT_FOUND`]. The outer `Result` is the driver's, the inner one says whether
+/// the stored values obey the domain's rules.
 fn read_found(r: &Row<'_>) -> rusqlite::Result<Result<FoundAgreement, StoreError>> {
-    let agreement = read_agreement(r)?;
-    let owner_group = r.get::<_, Option<String>>(17)?;
-    let principal_open_id = r.get::<_, Option<String>>(18)?;
-    Ok((|| {
-        Ok(FoundAgreement {
-            agreement: agreement?,
-            owner_group: owner_group
-                .map(GroupId::parse)
-                .transpose()
-                .map_err(|e| corrupt("merchants.group_id", e))?,
-            principal_open_id,
-        })
-    })())
-}
-
-/// Reads columns 0..=16 of an agreement row. The outer `Result` is the driver's, the inner one
-/// says whether the stored values obey the domain's rules.
-fn read_agreement(r: &Row<'_>) -> rusqlite::Result<Result<Agreement, StoreError>> {
     let text = |i: usize| r.get::<_, String>(i);
-    let (no, partner, app, ptype, pid, user, ppc, pc, scene, tpt) = (
-        text(0)?,
-        text(1)?,
-        text(2)?,
-        text(3)?,
-        text(4)?,
-        text(5)?,
-        text(6)?,
-        text(7)?,
-        text(8)?,
-        text(9)?,
-    );
-    let (ext_no, ext_logon, status) = (
-        r.get::<_, Option<String>>(10)?,
-        r.get::<_, Option<String>>(11)?,
-        text(12)?,
-    );
-    let (sign_time, valid_time, invalid_time, unsign_time) = (
-        r.get::<_, i64>(13)?,
-        r.get::<_, i64>(14)?,
-        r.get::<_, i64>(15)?,
-        r.get::<_, Option<i64>>(16)?,
-    );
-    let build = || -> Result<Agreement, StoreError> {
-        let bad = |field: &'static str| {
-            move |e: agreements_domain::ids::IdError| corrupt(&format!("agreements.{field}"), e)
-        };
-        Ok(Agreement {
-            agreement_no: AgreementNo::parse(no).map_err(bad("agreement_no"))?,
-            partner_id: PartnerId::parse(partner).map_err(bad("partner_id"))?,
-            sign_app_id: AppId::parse(app).map_err(bad("sign_app_id"))?,
-            principal_type: PrincipalType::parse(&ptype)
-                .ok_or_else(|| corrupt("agreements.principal_type", &ptype))?,
-            principal_id: pid,
-            alipay_user_id: UserId::parse(user).map_err(bad("alipay_user_id"))?,
-            personal_product_code: PersonalProductCode::parse(ppc)
-                .map_err(bad("personal_product_code"))?,
-            product_code: ProductCode::parse(pc).map_err(bad("product_code"))?,
-            sign_scene: SignScene::parse(scene).map_err(bad("sign_scene"))?,
-            third_party_type: ThirdPartyType::parse(&tpt)
-                .ok_or_else(|| corrupt("agreements.third_party_type", &tpt))?,
-            external_agreement_no: ext_no,
-            external_logon_id: ext_logon,
-            status: AgreementStatus::parse(&status)
-                .ok_or_else(|| corrupt("agreements.status", &status))?,
-            sign_time,
-            valid_time,
-            invalid_time,
-            unsign_time,
-        })
+    let row = AgreementRow {
+        texts: [
+            text(0)?,
+            text(1)?,
+            text(2)?,
+            text(3)?,
+            text(4)?,
+            text(5)?,
+            text(6)?,
+            text(7)?,
+            text(8)?,
+            text(9)?,
+        ],
+        external_agreement_no: r.get(10)?,
+        external_logon_id: r.get(11)?,
+        status: text(12)?,
+        times: [r.get(13)?, r.get(14)?, r.get(15)?],
+        unsign_time: r.get(16)?,
+        owner_group: r.get(17)?,
+        open_id: r.get(18)?,
     };
-    Ok(build())
+    Ok(row.into_found())
 }
 
 fn migrate(c: &mut Connection) -> Result<(), StoreError> {

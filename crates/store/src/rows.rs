@@ -1,0 +1,194 @@
+//! Stored values → domain types, shared by both backends: a value that breaks the domain's rules
+//! is `StoreError::Corrupt`, never a panic and never passed on.
+
+use agreements_domain::ids::{
+    AgreementNo, AppId, CustomerId, GroupId, IdError, PartnerId, PersonalProductCode, ProductCode,
+    SignScene, UserId,
+};
+use agreements_domain::token::{AppAuthToken, TokenStatus};
+use agreements_domain::{
+    Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, ResolvedUser,
+    ThirdPartyType,
+};
+use agreements_protocol::SignType;
+
+use crate::StoreError;
+use crate::records::{AppKey, AppRecord, AppStatus, FoundAgreement};
+
+pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {detail}"))
+}
+
+fn id<T>(column: &'static str, parsed: Result<T, IdError>) -> Result<T, StoreError> {
+    parsed.map_err(|e| corrupt(column, e))
+}
+
+fn known<T>(column: &'static str, value: &str, parsed: Option<T>) -> Result<T, StoreError> {
+    parsed.ok_or_else(|| corrupt(column, value))
+}
+
+/// An agreement row as the SELECTs of both backends return it (`SELECT_FOUND` column order).
+#[derive(Debug)]
+pub(crate) struct AgreementRow {
+    pub(crate) texts: [String; 10],
+    pub(crate) external_agreement_no: Option<String>,
+    pub(crate) external_logon_id: Option<String>,
+    pub(crate) status: String,
+    pub(crate) times: [i64; 3],
+    pub(crate) unsign_time: Option<i64>,
+    pub(crate) owner_group: Option<String>,
+    pub(crate) open_id: Option<String>,
+}
+
+impl AgreementRow {
+    pub(crate) fn into_found(self) -> Result<FoundAgreement, StoreError> {
+        let [no, partner, app, ptype, pid, user, ppc, pc, scene, tpt] = self.texts;
+        let [sign_time, valid_time, invalid_time] = self.times;
+        let agreement = Agreement {
+            agreement_no: id("agreements.agreement_no", AgreementNo::parse(no))?,
+            partner_id: id("agreements.partner_id", PartnerId::parse(partner))?,
+            sign_app_id: id("agreements.sign_app_id", AppId::parse(app))?,
+            principal_type: known(
+                "agreements.principal_type",
+                &ptype,
+                PrincipalType::parse(&ptype),
+            )?,
+            principal_id: pid,
+            alipay_user_id: id("agreements.alipay_user_id", UserId::parse(user))?,
+            personal_product_code: id(
+                "agreements.personal_product_code",
+                PersonalProductCode::parse(ppc),
+            )?,
+            product_code: id("agreements.product_code", ProductCode::parse(pc))?,
+            sign_scene: id("agreements.sign_scene", SignScene::parse(scene))?,
+            third_party_type: known(
+                "agreements.third_party_type",
+                &tpt,
+                ThirdPartyType::parse(&tpt),
+            )?,
+            external_agreement_no: self.external_agreement_no,
+            external_logon_id: self.external_logon_id,
+            status: known(
+                "agreements.status",
+                &self.status,
+                AgreementStatus::parse(&self.status),
+            )?,
+            sign_time,
+            valid_time,
+            invalid_time,
+            unsign_time: self.unsign_time,
+        };
+        Ok(FoundAgreement {
+            agreement,
+            owner_group: self
+                .owner_group
+                .map(GroupId::parse)
+                .transpose()
+                .map_err(|e| corrupt("merchants.group_id", e))?,
+            principal_open_id: self.open_id,
+        })
+    }
+}
+
+/// An app row with its keys `(sign_type, public_key)` and methods.
+pub(crate) fn app(
+    app_id: &str,
+    (partner_id, name, status, notify_url): (String, String, String, Option<String>),
+    keys: Vec<(String, String)>,
+    methods: Vec<String>,
+) -> Result<AppRecord, StoreError> {
+    let keys = keys
+        .into_iter()
+        .map(|(sign_type, public_key)| {
+            Ok(AppKey {
+                sign_type: known(
+                    "app_keys.sign_type",
+                    &sign_type,
+                    SignType::parse(&sign_type),
+                )?,
+                public_key,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(AppRecord {
+        app_id: id("apps.app_id", AppId::parse(app_id))?,
+        partner_id: id("apps.partner_id", PartnerId::parse(partner_id))?,
+        name,
+        status: known("apps.status", &status, AppStatus::parse(&status))?,
+        notify_url,
+        keys,
+        methods,
+    })
+}
+
+pub(crate) fn merchant(
+    partner_id: &PartnerId,
+    (name, status, group_id): (String, String, Option<String>),
+) -> Result<Merchant, StoreError> {
+    Ok(Merchant {
+        partner_id: partner_id.clone(),
+        name,
+        status: known("merchants.status", &status, EntityStatus::parse(&status))?,
+        group_id: group_id
+            .map(GroupId::parse)
+            .transpose()
+            .map_err(|e| corrupt("merchants.group_id", e))?,
+    })
+}
+
+pub(crate) fn contract(
+    partner_id: &PartnerId,
+    product_code: &ProductCode,
+    (status, valid_from, valid_to): (String, i64, i64),
+) -> Result<Contract, StoreError> {
+    Ok(Contract {
+        partner_id: partner_id.clone(),
+        product_code: product_code.clone(),
+        status: known(
+            "merchant_contracts.status",
+            &status,
+            EntityStatus::parse(&status),
+        )?,
+        valid_from,
+        valid_to,
+    })
+}
+
+pub(crate) fn product_code(value: String) -> Result<ProductCode, StoreError> {
+    id("product_pairs.product_code", ProductCode::parse(value))
+}
+
+pub(crate) fn resolved_user(
+    (user_id, customer_id): (String, String),
+) -> Result<ResolvedUser, StoreError> {
+    Ok(ResolvedUser {
+        user_id: id("accounts.user_id", UserId::parse(user_id))?,
+        customer_id: id("accounts.customer_id", CustomerId::parse(customer_id))?,
+    })
+}
+
+pub(crate) fn token(
+    token: &str,
+    (isv_app_id, partner_id, auth_app_id, status, expires_at): (
+        String,
+        String,
+        String,
+        String,
+        i64,
+    ),
+    methods: Vec<String>,
+) -> Result<AppAuthToken, StoreError> {
+    Ok(AppAuthToken {
+        token: token.to_owned(),
+        isv_app_id: id("app_auth_tokens.isv_app_id", AppId::parse(isv_app_id))?,
+        partner_id: id("app_auth_tokens.partner_id", PartnerId::parse(partner_id))?,
+        auth_app_id: id("app_auth_tokens.auth_app_id", AppId::parse(auth_app_id))?,
+        status: known(
+            "app_auth_tokens.status",
+            &status,
+            TokenStatus::parse(&status),
+        )?,
+        expires_at,
+        methods,
+    })
+}
