@@ -57,19 +57,19 @@ pub struct DatabaseArgs {
     /// Configuration file (TOML); see `agreements default-config`.
     #[arg(long, env = "AGREEMENTS_CONFIG")]
     pub config: Option<PathBuf>,
-    /// SQLite database file; overrides the configuration.
+    /// SQLite database file or `postgres://` URL; overrides the configuration.
     #[arg(long)]
-    pub database: Option<PathBuf>,
+    pub database: Option<String>,
 }
 
 impl DatabaseArgs {
     /// Opens the store these arguments name.
-    pub fn open(&self) -> anyhow::Result<agreements_store::Store> {
-        let path = match &self.database {
-            Some(path) => path.clone(),
+    pub async fn open(&self) -> anyhow::Result<agreements_store::Store> {
+        let location = match &self.database {
+            Some(location) => location.clone(),
             None => agreements_server::config::Config::load(self.config.as_deref())?.database,
         };
-        Ok(agreements_store::Store::open_sqlite(&path)?)
+        Ok(agreements_store::Store::open(&location).await?)
     }
 }
 

@@ -24,8 +24,8 @@ pub enum LogFormat {
 pub struct Config {
     /// Address to listen on; port 0 picks a free port.
     pub listen: String,
-    /// The SQLite database file (created if missing).
-    pub database: PathBuf,
+    /// The database: a SQLite file path (created if missing), or a `postgres://` URL.
+    pub database: String,
     /// The platform private key that signs responses (PKCS#1 or PKCS#8, PEM or bare base64).
     pub platform_private_key: PathBuf,
     /// Accepted distance between a request `timestamp` and the gateway clock, in seconds;
@@ -87,7 +87,8 @@ impl Config {
             "# agreements serve configuration. Every key can also be set by an environment variable\n\
              # AGREEMENTS_<KEY> (upper case), which wins over this file.\n\n\
              # Address to listen on; port 0 picks a free port.\nlisten = {:?}\n\n\
-             # SQLite database file, created if missing.\ndatabase = {:?}\n\n\
+             # SQLite database file (created if missing), or a PostgreSQL URL such as\n\
+             # \"postgres://user@127.0.0.1:5432/agreements\".\ndatabase = {:?}\n\n\
              # Platform private key that signs responses (PKCS#1 or PKCS#8, PEM or bare base64).\n\
              platform_private_key = {:?}\n\n\
              # Accepted distance between a request timestamp (Beijing time) and the gateway clock; 0 = off.\n\
@@ -97,7 +98,7 @@ impl Config {
              # \"text\" or \"json\".\nlog_format = \"text\"\n\n\
              # tracing filter directives.\nlog_filter = {:?}\n",
             d.listen,
-            d.database.display().to_string(),
+            d.database,
             d.platform_private_key.display().to_string(),
             d.timestamp_window_secs,
             d.max_body_bytes,

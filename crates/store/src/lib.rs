@@ -1,12 +1,16 @@
 //! Storage of the agreement world. One API for the server and the CLI; behind it SQLite through
-//! rusqlite (called inline: a lookup costs ~7 µs, cheaper than any thread hop). All SQL lives in
+//! rusqlite (called inline: a lookup costs ~7 µs, cheaper than any thread hop) or PostgreSQL
+//! through sqlx (async, pooled). All SQL lives in
 //! this crate, and driver errors never leave it: callers see [`StoreError`].
 
 pub mod demo;
 mod migrations;
+mod pg;
 mod records;
 mod rows;
 mod sqlite;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 use std::path::Path;
 
@@ -46,9 +50,49 @@ pub struct Store {
 #[derive(Debug)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(pg::PgStore),
+}
+
+/// Calls the same method on whichever backend is in use; SQLite's run inline, PostgreSQL's are
+/// awaited.
+macro_rules! dispatch {
+    ($self:ident.$method:ident($($arg:expr),*)) => {
+        match &$self.backend {
+            Backend::Sqlite(s) => s.$method($($arg),*),
+            Backend::Postgres(s) => s.$method($($arg),*).await,
+        }
+    };
 }
 
 impl Store {
+    /// Opens the database `location` names: a `postgres://` or `postgresql://` URL, or else a
+    /// SQLite file path (an optional `sqlite://` prefix is dropped). Applies pending migrations.
+    pub async fn open(location: &str) -> Result<Self, StoreError> {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            Ok(Self {
+                backend: Backend::Postgres(pg::PgStore::connect(location).await?),
+            })
+        } else {
+            Self::open_sqlite(Path::new(
+                location.strip_prefix("sqlite://").unwrap_or(location),
+            ))
+        }
+    }
+
+    /// Runs raw SQL (tests only: to break, repair or inspect a database).
+    #[cfg(feature = "test-support")]
+    pub async fn execute_for_tests(&self, sql: &str) -> Result<(), StoreError> {
+        dispatch!(self.execute_batch(sql))
+    }
+
+    /// Which backend is in use: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
     /// Opens (creating if missing) a SQLite database file, in WAL mode with foreign keys on, and
     /// applies pending migrations.
     pub fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
@@ -59,44 +103,32 @@ impl Store {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.ping(),
-        }
+        dispatch!(self.ping())
     }
 
     /// The migrations applied so far, by version.
     pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.applied_migrations(),
-        }
+        dispatch!(self.applied_migrations())
     }
 
     /// An app with its keys and granted methods.
     pub async fn app(&self, app_id: &str) -> Result<Option<AppRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.app(app_id),
-        }
+        dispatch!(self.app(app_id))
     }
 
     /// Every app, by id.
     pub async fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.apps(),
-        }
+        dispatch!(self.apps())
     }
 
     /// A merchant.
     pub async fn merchant(&self, partner_id: &PartnerId) -> Result<Option<Merchant>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.merchant(partner_id),
-        }
+        dispatch!(self.merchant(partner_id))
     }
 
     /// An agreement product with its paired sales products.
     pub async fn product(&self, code: &PersonalProductCode) -> Result<Option<Product>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.product(code),
-        }
+        dispatch!(self.product(code))
     }
 
     /// A merchant's contracts for the given sales products.
@@ -105,9 +137,7 @@ impl Store {
         partner_id: &PartnerId,
         products: &[&ProductCode],
     ) -> Result<Vec<Contract>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.contracts(partner_id, products),
-        }
+        dispatch!(self.contracts(partner_id, products))
     }
 
     /// The account (and person) a user field names; open ids in `app_id`'s namespace.
@@ -116,9 +146,7 @@ impl Store {
         locator: &UserLocator,
         app_id: &AppId,
     ) -> Result<Option<ResolvedUser>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.resolve_user(locator, app_id),
-        }
+        dispatch!(self.resolve_user(locator, app_id))
     }
 
     /// The agreements of one person for one product in one scope, in answer order.
@@ -126,9 +154,7 @@ impl Store {
         &self,
         filter: &AgreementFilter<'_>,
     ) -> Result<Vec<FoundAgreement>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.agreements(filter),
-        }
+        dispatch!(self.agreements(filter))
     }
 
     /// One agreement by number, whatever its status or owner (callers apply the rules).
@@ -137,9 +163,7 @@ impl Store {
         no: &AgreementNo,
         open_id_app: &AppId,
     ) -> Result<Option<FoundAgreement>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.agreement_by_no(no, open_id_app),
-        }
+        dispatch!(self.agreement_by_no(no, open_id_app))
     }
 
     /// The agreements with a merchant's number, among the merchants of `scope`, whatever their
@@ -150,92 +174,66 @@ impl Store {
         key: &ExternalKey<'_>,
         open_id_app: &AppId,
     ) -> Result<Vec<FoundAgreement>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.agreements_by_external(scope, key, open_id_app),
-        }
+        dispatch!(self.agreements_by_external(scope, key, open_id_app))
     }
 
     /// One logon id of an account (the first in order), for masked display.
     pub async fn logon_id_of(&self, user_id: &UserId) -> Result<Option<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.logon_id_of(user_id),
-        }
+        dispatch!(self.logon_id_of(user_id))
     }
 
     /// An ISV authorisation by its token.
     pub async fn app_auth_token(&self, token: &str) -> Result<Option<AppAuthToken>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.app_auth_token(token),
-        }
+        dispatch!(self.app_auth_token(token))
     }
 
     /// Stores a new ISV authorisation.
     pub async fn add_app_auth_token(&self, token: &AppAuthToken) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.add_app_auth_token(token),
-        }
+        dispatch!(self.add_app_auth_token(token))
     }
 
     /// Revokes a token; `false` when there is no such token.
     pub async fn revoke_app_auth_token(&self, token: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.revoke_app_auth_token(token),
-        }
+        dispatch!(self.revoke_app_auth_token(token))
     }
 
     /// A merchant group.
     pub async fn group(&self, group_id: &GroupId) -> Result<Option<NewGroup>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.group(group_id),
-        }
+        dispatch!(self.group(group_id))
     }
 
     /// Adds a merchant group.
     pub async fn add_group(&self, group: &NewGroup) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.add_group(group),
-        }
+        dispatch!(self.add_group(group))
     }
 
     /// Adds a merchant.
     pub async fn add_merchant(&self, merchant: &Merchant) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.add_merchant(merchant),
-        }
+        dispatch!(self.add_merchant(merchant))
     }
 
     /// Adds an agreement product and its sales products (idempotent).
     pub async fn add_product(&self, product: &Product, name: &str) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.add_product(product, name),
-        }
+        dispatch!(self.add_product(product, name))
     }
 
     /// Adds a merchant contract.
     pub async fn add_contract(&self, contract: &Contract) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.add_contract(contract),
-        }
+        dispatch!(self.add_contract(contract))
     }
 
     /// Registers an app with its keys and granted methods.
     pub async fn add_app(&self, app: &NewApp) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.add_app(app),
-        }
+        dispatch!(self.add_app(app))
     }
 
     /// Adds an account (creating its person if new), its logon ids and open ids.
     pub async fn add_account(&self, account: &NewAccount) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.add_account(account),
-        }
+        dispatch!(self.add_account(account))
     }
 
     /// Adds an agreement.
     pub async fn add_agreement(&self, agreement: &Agreement) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.add_agreement(agreement),
-        }
+        dispatch!(self.add_agreement(agreement))
     }
 }

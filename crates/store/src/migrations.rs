@@ -9,6 +9,8 @@ pub struct Migration {
     pub name: &'static str,
     /// SQLite DDL.
     pub sqlite: &'static str,
+    /// PostgreSQL DDL, the same schema step.
+    pub postgres: &'static str,
 }
 
 /// Every migration, in order.
@@ -16,4 +18,33 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "initial",
     sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
+    postgres: include_str!("../migrations/postgres/0001_initial.sql"),
 }];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(backend: &str) -> Vec<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn both_backends_have_the_same_migrations_and_all_are_listed() {
+        let listed: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|m| format!("{:04}_{}.sql", m.version, m.name))
+            .collect();
+        assert_eq!(files("sqlite"), listed);
+        assert_eq!(files("postgres"), listed);
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
+    }
+}

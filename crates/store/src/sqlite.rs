@@ -87,6 +87,11 @@ impl SqliteStore {
         result
     }
 
+    #[cfg(feature = "test-support")]
+    pub(crate) fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        self.with(|c| Ok(c.execute_batch(sql)?))
+    }
+
     pub(crate) fn ping(&self) -> Result<(), StoreError> {
         self.with(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
     }

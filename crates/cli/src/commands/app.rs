@@ -93,7 +93,7 @@ async fn add(args: AddArgs) -> anyhow::Result<()> {
             "--notify-url must be an http(s) URL"
         );
     }
-    let store = args.db.open()?;
+    let store = args.db.open().await?;
     anyhow::ensure!(
         store.merchant(&partner_id).await?.is_some(),
         "merchant {partner_id} does not exist"
@@ -120,7 +120,7 @@ async fn add(args: AddArgs) -> anyhow::Result<()> {
 }
 
 async fn list(db: &DatabaseArgs) -> anyhow::Result<()> {
-    let apps = db.open()?.apps().await?;
+    let apps = db.open().await?.apps().await?;
     let mut out = format!(
         "{:<20} {:<18} {:<8} {:<10} {}\n",
         "APP_ID", "MERCHANT", "STATUS", "SIGN", "METHODS"

@@ -44,7 +44,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let config = Config {
         listen: args.listen,
-        database,
+        database: database.to_string_lossy().into_owned(),
         platform_private_key: platform_key,
         ..config
     };

@@ -33,13 +33,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// Opens the store and the key, binds, calls `on_ready` with the bound address, and serves until
 /// SIGINT/SIGTERM.
 pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
-    let store = Store::open_sqlite(&config.database)
-        .with_context(|| format!("opening {}", config.database.display()))?;
+    let store = Store::open(&config.database)
+        .await
+        .with_context(|| format!("opening {}", redact(&config.database)))?;
     let key_path = &config.platform_private_key;
     let key_text = std::fs::read_to_string(key_path)
         .with_context(|| format!("reading the platform key {}", key_path.display()))?;
     let key = PrivateKey::parse(&key_text)
         .with_context(|| format!("reading the platform key {}", key_path.display()))?;
+    let store_backend = store.backend();
     let limits = Limits {
         timestamp_window: config.timestamp_window(),
         max_body_bytes: config.max_body_bytes,
@@ -49,7 +51,7 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, database = %config.database.display(), "serving /gateway.do");
+    tracing::info!(%addr, database = %redact(&config.database), backend = store_backend, "serving /gateway.do");
     on_ready(addr);
     serve(
         listener,
@@ -59,4 +61,31 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A database location fit for logs: a URL's password is replaced by `***`.
+fn redact(location: &str) -> String {
+    let Some((scheme, rest)) = location.split_once("://") else {
+        return location.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return location.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => location.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_passwords_never_reach_the_logs() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact("agreements.db"), "agreements.db");
+    }
 }

@@ -67,7 +67,7 @@ pub async fn run(command: Command, now: i64) -> anyhow::Result<()> {
             } else {
                 methods
             };
-            let store = db.open()?;
+            let store = db.open().await?;
             anyhow::ensure!(
                 store.app(isv_app_id.as_str()).await?.is_some(),
                 "app {isv_app_id} does not exist"
@@ -104,7 +104,7 @@ pub async fn run(command: Command, now: i64) -> anyhow::Result<()> {
         }
         Command::Revoke { db, token } => {
             anyhow::ensure!(
-                db.open()?.revoke_app_auth_token(&token).await?,
+                db.open().await?.revoke_app_auth_token(&token).await?,
                 "no such token"
             );
             super::print("revoked\n")

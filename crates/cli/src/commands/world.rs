@@ -129,7 +129,7 @@ pub enum AccountCommand {
 pub async fn group(command: GroupCommand) -> anyhow::Result<()> {
     let GroupCommand::Add { db, group_id, name } = command;
     let group_id = arg("--group-id", &group_id, GroupId::parse)?;
-    let store = db.open()?;
+    let store = db.open().await?;
     anyhow::ensure!(
         store.group(&group_id).await?.is_none(),
         "group {group_id} already exists"
@@ -156,7 +156,7 @@ pub async fn merchant(command: MerchantCommand) -> anyhow::Result<()> {
         .map(|g| arg("--group", &g, GroupId::parse))
         .transpose()?;
     anyhow::ensure!(!name.trim().is_empty(), "--name must not be empty");
-    let store = db.open()?;
+    let store = db.open().await?;
     if let Some(group_id) = &group_id {
         anyhow::ensure!(
             store.group(group_id).await?.is_some(),
@@ -200,7 +200,8 @@ pub async fn product(command: ProductCommand) -> anyhow::Result<()> {
         .map(|c| arg("--product-code", c, ProductCode::parse))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let name = name.unwrap_or_else(|| personal_product_code.to_string());
-    db.open()?
+    db.open()
+        .await?
         .add_product(
             &Product {
                 personal_product_code: personal_product_code.clone(),
@@ -238,7 +239,7 @@ pub async fn contract(command: ContractCommand) -> anyhow::Result<()> {
         contract.valid_from < contract.valid_to,
         "--from must be before --to"
     );
-    let store = db.open()?;
+    let store = db.open().await?;
     anyhow::ensure!(
         store.merchant(&contract.partner_id).await?.is_some(),
         "merchant {} does not exist",
@@ -283,7 +284,7 @@ pub async fn account(command: AccountCommand) -> anyhow::Result<()> {
             })
             .collect::<anyhow::Result<_>>()?,
     };
-    add_account(&db.open()?, &account).await?;
+    add_account(&db.open().await?, &account).await?;
     super::print(&format!("added account {}\n", account.user_id))
 }
 

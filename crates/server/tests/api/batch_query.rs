@@ -264,24 +264,39 @@ async fn batch_query_answers_isp_unknow_error_while_storage_fails_and_recovers_a
     let biz =
         r#"{"personal_product_code":"GENERAL_WITHHOLDING_P","alipay_user_id":"2088101122675263"}"#;
     assert_eq!(app.call(BATCH_QUERY, biz).await.code(), "10000");
-    let db = rusqlite::Connection::open(&app.db_path).unwrap();
-    db.execute_batch("ALTER TABLE agreements RENAME TO agreements_away")
-        .unwrap();
+    // PostgreSQL: the connection is really cut. SQLite has no connection to cut: the table goes.
+    match &app.proxy {
+        Some(proxy) => proxy.cut(),
+        None => app
+            .store
+            .execute_for_tests("ALTER TABLE agreements RENAME TO agreements_away")
+            .await
+            .unwrap(),
+    }
     let answer = app.call(BATCH_QUERY, biz).await;
     assert_eq!(answer.code(), "20000");
     assert_eq!(answer.node["msg"], "Service Currently Unavailable");
     assert_eq!(answer.sub_code(), Some("isp.unknow-error"));
     assert_eq!(answer.node["sub_msg"], "系统繁忙");
-    db.execute_batch("ALTER TABLE agreements_away RENAME TO agreements")
-        .unwrap();
+    match &app.proxy {
+        Some(proxy) => proxy.restore(),
+        None => app
+            .store
+            .execute_for_tests("ALTER TABLE agreements_away RENAME TO agreements")
+            .await
+            .unwrap(),
+    }
+    // Recovered, without a restart.
     assert_eq!(app.call(BATCH_QUERY, biz).await.code(), "10000");
 }
 
 #[tokio::test]
 async fn batch_query_answers_system_error_for_inconsistent_stored_data() {
     let app = TestApp::spawn().await;
-    let db = rusqlite::Connection::open(&app.db_path).unwrap();
-    db.execute_batch("UPDATE agreements SET sign_scene = 'BROKEN SCENE' WHERE agreement_no = '20245920000000000001'").unwrap();
+    app.store
+        .execute_for_tests("UPDATE agreements SET sign_scene = 'BROKEN SCENE' WHERE agreement_no = '20245920000000000001'")
+        .await
+        .unwrap();
     let biz =
         r#"{"personal_product_code":"GENERAL_WITHHOLDING_P","alipay_user_id":"2088101122675263"}"#;
     assert_eq!(

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::chaos::ChaosProxy;
 use agreements_client::{Answer, Client, ClientConfig, ClientError, verify_response};
 use agreements_domain::ids::{AppId, PartnerId};
 use agreements_domain::token::{AppAuthToken, TokenStatus};
@@ -11,6 +12,7 @@ use agreements_protocol::timestamp::parse_beijing;
 use agreements_protocol::{Charset, Params, PrivateKey, PublicKey, SignType};
 use agreements_server::clock::FixedClock;
 use agreements_server::{Gateway, Limits, router, serve};
+use agreements_store::test_support::{TestBackend, TestDatabase, postgres_url};
 use agreements_store::{AppKey, AppStatus, NewApp, Store, demo};
 
 /// The SDK vectors' fixed time.
@@ -31,6 +33,18 @@ pub const TOKEN_EXPIRED: &str = "202405BBexpired000000000000000000001";
 pub const TOKEN_REVOKED: &str = "202405BBrevoked000000000000000000001";
 pub const TOKEN_NO_API: &str = "202405BBnoapi00000000000000000000001";
 
+/// The backend the suite runs against: SQLite, or PostgreSQL when `AGREEMENTS_TEST_BACKEND=postgres`
+/// (which needs `AGREEMENTS_TEST_DATABASE_URL`).
+pub fn backend() -> TestBackend {
+    if std::env::var("AGREEMENTS_TEST_BACKEND").as_deref() == Ok("postgres") {
+        let url = postgres_url()
+            .expect("AGREEMENTS_TEST_BACKEND=postgres needs AGREEMENTS_TEST_DATABASE_URL");
+        TestBackend::Postgres(url)
+    } else {
+        TestBackend::Sqlite
+    }
+}
+
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/openapi-vectors")
 }
@@ -47,12 +61,14 @@ pub fn fixture_json(name: &str) -> serde_json::Value {
 pub struct TestApp {
     pub url: String,
     pub gateway: Arc<Gateway>,
+    pub store: Arc<Store>,
+    /// Between the server and PostgreSQL (PostgreSQL backend only).
+    pub proxy: Option<ChaosProxy>,
     pub clock: Arc<FixedClock>,
-    pub db_path: PathBuf,
+    _db: TestDatabase,
     pub http: reqwest::Client,
     pub app_key: PrivateKey,
     pub platform_public: PublicKey,
-    _dir: tempfile::TempDir,
 }
 
 pub struct Raw {
@@ -63,9 +79,15 @@ pub struct Raw {
 
 impl TestApp {
     pub async fn spawn() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let db_path = dir.path().join("agreements.db");
-        let store = Arc::new(Store::open_sqlite(&db_path).unwrap());
+        let db = TestDatabase::new(&backend()).await.unwrap();
+        let proxy = match db.postgres_address() {
+            Some(address) => Some(ChaosProxy::start(address).await),
+            None => None,
+        };
+        let location = proxy
+            .as_ref()
+            .map_or_else(|| db.location().to_owned(), |p| db.location_via(&p.address));
+        let store = Arc::new(Store::open(&location).await.unwrap());
         let app_public_b64 = fixture("keys/app_public_key_spki.b64");
         demo::load(&store, app_public_b64.trim()).await.unwrap();
         let rsa2 = |key: &str| {
@@ -177,7 +199,12 @@ impl TestApp {
             timestamp_window: Some(900),
             max_body_bytes: MAX_BODY,
         };
-        let gateway = Arc::new(Gateway::new(store, platform_key, clock.clone(), limits));
+        let gateway = Arc::new(Gateway::new(
+            store.clone(),
+            platform_key,
+            clock.clone(),
+            limits,
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = router(gateway.clone(), std::time::Duration::from_secs(10));
@@ -185,13 +212,14 @@ impl TestApp {
         TestApp {
             url: format!("http://{addr}/gateway.do"),
             gateway,
+            store,
+            proxy,
             clock,
-            db_path,
+            _db: db,
             http: reqwest::Client::new(),
             app_key: PrivateKey::parse(&fixture("keys/app_private_key_pkcs1.pem")).unwrap(),
             platform_public: PublicKey::parse(&fixture("keys/gateway_public_key_spki.pem"))
                 .unwrap(),
-            _dir: dir,
         }
     }
 

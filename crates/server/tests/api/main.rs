@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod batch_query;
+mod chaos;
 mod codes;
 mod gateway_errors;
 mod helpers;

@@ -25,7 +25,8 @@ use agreements_server::clock::FixedClock;
 use agreements_server::{Gateway, Limits};
 use agreements_store::{AppKey, AppStatus, NewAccount, NewApp, NewGroup, Store};
 
-use crate::helpers::{VECTOR_TIME, fixture, signed_form};
+use crate::helpers::{VECTOR_TIME, backend, fixture, signed_form};
+use agreements_store::test_support::TestDatabase;
 
 /// splitmix64: small, fast, and good enough to spread choices.
 struct Rng(u64);
@@ -685,8 +686,8 @@ fn no_request_ever_sees_an_agreement_outside_its_callers_view_nor_misses_one() {
     for w in 0..worlds {
         let mut rng = Rng(seed.wrapping_add(w));
         let world = generate(&mut rng, now);
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open_sqlite(&dir.path().join("w.db")).unwrap());
+        let db = runtime.block_on(TestDatabase::new(&backend())).unwrap();
+        let store = Arc::new(runtime.block_on(Store::open(db.location())).unwrap());
         runtime.block_on(load(
             &store,
             &world,
