@@ -78,6 +78,25 @@ fn default_config_is_valid_configuration() {
 }
 
 #[test]
+fn configuration_comes_from_the_file_and_other_agreements_variables_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), "database = \"from-file.db\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_agreements"))
+        .args(["app", "list"])
+        .current_dir(dir.path())
+        .env("AGREEMENTS_CONFIG", "c.toml")
+        .env(
+            "AGREEMENTS_TEST_DATABASE_URL",
+            "postgres://nobody@127.0.0.1:1/none",
+        )
+        .env_remove("AGREEMENTS_DATABASE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(dir.path().join("from-file.db").exists());
+}
+
+#[test]
 fn app_add_validates_input_and_app_list_shows_the_app() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("a.db");

@@ -57,6 +57,18 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Every key, as in the file (and, upper-cased with the prefix, in the environment).
+    pub const KEYS: &'static [&'static str] = &[
+        "listen",
+        "database",
+        "platform_private_key",
+        "timestamp_window_secs",
+        "max_body_bytes",
+        "request_timeout_ms",
+        "log_format",
+        "log_filter",
+    ];
+
     /// Defaults, overridden by `file` (when given), overridden by `AGREEMENTS_<FIELD>` variables
     /// (e.g. `AGREEMENTS_LISTEN=0.0.0.0:8080`).
     pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
@@ -64,8 +76,15 @@ impl Config {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
+        // Only this struct's keys: other AGREEMENTS_* variables (AGREEMENTS_CONFIG, the tests'
+        // AGREEMENTS_TEST_*) are not configuration and must not be refused as unknown.
+        let known = |key: &figment::value::UncasedStr| {
+            Self::KEYS
+                .iter()
+                .any(|k| key.as_str().eq_ignore_ascii_case(k))
+        };
         figment
-            .merge(Env::prefixed("AGREEMENTS_"))
+            .merge(Env::prefixed("AGREEMENTS_").filter(known))
             .extract()
             .map_err(Box::new)
     }
@@ -119,6 +138,21 @@ mod tests {
         std::fs::write(&path, Config::example()).unwrap();
         let figment = Figment::from(Toml::file_exact(&path));
         assert_eq!(figment.extract::<Config>().unwrap(), Config::default());
+    }
+
+    #[test]
+    fn keys_lists_every_field() {
+        let value = serde_json::to_value(Config::default()).unwrap();
+        let mut fields: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut keys = Config::KEYS.to_vec();
+        fields.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(fields, keys);
     }
 
     #[test]
