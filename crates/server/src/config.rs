@@ -35,6 +35,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Longest time one request may take, in milliseconds.
     pub request_timeout_ms: u64,
+    /// A connection must send a whole request head within this many milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// Connections served at once; more are closed on arrival.
+    pub max_connections: usize,
     /// `text` or `json`.
     pub log_format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `agreements_server=debug`.
@@ -50,6 +54,8 @@ impl Default for Config {
             timestamp_window_secs: 15 * 60,
             max_body_bytes: 64 * 1024,
             request_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            max_connections: 10_000,
             log_format: LogFormat::Text,
             log_filter: "info".into(),
         }
@@ -65,6 +71,8 @@ impl Config {
         "timestamp_window_secs",
         "max_body_bytes",
         "request_timeout_ms",
+        "header_read_timeout_ms",
+        "max_connections",
         "log_format",
         "log_filter",
     ];
@@ -99,6 +107,14 @@ impl Config {
         Duration::from_millis(self.request_timeout_ms)
     }
 
+    /// Connection limits.
+    pub fn connection_limits(&self) -> crate::ConnectionLimits {
+        crate::ConnectionLimits {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            max_connections: self.max_connections,
+        }
+    }
+
     /// A commented example configuration file with the defaults.
     pub fn example() -> String {
         let d = Config::default();
@@ -114,6 +130,9 @@ impl Config {
              timestamp_window_secs = {}\n\n\
              # Largest accepted request body.\nmax_body_bytes = {}\n\n\
              # Longest time one request may take.\nrequest_timeout_ms = {}\n\n\
+             # A connection must send a whole request head within this time (slow-client guard).\n\
+             header_read_timeout_ms = {}\n\n\
+             # Connections served at once; more are closed on arrival.\nmax_connections = {}\n\n\
              # \"text\" or \"json\".\nlog_format = \"text\"\n\n\
              # tracing filter directives.\nlog_filter = {:?}\n",
             d.listen,
@@ -122,6 +141,8 @@ impl Config {
             d.timestamp_window_secs,
             d.max_body_bytes,
             d.request_timeout_ms,
+            d.header_read_timeout_ms,
+            d.max_connections,
             d.log_filter,
         )
     }

@@ -57,6 +57,7 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
         listener,
         router(Arc::new(gateway), config.request_timeout()),
         shutdown_signal(),
+        config.connection_limits(),
     )
     .await?;
     tracing::info!("stopped");

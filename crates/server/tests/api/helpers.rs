@@ -11,7 +11,7 @@ use agreements_protocol::sign_content::{self, Empties};
 use agreements_protocol::timestamp::parse_beijing;
 use agreements_protocol::{Charset, Params, PrivateKey, PublicKey, SignType};
 use agreements_server::clock::FixedClock;
-use agreements_server::{Gateway, Limits, router, serve};
+use agreements_server::{ConnectionLimits, Gateway, Limits, router, serve};
 use agreements_store::test_support::{TestBackend, TestDatabase, postgres_url};
 use agreements_store::{AppKey, AppStatus, NewApp, Store, demo};
 
@@ -208,7 +208,12 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = router(gateway.clone(), std::time::Duration::from_secs(10));
-        tokio::spawn(serve(listener, app, std::future::pending()));
+        tokio::spawn(serve(
+            listener,
+            app,
+            std::future::pending(),
+            ConnectionLimits::default(),
+        ));
         TestApp {
             url: format!("http://{addr}/gateway.do"),
             gateway,

@@ -155,3 +155,76 @@ async fn a_gbk_client_gets_a_gbk_answer_it_can_verify() {
     assert_eq!(answer.sub_code(), Some("USER_NOT_EXIST_ERROR"));
     assert_eq!(answer.node["sub_msg"], "用户信息不存在");
 }
+
+/// Starts a bare server with `limits` over the demo world; returns its address.
+async fn server_with(
+    limits: agreements_server::ConnectionLimits,
+) -> (TestApp, std::net::SocketAddr) {
+    let app = TestApp::spawn().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = agreements_server::router(app.gateway.clone(), std::time::Duration::from_secs(10));
+    tokio::spawn(agreements_server::serve(
+        listener,
+        router,
+        std::future::pending(),
+        limits,
+    ));
+    (app, addr)
+}
+
+/// Reads until the server closes the connection (bounded, so a hang fails the test).
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut seen),
+    )
+    .await;
+    assert!(read.is_ok(), "the server did not close the connection");
+    seen
+}
+
+#[tokio::test]
+async fn a_client_trickling_headers_is_disconnected() {
+    use tokio::io::AsyncWriteExt as _;
+    let limits = agreements_server::ConnectionLimits {
+        header_read_timeout: std::time::Duration::from_millis(200),
+        max_connections: 100,
+    };
+    let (_app, addr) = server_with(limits).await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"POST /gateway.do HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let seen = read_until_closed(&mut stream).await;
+    assert!(!String::from_utf8_lossy(&seen).contains("200 OK"));
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_on_arrival() {
+    use tokio::io::AsyncWriteExt as _;
+    let limits = agreements_server::ConnectionLimits {
+        header_read_timeout: std::time::Duration::from_secs(10),
+        max_connections: 1,
+    };
+    let (_app, addr) = server_with(limits).await;
+    // The first connection holds the only slot (a healthz round trip proves it is served).
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::io::AsyncReadExt::read(&mut first, &mut buf)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = second
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    assert!(read_until_closed(&mut second).await.is_empty());
+}
