@@ -24,6 +24,11 @@ enum Command {
     Demo(commands::demo::Args),
     /// Print a commented example configuration file.
     DefaultConfig,
+    /// Create the database if missing and apply pending schema migrations.
+    Migrate {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Generate an RSA-2048 key pair in every format merchants use.
     Keygen(commands::keygen::Args),
     /// Register and list apps.
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
+            Command::Migrate { db } => commands::migrate(&db).await,
             Command::DefaultConfig => {
                 commands::print(&agreements_server::config::Config::example())
             }

@@ -26,7 +26,21 @@ fn help_lists_every_command() {
     let dir = tempfile::tempdir().unwrap();
     let out = agreements(&["--help"], dir.path());
     assert!(out.status.success());
-    for command in ["serve", "demo", "default-config", "keygen", "app", "call"] {
+    for command in [
+        "serve",
+        "demo",
+        "default-config",
+        "migrate",
+        "keygen",
+        "app",
+        "group",
+        "merchant",
+        "product",
+        "contract",
+        "account",
+        "token",
+        "call",
+    ] {
         assert!(text(&out.stdout).contains(command), "{command}");
     }
 }

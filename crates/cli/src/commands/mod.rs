@@ -30,3 +30,16 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.downcast_ref::<std::io::Error>()
         .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
+
+/// `agreements migrate`: opening a store applies its pending migrations.
+pub async fn migrate(db: &crate::DatabaseArgs) -> anyhow::Result<()> {
+    let store = db.open().await?;
+    let versions = store.applied_migrations().await?;
+    let list: Vec<String> = versions.iter().map(i64::to_string).collect();
+    print(&format!(
+        "{} schema at version {} (applied: {})\n",
+        store.backend(),
+        versions.last().copied().unwrap_or(0),
+        list.join(", ")
+    ))
+}
