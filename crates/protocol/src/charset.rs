@@ -26,7 +26,7 @@ impl Charset {
             Ok(Self::Gbk)
         } else {
             Err(ProtocolError::InvalidCharset {
-                detail: format!("unsupported charset {:?}", String::from_utf8_lossy(label)),
+                detail: format!("unsupported charset {:?}", crate::error::echo(label)),
             })
         }
     }

@@ -71,6 +71,18 @@ impl WireError {
     }
 }
 
+/// At most 32 bytes of a client's value, for echoing it in a `sub_msg` (never more: an answer's
+/// size must not grow with what a client sends).
+pub fn echo(value: &[u8]) -> String {
+    let cut = &value[..value.len().min(32)];
+    let text = String::from_utf8_lossy(cut);
+    if cut.len() < value.len() {
+        format!("{text}…")
+    } else {
+        text.into_owned()
+    }
+}
+
 /// Everything that can be wrong with a request at the gateway level, before business logic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -267,5 +279,17 @@ impl ProtocolError {
             sub_code,
             sub_msg,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_is_bounded() {
+        assert_eq!(echo(b"big5"), "big5");
+        assert_eq!(echo(&[b'x'; 1000]), format!("{}…", "x".repeat(32)));
+        assert!(echo(&[0xe7, 0x94, 0xa8].repeat(20)).chars().count() <= 33);
     }
 }

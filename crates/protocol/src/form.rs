@@ -37,7 +37,7 @@ fn malformed(name: &[u8]) -> ProtocolError {
     ProtocolError::MalformedEncoding {
         detail: format!(
             "parameter {:?} has a '%' that is not followed by two hex digits; percent-encode the value",
-            String::from_utf8_lossy(name)
+            crate::error::echo(name)
         ),
     }
 }
@@ -95,15 +95,18 @@ pub fn parse_body(
             content_type
                 .and_then(boundary)
                 .ok_or_else(|| ProtocolError::MalformedEncoding {
-                    detail: "multipart/form-data without a boundary parameter".into(),
+                    detail: "multipart/form-data without a valid boundary (1 to 70 characters)"
+                        .into(),
                 })?;
         return parse_multipart(body, boundary);
     }
     parse_urlencoded(body)
 }
 
+/// The multipart boundary: 1 to 70 characters (RFC 2046 §5.1.1). A longer one is refused, which
+/// also keeps the boundary search linear in the body size.
 fn boundary(content_type: &[u8]) -> Option<&[u8]> {
-    crate::header::param(content_type, b"boundary").filter(|b| !b.is_empty())
+    crate::header::param(content_type, b"boundary").filter(|b| (1..=70).contains(&b.len()))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -224,6 +227,8 @@ mod tests {
         let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nvalue";
         assert!(parse_body(Some(b"multipart/form-data; boundary=XyZ"), body).is_err());
         assert!(parse_body(Some(b"multipart/form-data"), body).is_err());
+        let long = format!("multipart/form-data; boundary={}", "b".repeat(71));
+        assert!(parse_body(Some(long.as_bytes()), body).is_err());
     }
 
     proptest::proptest! {

@@ -31,7 +31,10 @@ pub fn format_beijing(unix: i64) -> String {
 /// `window_secs` either way. A window of `None` accepts any well-formed time.
 pub fn check(text: &str, now: i64, window_secs: Option<u64>) -> Result<(), ProtocolError> {
     let at = parse_beijing(text).ok_or_else(|| ProtocolError::InvalidTimestamp {
-        detail: format!("{text:?} is not yyyy-MM-dd HH:mm:ss"),
+        detail: format!(
+            "{:?} is not yyyy-MM-dd HH:mm:ss",
+            crate::error::echo(text.as_bytes())
+        ),
     })?;
     if let Some(window) = window_secs
         && at.abs_diff(now) > window
