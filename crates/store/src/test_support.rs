@@ -4,7 +4,20 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{Store, StoreError};
+use sqlx::Connection as _;
+
+use crate::StoreError;
+
+/// Runs one statement on one short-lived connection to the server's default schema (which is
+/// never migrated: tests live in their own schemas).
+async fn admin(url: &str, sql: &str) -> Result<(), StoreError> {
+    let mut connection = sqlx::postgres::PgConnection::connect(url).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut connection)
+        .await?;
+    let _ = connection.close().await;
+    Ok(())
+}
 
 /// The PostgreSQL server tests may use, if configured.
 pub fn postgres_url() -> Option<String> {
@@ -80,10 +93,7 @@ impl TestDatabase {
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.subsec_nanos())
                 );
-                let admin = Store::open(url).await?;
-                admin
-                    .execute_for_tests(&format!("CREATE SCHEMA {schema}"))
-                    .await?;
+                admin(url, &format!("CREATE SCHEMA {schema}")).await?;
                 let separator = if url.contains('?') { '&' } else { '?' };
                 let location = format!("{url}{separator}options=-c%20search_path%3D{schema}");
                 Ok(Self {
@@ -142,11 +152,7 @@ impl Drop for TestDatabase {
                 return;
             };
             runtime.block_on(async {
-                if let Ok(admin) = Store::open(&url).await {
-                    let _ = admin
-                        .execute_for_tests(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .await;
-                }
+                let _ = admin(&url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await;
             });
         })
         .join();
