@@ -67,8 +67,7 @@ fn variant(name: &str, value: Option<&str>) -> String {
             }
         })
         .collect();
-    let refs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    signed_form(&refs, SignType::Rsa2, Charset::Utf8, Empties::Drop)
+    signed_form(&pairs, SignType::Rsa2, Charset::Utf8, Empties::Drop)
 }
 
 fn without_sign(form: &str) -> String {
@@ -220,13 +219,12 @@ async fn sign_type_and_key_configuration_errors() {
             _ => (n, v),
         })
         .collect();
-    let refs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let raw = app
         .call_raw(
             "POST",
             "",
             Some(FORM),
-            signed_form(&refs, SignType::Rsa, Charset::Utf8, Empties::Drop),
+            signed_form(&pairs, SignType::Rsa, Charset::Utf8, Empties::Drop),
         )
         .await;
     expect(
@@ -254,8 +252,7 @@ async fn a_signature_over_other_bytes_or_with_the_other_algorithm_is_invalid() {
     );
     let rsa_signed_as_rsa2 = {
         let pairs = common(VECTOR_BIZ);
-        let refs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        signed_form(&refs, SignType::Rsa, Charset::Utf8, Empties::Drop)
+        signed_form(&pairs, SignType::Rsa, Charset::Utf8, Empties::Drop)
     };
     let raw = app
         .call_raw("POST", "", Some(FORM), rsa_signed_as_rsa2)
@@ -347,13 +344,12 @@ async fn encryption_tokens_and_grants_are_enforced() {
     let app = TestApp::spawn().await;
     let mut pairs = common(VECTOR_BIZ);
     pairs.push(("encrypt_type", "AES".to_owned()));
-    let refs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let raw = app
         .call_raw(
             "POST",
             "",
             Some(FORM),
-            signed_form(&refs, SignType::Rsa2, Charset::Utf8, Empties::Drop),
+            signed_form(&pairs, SignType::Rsa2, Charset::Utf8, Empties::Drop),
         )
         .await;
     expect(
@@ -370,13 +366,12 @@ async fn encryption_tokens_and_grants_are_enforced() {
         "app_auth_token",
         "202405BB0123456789abcdefghijklmnopq".to_owned(),
     ));
-    let refs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let raw = app
         .call_raw(
             "POST",
             "",
             Some(FORM),
-            signed_form(&refs, SignType::Rsa2, Charset::Utf8, Empties::Drop),
+            signed_form(&pairs, SignType::Rsa2, Charset::Utf8, Empties::Drop),
         )
         .await;
     expect(

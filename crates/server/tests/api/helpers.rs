@@ -317,14 +317,15 @@ impl TestApp {
 
 /// Signs an arbitrary parameter set with the vectors' app key and returns it form-encoded
 /// (`sign` last). Values are encoded in `charset`.
-pub fn signed_form(
-    pairs: &[(&str, &str)],
+pub fn signed_form<V: AsRef<str>>(
+    pairs: &[(&str, V)],
     sign_type: SignType,
     charset: Charset,
     empties: Empties,
 ) -> String {
     let key = PrivateKey::parse(&fixture("keys/app_private_key_pkcs1.pem")).unwrap();
-    let params = Params::from_pairs(charset, pairs).unwrap();
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_ref())).collect();
+    let params = Params::from_pairs(charset, &pairs).unwrap();
     let sign = key
         .sign(sign_type, &sign_content::request(&params, empties))
         .unwrap();

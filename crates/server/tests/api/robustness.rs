@@ -27,8 +27,7 @@ fn assert_well_formed(body: &[u8], charset: Charset) {
 
 fn valid_request() -> String {
     let pairs = common(VECTOR_BIZ);
-    let refs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    signed_form(&refs, SignType::Rsa2, Charset::Utf8, Empties::Drop)
+    signed_form(&pairs, SignType::Rsa2, Charset::Utf8, Empties::Drop)
 }
 
 #[test]

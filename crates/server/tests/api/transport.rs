@@ -25,8 +25,7 @@ fn success(app: &TestApp, body: &[u8]) {
 fn signed(extra: &[(&str, &str)], empties: Empties) -> String {
     let mut pairs = common(VECTOR_BIZ);
     pairs.extend(extra.iter().map(|(n, v)| (*n, (*v).to_owned())));
-    let refs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    signed_form(&refs, SignType::Rsa2, Charset::Utf8, empties)
+    signed_form(&pairs, SignType::Rsa2, Charset::Utf8, empties)
 }
 
 #[tokio::test]
