@@ -4,11 +4,14 @@
 //! this crate, and driver errors never leave it: callers see [`StoreError`].
 
 pub mod demo;
+mod load;
 mod migrations;
 mod pg;
+mod pg_load;
 mod records;
 mod rows;
 mod sqlite;
+mod sqlite_load;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 
@@ -21,6 +24,9 @@ use agreements_domain::ids::{
 use agreements_domain::token::AppAuthToken;
 use agreements_domain::{Agreement, Contract, Merchant, Product, ResolvedUser, Scope};
 
+pub use load::{
+    AccountRecord, Kind, LoadOptions, LogonIdRecord, OpenIdRecord, Outcome, ProductRecord, Record,
+};
 pub use migrations::{MIGRATIONS, Migration};
 pub use records::{
     AgreementFilter, AppKey, AppRecord, AppStatus, ExternalKey, FoundAgreement, NewAccount, NewApp,
@@ -235,5 +241,104 @@ impl Store {
     /// Adds an agreement.
     pub async fn add_agreement(&self, agreement: &Agreement) -> Result<(), StoreError> {
         dispatch!(self.add_agreement(agreement))
+    }
+
+    /// Starts a bulk load on a connection of its own (agreements.md §8). Each
+    /// [`Loader::load`] call is one batch: applied whole, in one transaction, or not at all.
+    pub async fn loader(&self, options: LoadOptions) -> Result<Loader, StoreError> {
+        Ok(Loader {
+            backend: match &self.backend {
+                Backend::Sqlite(s) => LoaderBackend::Sqlite(s.loader(options)?),
+                Backend::Postgres(s) => LoaderBackend::Postgres(s.loader(options).await?),
+            },
+        })
+    }
+
+    /// Starts an export: pages of one kind at a time, in key order, all from one snapshot.
+    pub async fn exporter(&self) -> Result<Exporter, StoreError> {
+        Ok(Exporter {
+            backend: match &self.backend {
+                Backend::Sqlite(s) => ExporterBackend::Sqlite(s.exporter()?),
+                Backend::Postgres(s) => ExporterBackend::Postgres(s.exporter().await?),
+            },
+        })
+    }
+}
+
+/// A bulk load in progress. Dropping it without [`Loader::finish`] keeps the committed batches
+/// (and, in a dry run, discards everything).
+#[derive(Debug)]
+pub struct Loader {
+    backend: LoaderBackend,
+}
+
+#[derive(Debug)]
+enum LoaderBackend {
+    Sqlite(sqlite_load::SqliteLoader),
+    Postgres(pg_load::PgLoader),
+}
+
+impl Loader {
+    /// Loads one batch of records of one kind, in one transaction; returns what happened to each
+    /// record, in order. An `Err` means the database failed and the batch was not applied.
+    pub async fn load(
+        &mut self,
+        kind: Kind,
+        records: &[Record],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        if let Some(other) = records.iter().find(|r| r.kind() != kind) {
+            return Err(StoreError::Conflict(format!(
+                "a {} record in a batch of {kind}",
+                other.kind()
+            )));
+        }
+        match &mut self.backend {
+            LoaderBackend::Sqlite(l) => l.load(kind, records),
+            LoaderBackend::Postgres(l) => l.load(kind, records).await,
+        }
+    }
+
+    /// Ends the load: in a dry run, rolls everything back.
+    pub async fn finish(self) -> Result<(), StoreError> {
+        match self.backend {
+            LoaderBackend::Sqlite(l) => l.finish(),
+            LoaderBackend::Postgres(l) => l.finish().await,
+        }
+    }
+}
+
+/// An export in progress: one consistent snapshot of the database.
+#[derive(Debug)]
+pub struct Exporter {
+    backend: ExporterBackend,
+}
+
+#[derive(Debug)]
+enum ExporterBackend {
+    Sqlite(sqlite_load::SqliteExporter),
+    Postgres(pg_load::PgExporter),
+}
+
+impl Exporter {
+    /// Up to `limit` records of `kind` whose key follows `after`'s (from the first when `None`),
+    /// in key order.
+    pub async fn page(
+        &mut self,
+        kind: Kind,
+        after: Option<&Record>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        match &mut self.backend {
+            ExporterBackend::Sqlite(e) => e.page(kind, after, limit),
+            ExporterBackend::Postgres(e) => e.page(kind, after, limit).await,
+        }
+    }
+
+    /// Ends the export and releases its snapshot (dropping it does too, less promptly).
+    pub async fn finish(self) -> Result<(), StoreError> {
+        match self.backend {
+            ExporterBackend::Sqlite(e) => e.finish(),
+            ExporterBackend::Postgres(e) => e.finish().await,
+        }
     }
 }

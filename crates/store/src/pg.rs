@@ -159,6 +159,17 @@ impl PgStore {
         Ok(())
     }
 
+    pub(crate) async fn loader(
+        &self,
+        options: crate::LoadOptions,
+    ) -> Result<crate::pg_load::PgLoader, StoreError> {
+        crate::pg_load::PgLoader::new(self.pool.acquire().await?, options).await
+    }
+
+    pub(crate) async fn exporter(&self) -> Result<crate::pg_load::PgExporter, StoreError> {
+        crate::pg_load::PgExporter::new(self.pool.acquire().await?).await
+    }
+
     #[cfg(feature = "test-support")]
     pub(crate) async fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
         raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))

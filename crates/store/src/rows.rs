@@ -2,7 +2,7 @@
 //! is `StoreError::Corrupt`, never a panic and never passed on.
 
 use agreements_domain::ids::{
-    AgreementNo, AppId, CustomerId, GroupId, IdError, PartnerId, PersonalProductCode, ProductCode,
+    AgreementNo, AppId, CustomerId, GroupId, PartnerId, PersonalProductCode, ProductCode,
     SignScene, UserId,
 };
 use agreements_domain::token::{AppAuthToken, TokenStatus};
@@ -19,11 +19,18 @@ pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError 
     StoreError::Corrupt(format!("{what}: {detail}"))
 }
 
-fn id<T>(column: &'static str, parsed: Result<T, IdError>) -> Result<T, StoreError> {
+pub(crate) fn id<T, E: std::fmt::Display>(
+    column: &'static str,
+    parsed: Result<T, E>,
+) -> Result<T, StoreError> {
     parsed.map_err(|e| corrupt(column, e))
 }
 
-fn known<T>(column: &'static str, value: &str, parsed: Option<T>) -> Result<T, StoreError> {
+pub(crate) fn known<T>(
+    column: &'static str,
+    value: &str,
+    parsed: Option<T>,
+) -> Result<T, StoreError> {
     parsed.ok_or_else(|| corrupt(column, value))
 }
 

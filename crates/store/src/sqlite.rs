@@ -87,6 +87,17 @@ impl SqliteStore {
         result
     }
 
+    pub(crate) fn loader(
+        &self,
+        options: crate::LoadOptions,
+    ) -> Result<crate::sqlite_load::SqliteLoader, StoreError> {
+        crate::sqlite_load::SqliteLoader::new(self.connect()?, options)
+    }
+
+    pub(crate) fn exporter(&self) -> Result<crate::sqlite_load::SqliteExporter, StoreError> {
+        crate::sqlite_load::SqliteExporter::new(self.connect()?)
+    }
+
     #[cfg(feature = "test-support")]
     pub(crate) fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
         self.with(|c| Ok(c.execute_batch(sql)?))

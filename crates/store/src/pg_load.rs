@@ -1,0 +1,540 @@
+//! Loading into PostgreSQL, set-based: a batch is copied (`COPY … FROM STDIN`) into a temporary
+//! staging table, classified with a few joins against the real tables, and written with one
+//! `INSERT … SELECT` (and one `UPDATE … FROM` in update mode). Every row a constraint would refuse
+//! is found and set aside first, so a statement never fails on data and the batch transaction is
+//! never aborted by one bad row.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, Postgres, Row as _, raw_sql};
+
+use crate::StoreError;
+use crate::load::{
+    Cell, Kind, LoadOptions, Outcome, Record, Row, Spec, Ty, agreement_column, first_of_each_key,
+    missing_reference, sorted, taken, wrong_person,
+};
+
+pub(crate) struct PgLoader {
+    conn: PoolConnection<Postgres>,
+    options: LoadOptions,
+    staged: HashSet<Kind>,
+}
+
+impl std::fmt::Debug for PgLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgLoader")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn stage(spec: &Spec) -> String {
+    format!("load_{}", spec.table)
+}
+
+/// `t.k1 = s.k1 AND …` over the given columns.
+fn matching(spec: &Spec, columns: &[usize], left: &str, right: &str) -> String {
+    columns
+        .iter()
+        .map(|&c| {
+            let name = spec.columns[c].name;
+            format!("{left}.{name} = {right}.{name}")
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+fn key_indexes(spec: &Spec) -> Vec<usize> {
+    (0..spec.key).collect()
+}
+
+/// `(t.k1, t.k2)`.
+fn key_tuple(spec: &Spec, alias: &str) -> String {
+    let cols: Vec<String> = spec
+        .key_columns()
+        .iter()
+        .map(|c| format!("{alias}.{}", c.name))
+        .collect();
+    format!("({})", cols.join(", "))
+}
+
+fn read_cells(
+    r: &PgRow,
+    spec_columns: &[crate::load::Column],
+    from: usize,
+) -> Result<Vec<Cell>, StoreError> {
+    spec_columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Ok(match c.ty {
+                Ty::Text => r
+                    .try_get::<Option<String>, _>(from + i)?
+                    .map_or(Cell::Null, Cell::Text),
+                Ty::Int => r
+                    .try_get::<Option<i64>, _>(from + i)?
+                    .map_or(Cell::Null, Cell::Int),
+            })
+        })
+        .collect()
+}
+
+/// One value in `COPY … (FORMAT text)`: `\N` for NULL, backslash escapes for the rest.
+fn copy_value(out: &mut String, cell: &Cell) {
+    match cell {
+        Cell::Null => out.push_str("\\N"),
+        Cell::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Cell::Text(t) => {
+            for ch in t.chars() {
+                match ch {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    _ => out.push(ch),
+                }
+            }
+        }
+    }
+}
+
+impl PgLoader {
+    pub(crate) async fn new(
+        mut conn: PoolConnection<Postgres>,
+        options: LoadOptions,
+    ) -> Result<Self, StoreError> {
+        // The connection carries a transaction and temporary tables: never hand it back to the
+        // pool.
+        conn.close_on_drop();
+        if options.dry_run {
+            raw_sql("BEGIN").execute(&mut *conn).await?;
+        }
+        Ok(Self {
+            conn,
+            options,
+            staged: HashSet::new(),
+        })
+    }
+
+    pub(crate) async fn load(
+        &mut self,
+        kind: Kind,
+        records: &[Record],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let mut outcomes = vec![None; records.len()];
+        let rows = first_of_each_key(kind, records, &mut outcomes);
+        let (begin, commit, rollback) = if self.options.dry_run {
+            (
+                "SAVEPOINT batch",
+                "RELEASE batch",
+                "ROLLBACK TO batch; RELEASE batch",
+            )
+        } else {
+            ("BEGIN", "COMMIT", "ROLLBACK")
+        };
+        raw_sql(begin).execute(&mut *self.conn).await?;
+        match self.run(kind, rows, &mut outcomes).await {
+            Ok(()) => {
+                raw_sql(commit).execute(&mut *self.conn).await?;
+            }
+            Err(e) => {
+                let _ = raw_sql(rollback).execute(&mut *self.conn).await;
+                return Err(e);
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Unchanged))
+            .collect())
+    }
+
+    pub(crate) async fn finish(mut self) -> Result<(), StoreError> {
+        if self.options.dry_run {
+            raw_sql("ROLLBACK").execute(&mut *self.conn).await?;
+        }
+        self.conn.close().await?;
+        Ok(())
+    }
+
+    async fn execute(&mut self, sql: String) -> Result<u64, StoreError> {
+        Ok(raw_sql(AssertSqlSafe(sql))
+            .execute(&mut *self.conn)
+            .await?
+            .rows_affected())
+    }
+
+    async fn fetch(&mut self, sql: String) -> Result<Vec<PgRow>, StoreError> {
+        Ok(sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&mut *self.conn)
+            .await?)
+    }
+
+    async fn drop_staged(&mut self, spec: &Spec, ixs: &[i32]) -> Result<(), StoreError> {
+        if ixs.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE ix = ANY($1)",
+            stage(spec)
+        )))
+        .bind(ixs)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn run(
+        &mut self,
+        kind: Kind,
+        rows: Vec<(usize, Row)>,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<(), StoreError> {
+        let spec = kind.spec();
+        let stage = stage(spec);
+        let columns = spec.column_list();
+        if self.staged.insert(kind) {
+            let defs: Vec<String> = spec
+                .columns
+                .iter()
+                .map(|c| {
+                    let ty = match c.ty {
+                        Ty::Text => "text",
+                        Ty::Int => "bigint",
+                    };
+                    format!("{} {ty}", c.name)
+                })
+                .collect();
+            self.execute(format!(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (ix integer NOT NULL, {})",
+                defs.join(", ")
+            ))
+            .await?;
+        }
+        self.execute(format!("TRUNCATE {stage}")).await?;
+
+        let mut data = String::with_capacity(rows.len() * 256);
+        let mut by_ix: HashMap<i32, Row> = HashMap::with_capacity(rows.len());
+        for (i, row) in rows {
+            let ix = i32::try_from(i)
+                .map_err(|_| StoreError::Unavailable("batch too large".to_owned()))?;
+            let _ = write!(data, "{ix}");
+            for cell in &row.cells {
+                data.push('\t');
+                copy_value(&mut data, cell);
+            }
+            data.push('\n');
+            by_ix.insert(ix, row);
+        }
+        let mut copy = self
+            .conn
+            .copy_in_raw(&format!("COPY {stage} (ix, {columns}) FROM STDIN"))
+            .await?;
+        copy.send(data.into_bytes()).await?;
+        copy.finish().await?;
+
+        let set = |outcomes: &mut [Option<Outcome>], ix: i32, outcome: Outcome| {
+            if let Ok(i) = usize::try_from(ix)
+                && let Some(slot) = outcomes.get_mut(i)
+                && slot.is_none()
+            {
+                *slot = Some(outcome);
+            }
+        };
+
+        // Rows whose key is stored: unchanged, conflicting, or (update mode) to overwrite.
+        let stored_columns: Vec<String> = spec
+            .columns
+            .iter()
+            .map(|c| format!("t.{}", c.name))
+            .collect();
+        let existing = self
+            .fetch(format!(
+                "SELECT s.ix, {} FROM {stage} s JOIN {} t ON {}",
+                stored_columns.join(", "),
+                spec.table,
+                matching(spec, &key_indexes(spec), "t", "s")
+            ))
+            .await?;
+        let mut settled = Vec::new();
+        let mut updates = HashSet::new();
+        for r in &existing {
+            let ix: i32 = r.try_get(0)?;
+            let cells = read_cells(r, spec.columns, 1)?;
+            let children = self.children(spec, &cells[0]).await?;
+            let stored = Row { cells, children };
+            let Some(row) = by_ix.get(&ix) else { continue };
+            let fields = spec.diff(&stored, row);
+            if fields.is_empty() {
+                set(outcomes, ix, Outcome::Unchanged);
+                settled.push(ix);
+            } else if self.options.update {
+                updates.insert(ix);
+            } else {
+                set(outcomes, ix, Outcome::Conflict { fields });
+                settled.push(ix);
+            }
+        }
+        self.drop_staged(spec, &settled).await?;
+
+        // References that name nothing, and the CUSTOMER rule.
+        let mut rejected = Vec::new();
+        for reference in spec.references {
+            let column = spec.columns[reference.column].name;
+            let missing = self
+                .fetch(format!(
+                    "SELECT s.ix FROM {stage} s WHERE s.{column} IS NOT NULL \
+                     AND NOT EXISTS (SELECT 1 FROM {} r WHERE r.{} = s.{column})",
+                    reference.table, reference.target
+                ))
+                .await?;
+            for r in &missing {
+                let ix: i32 = r.try_get(0)?;
+                if let Some(row) = by_ix.get(&ix) {
+                    set(
+                        outcomes,
+                        ix,
+                        missing_reference(spec, reference, &row.cells[reference.column]),
+                    );
+                    rejected.push(ix);
+                }
+            }
+        }
+        if kind == Kind::Agreement {
+            let principal_type = spec.columns[agreement_column::PRINCIPAL_TYPE].name;
+            let principal_id = spec.columns[agreement_column::PRINCIPAL_ID].name;
+            let user = spec.columns[agreement_column::ALIPAY_USER_ID].name;
+            let wrong = self
+                .fetch(format!(
+                    "SELECT s.ix, a.customer_id FROM {stage} s JOIN accounts a ON a.user_id = s.{user} \
+                     WHERE s.{principal_type} = 'CUSTOMER' AND a.customer_id <> s.{principal_id}"
+                ))
+                .await?;
+            for r in &wrong {
+                let ix: i32 = r.try_get(0)?;
+                let person: String = r.try_get(1)?;
+                set(outcomes, ix, wrong_person(&person));
+                rejected.push(ix);
+            }
+        }
+        self.drop_staged(spec, &rejected).await?;
+
+        // Unique values taken by a stored row, or by an earlier row of the batch.
+        let mut rejected = Vec::new();
+        for unique in spec.uniques {
+            let not_null: Vec<String> = unique
+                .columns
+                .iter()
+                .map(|&c| format!("s.{} IS NOT NULL", spec.columns[c].name))
+                .collect();
+            let holder_columns: Vec<String> = spec
+                .key_columns()
+                .iter()
+                .map(|c| format!("h.{}", c.name))
+                .collect();
+            for (holders, extra) in [
+                (
+                    spec.table,
+                    format!("{} <> {}", key_tuple(spec, "h"), key_tuple(spec, "s")),
+                ),
+                (stage.as_str(), "h.ix < s.ix".to_owned()),
+            ] {
+                let taken_rows = self
+                    .fetch(format!(
+                        "SELECT s.ix, {} FROM {stage} s JOIN {holders} h ON {} WHERE {} AND {extra} ORDER BY s.ix",
+                        holder_columns.join(", "),
+                        matching(spec, unique.columns, "h", "s"),
+                        not_null.join(" AND ")
+                    ))
+                    .await?;
+                for r in &taken_rows {
+                    let ix: i32 = r.try_get(0)?;
+                    let key = read_cells(r, spec.key_columns(), 1)?;
+                    set(outcomes, ix, taken(spec, unique, &key));
+                    rejected.push(ix);
+                }
+                rejected.sort_unstable();
+                rejected.dedup();
+                self.drop_staged(spec, &rejected).await?;
+            }
+        }
+
+        // Write what is left.
+        if kind == Kind::Account {
+            self.execute(format!(
+                "INSERT INTO customers (customer_id) SELECT DISTINCT customer_id FROM {stage} ON CONFLICT DO NOTHING"
+            ))
+            .await?;
+        }
+        let plain: Vec<String> = spec
+            .columns
+            .iter()
+            .map(|c| format!("s.{}", c.name))
+            .collect();
+        self.execute(format!(
+            "INSERT INTO {table} ({columns}) SELECT {} FROM {stage} s \
+             WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {})",
+            plain.join(", "),
+            matching(spec, &key_indexes(spec), "t", "s"),
+            table = spec.table,
+        ))
+        .await?;
+        if !updates.is_empty() && spec.columns.len() > spec.key {
+            let sets: Vec<String> = spec.columns[spec.key..]
+                .iter()
+                .map(|c| format!("{0} = s.{0}", c.name))
+                .collect();
+            self.execute(format!(
+                "UPDATE {table} t SET {} FROM {stage} s WHERE {}",
+                sets.join(", "),
+                matching(spec, &key_indexes(spec), "t", "s"),
+                table = spec.table,
+            ))
+            .await?;
+        }
+        let written = self.fetch(format!("SELECT ix FROM {stage}")).await?;
+        for r in &written {
+            let ix: i32 = r.try_get(0)?;
+            let outcome = if updates.contains(&ix) {
+                Outcome::Updated
+            } else {
+                Outcome::Inserted
+            };
+            if !spec.children.is_empty()
+                && let Some(row) = by_ix.get(&ix)
+            {
+                self.write_children(spec, row).await?;
+            }
+            set(outcomes, ix, outcome);
+        }
+        Ok(())
+    }
+
+    async fn children(
+        &mut self,
+        spec: &Spec,
+        parent: &Cell,
+    ) -> Result<Vec<Vec<Vec<Cell>>>, StoreError> {
+        let mut all = Vec::with_capacity(spec.children.len());
+        let Cell::Text(parent) = parent else {
+            return Ok(all);
+        };
+        for child in spec.children {
+            let cols: Vec<&str> = child.columns.iter().map(|c| c.name).collect();
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {} FROM {} WHERE {} = $1",
+                cols.join(", "),
+                child.table,
+                child.parent
+            )))
+            .bind(parent)
+            .fetch_all(&mut *self.conn)
+            .await?;
+            let rows = rows
+                .iter()
+                .map(|r| read_cells(r, child.columns, 0))
+                .collect::<Result<Vec<_>, _>>()?;
+            all.push(sorted(rows));
+        }
+        Ok(all)
+    }
+
+    async fn write_children(&mut self, spec: &Spec, row: &Row) -> Result<(), StoreError> {
+        let Cell::Text(parent) = &row.cells[0] else {
+            return Ok(());
+        };
+        for (child, rows) in spec.children.iter().zip(&row.children) {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {} WHERE {} = $1",
+                child.table, child.parent
+            )))
+            .bind(parent)
+            .execute(&mut *self.conn)
+            .await?;
+            let cols: Vec<&str> = child.columns.iter().map(|c| c.name).collect();
+            let params: Vec<String> = (2..cols.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "INSERT INTO {} ({}, {}) VALUES ($1, {})",
+                child.table,
+                child.parent,
+                cols.join(", "),
+                params.join(", ")
+            );
+            for cells in rows {
+                let mut query = sqlx::query(AssertSqlSafe(sql.clone())).bind(parent);
+                for cell in cells {
+                    query = match cell {
+                        Cell::Null => query.bind(None::<String>),
+                        Cell::Int(i) => query.bind(*i),
+                        Cell::Text(t) => query.bind(t.clone()),
+                    };
+                }
+                query.execute(&mut *self.conn).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads one kind page by page, in key order, from one snapshot (a repeatable-read transaction
+/// held for the exporter's life).
+pub(crate) struct PgExporter {
+    loader: PgLoader,
+}
+
+impl std::fmt::Debug for PgExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgExporter").finish_non_exhaustive()
+    }
+}
+
+impl PgExporter {
+    pub(crate) async fn new(mut conn: PoolConnection<Postgres>) -> Result<Self, StoreError> {
+        conn.close_on_drop();
+        raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *conn)
+            .await?;
+        Ok(Self {
+            loader: PgLoader {
+                conn,
+                options: LoadOptions::default(),
+                staged: HashSet::new(),
+            },
+        })
+    }
+
+    pub(crate) async fn page(
+        &mut self,
+        kind: Kind,
+        after: Option<&Record>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let spec = kind.spec();
+        let after = after.map(Record::to_row);
+        let sql = crate::load::page_query(spec, after.is_some(), limit, |i| format!("${i}"));
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for cell in after.as_ref().map_or(&[][..], |row| row.key(spec)) {
+            query = match cell {
+                Cell::Null => query.bind(None::<String>),
+                Cell::Int(i) => query.bind(*i),
+                Cell::Text(t) => query.bind(t.clone()),
+            };
+        }
+        let mains = query.fetch_all(&mut *self.loader.conn).await?;
+        let mut records = Vec::with_capacity(mains.len());
+        for r in &mains {
+            let cells = read_cells(r, spec.columns, 0)?;
+            let children = self.loader.children(spec, &cells[0]).await?;
+            records.push(Record::from_row(kind, Row { cells, children })?);
+        }
+        Ok(records)
+    }
+
+    pub(crate) async fn finish(self) -> Result<(), StoreError> {
+        self.loader.finish().await
+    }
+}

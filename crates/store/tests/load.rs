@@ -1,0 +1,353 @@
+//! Bulk loading and export through the store API, on every configured backend: the same records
+//! get the same outcomes on SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use agreements_domain::ids::{
+    AgreementNo, AppId, CustomerId, GroupId, LogonId, OpenId, PartnerId, PersonalProductCode,
+    ProductCode, SignScene, UserId,
+};
+use agreements_domain::{
+    Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, Product,
+    ThirdPartyType,
+};
+use agreements_protocol::SignType;
+use agreements_store::test_support::{TestDatabase, backends};
+use agreements_store::{
+    AccountRecord, AppKey, AppRecord, AppStatus, Kind, LoadOptions, LogonIdRecord, NewGroup,
+    OpenIdRecord, Outcome, ProductRecord, Record, Store,
+};
+
+const M1: &str = "2088000000000001";
+const U1: &str = "2088100000000001";
+const U2: &str = "2088100000000002";
+const APP: &str = "2021000000000001";
+
+fn group(id: &str) -> Record {
+    Record::Group(NewGroup {
+        group_id: GroupId::parse(id).unwrap(),
+        name: format!("group {id}"),
+    })
+}
+
+fn merchant(id: &str, group: Option<&str>) -> Record {
+    Record::Merchant(Merchant {
+        partner_id: PartnerId::parse(id).unwrap(),
+        name: "商户\tone".into(),
+        status: EntityStatus::Normal,
+        group_id: group.map(|g| GroupId::parse(g).unwrap()),
+    })
+}
+
+fn account(user: &str, person: &str) -> Record {
+    Record::Account(AccountRecord {
+        user_id: UserId::parse(user).unwrap(),
+        customer_id: CustomerId::parse(person).unwrap(),
+        status: EntityStatus::Normal,
+    })
+}
+
+fn agreement(no: &str, principal_type: PrincipalType, principal: &str, user: &str) -> Agreement {
+    Agreement {
+        agreement_no: AgreementNo::parse(no).unwrap(),
+        partner_id: PartnerId::parse(M1).unwrap(),
+        sign_app_id: AppId::parse(APP).unwrap(),
+        principal_type,
+        principal_id: principal.into(),
+        alipay_user_id: UserId::parse(user).unwrap(),
+        personal_product_code: PersonalProductCode::parse("GENERAL_WITHHOLDING_P").unwrap(),
+        product_code: ProductCode::parse("GENERAL_WITHHOLDING").unwrap(),
+        sign_scene: SignScene::parse("DEFAULT|DEFAULT").unwrap(),
+        third_party_type: ThirdPartyType::Partner,
+        external_agreement_no: None,
+        external_logon_id: Some("user\\name\nnext".into()),
+        status: AgreementStatus::Normal,
+        sign_time: 1_600_000_000,
+        valid_time: 1_600_000_000,
+        invalid_time: 4_000_000_000,
+        unsign_time: None,
+    }
+}
+
+fn with_external(mut a: Agreement, external: &str) -> Agreement {
+    a.external_agreement_no = Some(external.into());
+    a
+}
+
+fn rejected(outcome: &Outcome) -> (&'static str, &str) {
+    match outcome {
+        Outcome::Rejected { field, reason } => (field, reason.as_str()),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// The entities every agreement below refers to.
+fn entities() -> Vec<(Kind, Vec<Record>)> {
+    vec![
+        (Kind::Group, vec![group("GROUP-A")]),
+        (Kind::Merchant, vec![merchant(M1, Some("GROUP-A"))]),
+        (
+            Kind::Product,
+            vec![Record::Product(ProductRecord {
+                product: Product {
+                    personal_product_code: PersonalProductCode::parse("GENERAL_WITHHOLDING_P")
+                        .unwrap(),
+                    product_codes: vec![ProductCode::parse("GENERAL_WITHHOLDING").unwrap()],
+                },
+                name: "General".into(),
+            })],
+        ),
+        (
+            Kind::Contract,
+            vec![Record::Contract(Contract {
+                partner_id: PartnerId::parse(M1).unwrap(),
+                product_code: ProductCode::parse("GENERAL_WITHHOLDING").unwrap(),
+                status: EntityStatus::Normal,
+                valid_from: 0,
+                valid_to: 4_000_000_000,
+            })],
+        ),
+        (
+            Kind::App,
+            vec![Record::App(AppRecord {
+                app_id: AppId::parse(APP).unwrap(),
+                partner_id: PartnerId::parse(M1).unwrap(),
+                name: "app".into(),
+                status: AppStatus::Online,
+                notify_url: Some("https://example.com/notify".into()),
+                keys: vec![AppKey {
+                    sign_type: SignType::Rsa2,
+                    public_key: "KEY".into(),
+                }],
+                methods: vec![
+                    "alipay.user.agreement.query".into(),
+                    "alipay.user.agreement.batch.query".into(),
+                ],
+            })],
+        ),
+        (Kind::Account, vec![account(U1, U1), account(U2, U1)]),
+        (
+            Kind::LogonId,
+            vec![Record::LogonId(LogonIdRecord {
+                logon_id: LogonId::parse("13800000001").unwrap(),
+                user_id: UserId::parse(U1).unwrap(),
+            })],
+        ),
+        (
+            Kind::OpenId,
+            vec![Record::OpenId(OpenIdRecord {
+                app_id: AppId::parse(APP).unwrap(),
+                open_id: OpenId::parse("open-1").unwrap(),
+                user_id: UserId::parse(U1).unwrap(),
+            })],
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn loading_classifies_every_record_the_same_on_every_backend() {
+    for backend in backends() {
+        let db = TestDatabase::new(&backend).await.unwrap();
+        let store = Store::open(db.location()).await.unwrap();
+        let mut loader = store.loader(LoadOptions::default()).await.unwrap();
+
+        for (kind, records) in entities() {
+            let outcomes = loader.load(kind, &records).await.unwrap();
+            assert!(
+                outcomes.iter().all(|o| *o == Outcome::Inserted),
+                "{backend:?} {kind}: {outcomes:?}"
+            );
+        }
+
+        // Missing references, a taken unique value, a repeated key.
+        let outcomes = loader
+            .load(
+                Kind::Merchant,
+                &[merchant("2088000000000002", Some("NO-SUCH-GROUP"))],
+            )
+            .await
+            .unwrap();
+        let (field, reason) = rejected(&outcomes[0]);
+        assert_eq!(field, "group_id");
+        assert!(
+            reason.contains("no merchant group NO-SUCH-GROUP"),
+            "{reason}"
+        );
+        let outcomes = loader
+            .load(
+                Kind::OpenId,
+                &[Record::OpenId(OpenIdRecord {
+                    app_id: AppId::parse(APP).unwrap(),
+                    open_id: OpenId::parse("open-other").unwrap(),
+                    user_id: UserId::parse(U1).unwrap(),
+                })],
+            )
+            .await
+            .unwrap();
+        let (field, reason) = rejected(&outcomes[0]);
+        assert_eq!(field, "user_id");
+        assert!(
+            reason.contains("already used by the record with key"),
+            "{reason}"
+        );
+
+        let batch: Vec<Record> = vec![
+            Record::Agreement(agreement("A1", PrincipalType::Card, U1, U1)),
+            Record::Agreement(agreement("A2", PrincipalType::Customer, U1, U2)),
+            Record::Agreement(agreement("A3", PrincipalType::Customer, U2, U2)),
+            Record::Agreement(agreement(
+                "A4",
+                PrincipalType::Card,
+                "2088100000000009",
+                "2088100000000009",
+            )),
+            Record::Agreement(agreement("A1", PrincipalType::Card, U1, U1)),
+            Record::Agreement(with_external(
+                agreement("A5", PrincipalType::Card, U1, U1),
+                "EXT1",
+            )),
+            Record::Agreement(with_external(
+                agreement("A6", PrincipalType::Card, U1, U1),
+                "EXT1",
+            )),
+        ];
+        let outcomes = loader.load(Kind::Agreement, &batch).await.unwrap();
+        assert_eq!(outcomes[0], Outcome::Inserted, "{backend:?}");
+        assert_eq!(outcomes[1], Outcome::Inserted, "{backend:?}");
+        let (field, reason) = rejected(&outcomes[2]);
+        assert_eq!(field, "principal_id");
+        assert!(reason.contains(U1), "{reason}");
+        let (field, reason) = rejected(&outcomes[3]);
+        assert_eq!(field, "alipay_user_id");
+        assert!(reason.contains("no account 2088100000000009"), "{reason}");
+        assert_eq!(outcomes[4], Outcome::Duplicate { first: 0 });
+        assert_eq!(outcomes[5], Outcome::Inserted);
+        let (field, reason) = rejected(&outcomes[6]);
+        assert_eq!(field, "external_agreement_no");
+        assert!(reason.contains("A5"), "{reason}");
+
+        // Loading the same again changes nothing and says so.
+        for (kind, records) in entities() {
+            let outcomes = loader.load(kind, &records).await.unwrap();
+            assert!(
+                outcomes.iter().all(|o| *o == Outcome::Unchanged),
+                "{backend:?} {kind}: {outcomes:?}"
+            );
+        }
+        let outcomes = loader.load(Kind::Agreement, &batch[..2]).await.unwrap();
+        assert_eq!(outcomes, [Outcome::Unchanged, Outcome::Unchanged]);
+
+        // Other content under a stored key: a conflict, unless updating.
+        let mut stopped = agreement("A1", PrincipalType::Card, U1, U1);
+        stopped.status = AgreementStatus::Stop;
+        let outcomes = loader
+            .load(Kind::Agreement, &[Record::Agreement(stopped.clone())])
+            .await
+            .unwrap();
+        assert_eq!(
+            outcomes,
+            [Outcome::Conflict {
+                fields: vec!["status"]
+            }]
+        );
+        let mut renamed = entities()[4].1.clone();
+        if let Record::App(app) = &mut renamed[0] {
+            app.methods.pop();
+        }
+        let outcomes = loader.load(Kind::App, &renamed).await.unwrap();
+        assert_eq!(
+            outcomes,
+            [Outcome::Conflict {
+                fields: vec!["methods"]
+            }]
+        );
+        loader.finish().await.unwrap();
+
+        let mut updater = store
+            .loader(LoadOptions {
+                update: true,
+                dry_run: false,
+            })
+            .await
+            .unwrap();
+        let outcomes = updater
+            .load(Kind::Agreement, &[Record::Agreement(stopped.clone())])
+            .await
+            .unwrap();
+        assert_eq!(outcomes, [Outcome::Updated]);
+        let outcomes = updater.load(Kind::App, &renamed).await.unwrap();
+        assert_eq!(outcomes, [Outcome::Updated]);
+        updater.finish().await.unwrap();
+        let app = store.app(APP).await.unwrap().unwrap();
+        assert_eq!(app.methods, ["alipay.user.agreement.query"]);
+
+        // A dry run checks against the database and writes nothing.
+        let mut dry = store
+            .loader(LoadOptions {
+                update: false,
+                dry_run: true,
+            })
+            .await
+            .unwrap();
+        let outcomes = dry
+            .load(
+                Kind::Account,
+                &[account("2088100000000003", "2088100000000003")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcomes, [Outcome::Inserted]);
+        let outcomes = dry
+            .load(
+                Kind::Agreement,
+                &[Record::Agreement(agreement(
+                    "A7",
+                    PrincipalType::Card,
+                    "2088100000000003",
+                    "2088100000000003",
+                ))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcomes, [Outcome::Inserted], "{backend:?}");
+        dry.finish().await.unwrap();
+        let app_id = AppId::parse(APP).unwrap();
+        assert!(
+            store
+                .agreement_by_no(&AgreementNo::parse("A7").unwrap(), &app_id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // Export: every stored record, in key order, page by page, from one snapshot.
+        let mut exporter = store.exporter().await.unwrap();
+        let mut exported = Vec::new();
+        let mut after: Option<Record> = None;
+        loop {
+            let page = exporter
+                .page(Kind::Agreement, after.as_ref(), 2)
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().cloned();
+            exported.extend(page);
+        }
+        let numbers: Vec<String> = exported
+            .iter()
+            .map(|r| match r {
+                Record::Agreement(a) => a.agreement_no.to_string(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(numbers, ["A1", "A2", "A5"], "{backend:?}");
+        assert_eq!(exported[0], Record::Agreement(stopped));
+        let apps = exporter.page(Kind::App, None, 10).await.unwrap();
+        assert_eq!(apps, renamed);
+        let merchants = exporter.page(Kind::Merchant, None, 10).await.unwrap();
+        assert_eq!(merchants, [merchant(M1, Some("GROUP-A"))]);
+        exporter.finish().await.unwrap();
+    }
+}
