@@ -54,6 +54,12 @@ enum Command {
     Token(commands::token::Command),
     /// Sign a call, send it, verify the response signature, print the response node.
     Call(commands::call::Args),
+    /// Load agreements and the entities they refer to from JSON Lines and CSV files.
+    Import(commands::bulk::ImportArgs),
+    /// Write the stored world out as load files (the import formats).
+    Export(commands::bulk::ExportArgs),
+    /// Write a deterministic synthetic world as load files.
+    GenerateWorld(commands::bulk::WorldArgs),
 }
 
 /// Where a command finds the database: `--config FILE` and `AGREEMENTS_DATABASE`, or `--database`.
@@ -107,11 +113,18 @@ fn main() -> ExitCode {
             Command::Account(command) => commands::world::account(command).await,
             Command::Token(command) => commands::token::run(command, commands::now()).await,
             Command::Call(args) => commands::call::run(args).await,
+            Command::Import(args) => commands::bulk::import(args).await,
+            Command::Export(args) => commands::bulk::export(args).await,
+            Command::GenerateWorld(args) => commands::bulk::generate_world(&args),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if commands::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.is::<commands::bulk::RowsNotLoaded>() => {
+            let _ = writeln!(std::io::stderr(), "warning: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::FAILURE

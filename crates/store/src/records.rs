@@ -25,7 +25,8 @@ impl AppStatus {
         }
     }
 
-    pub(crate) fn parse(value: &str) -> Option<Self> {
+    /// Parses the storage spelling.
+    pub fn parse(value: &str) -> Option<Self> {
         match value {
             "ONLINE" => Some(Self::Online),
             "OFFLINE" => Some(Self::Offline),

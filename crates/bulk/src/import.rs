@@ -1,0 +1,330 @@
+//! The import driver: files are read and validated on a thread of their own while the previous
+//! batch is written, in kind order so that every reference points to a kind already loaded.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use agreements_store::{Kind, LoadOptions, Outcome, Record, Store, StoreError};
+use tokio::sync::mpsc;
+
+use crate::columns::key_of;
+use crate::files::{Encoding, FileError, Format, Parsed, RecordReader, Source};
+
+/// Rows per batch (one transaction) unless told otherwise.
+pub const DEFAULT_BATCH_SIZE: usize = 20_000;
+
+/// How an import runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportOptions {
+    /// Rows per batch: one transaction each.
+    pub batch_size: usize,
+    /// Overwrite stored records whose content differs.
+    pub update: bool,
+    /// Check everything, write nothing.
+    pub dry_run: bool,
+    /// The files' encoding.
+    pub encoding: Encoding,
+    /// The kind of every file, instead of telling it from the file names.
+    pub kind: Option<Kind>,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: DEFAULT_BATCH_SIZE,
+            update: false,
+            dry_run: false,
+            encoding: Encoding::Utf8,
+            kind: None,
+        }
+    }
+}
+
+/// Per kind: what happened to its rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// New records written.
+    pub inserted: u64,
+    /// Stored records overwritten (`--update`).
+    pub updated: u64,
+    /// Records already stored as they are.
+    pub unchanged: u64,
+    /// Records stored with other content, left as stored.
+    pub conflicting: u64,
+    /// Rows refused (invalid, duplicate, missing reference, taken unique value).
+    pub rejected: u64,
+}
+
+impl Counts {
+    /// Every row counted.
+    pub fn total(&self) -> u64 {
+        self.inserted + self.updated + self.unchanged + self.conflicting + self.rejected
+    }
+
+    fn add(&mut self, other: &Counts) {
+        self.inserted += other.inserted;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.conflicting += other.conflicting;
+        self.rejected += other.rejected;
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Counts per kind.
+    pub kinds: BTreeMap<Kind, Counts>,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Counts over all kinds.
+    pub fn total(&self) -> Counts {
+        let mut total = Counts::default();
+        for counts in self.kinds.values() {
+            total.add(counts);
+        }
+        total
+    }
+}
+
+/// A row that was not loaded as given, for the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Problem {
+    /// The file.
+    pub file: PathBuf,
+    /// The row's line.
+    pub line: u64,
+    /// The kind of record.
+    pub kind: &'static str,
+    /// The record's key, when it could be read (logon ids masked).
+    pub key: Option<String>,
+    /// `rejected`, `duplicate` or `conflict`.
+    pub problem: &'static str,
+    /// The field at fault (empty for the whole row).
+    pub field: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What the driver tells its caller as it goes.
+pub trait Observer {
+    /// A file is about to be read; `bytes` is its size.
+    fn file_started(&mut self, source: &Source, bytes: u64);
+    /// A batch was written: rows and bytes of the current file so far.
+    fn progress(&mut self, rows: u64, bytes: u64);
+    /// A row was not loaded as given.
+    fn problem(&mut self, problem: &Problem);
+    /// The file is done.
+    fn file_done(&mut self, source: &Source, counts: &Counts);
+}
+
+/// Why an import stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A file could not be read (nothing of it after the failure was loaded).
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The database failed; every batch before this one is committed.
+    #[error(
+        "{file}: the database failed while loading the batch starting at line {line}: {source}. \
+         Every earlier batch is committed; run the same command again to continue."
+    )]
+    Database {
+        /// The file.
+        file: PathBuf,
+        /// The batch's first line.
+        line: u64,
+        /// The failure.
+        source: StoreError,
+    },
+    /// The database could not be opened for loading.
+    #[error("starting the load: {0}")]
+    Start(StoreError),
+}
+
+/// The files to load: directories are expanded to the load files in them; the result is in kind
+/// order (and, within a kind, in the order given).
+pub fn sources(paths: &[PathBuf], kind: Option<Kind>) -> Result<Vec<Source>, FileError> {
+    let mut sources = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|e| FileError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && Format::of(p).is_some())
+                .collect();
+            files.sort();
+            for file in files {
+                sources.push(Source::detect(&file, kind)?);
+            }
+        } else {
+            sources.push(Source::detect(path, kind)?);
+        }
+    }
+    sources.sort_by_key(|s| s.kind);
+    Ok(sources)
+}
+
+/// A batch of rows read from a file.
+struct Batch {
+    rows: Vec<Parsed>,
+}
+
+/// Loads `sources` (see [`sources`]) into `store`.
+pub async fn import(
+    store: &Store,
+    sources: &[Source],
+    options: ImportOptions,
+    observer: &mut dyn Observer,
+) -> Result<Summary, ImportError> {
+    let started = Instant::now();
+    let mut loader = store
+        .loader(LoadOptions {
+            update: options.update,
+            dry_run: options.dry_run,
+        })
+        .await
+        .map_err(ImportError::Start)?;
+    let mut summary = Summary::default();
+    for source in sources {
+        let counts = import_file(&mut loader, source, options, observer).await?;
+        summary.kinds.entry(source.kind).or_default().add(&counts);
+        observer.file_done(source, &counts);
+    }
+    loader.finish().await.map_err(ImportError::Start)?;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+async fn import_file(
+    loader: &mut agreements_store::Loader,
+    source: &Source,
+    options: ImportOptions,
+    observer: &mut dyn Observer,
+) -> Result<Counts, ImportError> {
+    let size = std::fs::metadata(&source.path).map_or(0, |m| m.len());
+    observer.file_started(source, size);
+    let mut reader = RecordReader::open(source, options.encoding)?;
+    let bytes_read: Arc<AtomicU64> = reader.bytes_read.clone();
+    let batch_size = options.batch_size.max(1);
+    let (tx, mut rx) = mpsc::channel::<Result<Batch, FileError>>(2);
+    let parser = std::thread::spawn(move || {
+        loop {
+            let mut rows = Vec::with_capacity(batch_size);
+            let mut failure = None;
+            while rows.len() < batch_size {
+                match reader.next_row() {
+                    Ok(Some(row)) => rows.push(row),
+                    Ok(None) => break,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            let last = rows.len() < batch_size || failure.is_some();
+            if !rows.is_empty() && tx.blocking_send(Ok(Batch { rows })).is_err() {
+                return;
+            }
+            if let Some(e) = failure {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            if last {
+                return;
+            }
+        }
+    });
+
+    let mut counts = Counts::default();
+    let mut rows_done = 0u64;
+    while let Some(batch) = rx.recv().await {
+        let batch = batch?;
+        let first_line = batch.rows.first().map_or(0, |r| r.line);
+        let mut records: Vec<Record> = Vec::with_capacity(batch.rows.len());
+        let mut lines: Vec<u64> = Vec::with_capacity(batch.rows.len());
+        for row in batch.rows {
+            rows_done += 1;
+            match row.result {
+                Ok(record) => {
+                    records.push(record);
+                    lines.push(row.line);
+                }
+                Err(rejection) => {
+                    counts.rejected += 1;
+                    observer.problem(&Problem {
+                        file: source.path.clone(),
+                        line: row.line,
+                        kind: source.kind.name(),
+                        key: None,
+                        problem: "rejected",
+                        field: rejection.field,
+                        reason: rejection.reason,
+                    });
+                }
+            }
+        }
+        let outcomes =
+            loader
+                .load(source.kind, &records)
+                .await
+                .map_err(|e| ImportError::Database {
+                    file: source.path.clone(),
+                    line: first_line,
+                    source: e,
+                })?;
+        for ((record, line), outcome) in records.iter().zip(&lines).zip(outcomes) {
+            let problem = |problem, field: &str, reason: String| Problem {
+                file: source.path.clone(),
+                line: *line,
+                kind: source.kind.name(),
+                key: Some(key_of(record)),
+                problem,
+                field: field.to_owned(),
+                reason,
+            };
+            match outcome {
+                Outcome::Inserted => counts.inserted += 1,
+                Outcome::Updated => counts.updated += 1,
+                Outcome::Unchanged => counts.unchanged += 1,
+                Outcome::Conflict { fields } => {
+                    counts.conflicting += 1;
+                    observer.problem(&problem(
+                        "conflict",
+                        fields.first().copied().unwrap_or(""),
+                        format!(
+                            "stored with other {}; left as stored (use --update to overwrite)",
+                            fields.join(", ")
+                        ),
+                    ));
+                }
+                Outcome::Duplicate { first } => {
+                    counts.rejected += 1;
+                    let first_line = lines.get(first).copied().unwrap_or(0);
+                    observer.problem(&problem(
+                        "duplicate",
+                        "",
+                        format!("same key as line {first_line} of this file"),
+                    ));
+                }
+                Outcome::Rejected { field, reason } => {
+                    counts.rejected += 1;
+                    observer.problem(&problem("rejected", field, reason));
+                }
+            }
+        }
+        observer.progress(rows_done, bytes_read.load(Ordering::Relaxed));
+    }
+    let _ = parser.join();
+    Ok(counts)
+}

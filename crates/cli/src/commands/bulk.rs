@@ -1,0 +1,469 @@
+//! `agreements import | export | generate-world`: historical data in and out (agreements.md §8).
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use agreements_bulk::import::{Counts, ImportOptions, Observer, Problem, Summary};
+use agreements_bulk::world::WorldOptions;
+use agreements_bulk::{Encoding, Format, Source};
+use agreements_protocol::PublicKey;
+use agreements_store::Kind;
+use anyhow::Context as _;
+use clap::builder::TypedValueParser as _;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::DatabaseArgs;
+
+/// Problems listed on the terminal; the report file has them all.
+const SHOWN_PROBLEMS: u64 = 20;
+/// How often progress lines are printed when stderr is not a terminal.
+const LINE_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum EncodingArg {
+    /// UTF-8 (a byte-order mark is ignored).
+    #[value(name = "utf-8", alias = "utf8")]
+    Utf8,
+    /// GBK (GB 2312 is a subset).
+    #[value(name = "gbk", alias = "gb2312")]
+    Gbk,
+}
+
+impl From<EncodingArg> for Encoding {
+    fn from(e: EncodingArg) -> Self {
+        match e {
+            EncodingArg::Utf8 => Encoding::Utf8,
+            EncodingArg::Gbk => Encoding::Gbk,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FormatArg {
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Jsonl => Format::Jsonl,
+            FormatArg::Csv => Format::Csv,
+        }
+    }
+}
+
+fn kind(name: &str) -> Result<Kind, String> {
+    Kind::from_name(name).ok_or_else(|| {
+        format!(
+            "unknown kind {name:?}; one of: {}",
+            Kind::ALL.map(Kind::name).join(", ")
+        )
+    })
+}
+
+/// Load agreements and the entities they refer to from JSON Lines and CSV files.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Files hold one kind of record each and are named after it (agreements.csv, \
+agreements-2019.jsonl, logon_ids.csv, ...); a directory stands for the load files in it. \
+Files are loaded in kind order (groups, merchants, products, contracts, apps, accounts, \
+logon_ids, open_ids, agreements) so that every reference points to something loaded before. \
+The columns are listed in the README.\n\n\
+Exit status: 0 when every row was loaded or already stored as given, 2 when some were \
+rejected or conflict with stored data (see the report), 1 when the import stopped.")]
+pub struct ImportArgs {
+    /// Load files or directories of them.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// The kind of every file, instead of telling it from the file names.
+    #[arg(long, value_parser = kind)]
+    pub kind: Option<Kind>,
+    /// Text encoding of the files.
+    #[arg(long, value_enum, default_value = "utf-8")]
+    pub encoding: EncodingArg,
+    /// Rows per transaction.
+    #[arg(long, default_value_t = agreements_bulk::import::DEFAULT_BATCH_SIZE, value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|n| n as usize))]
+    pub batch_size: usize,
+    /// Overwrite stored records whose content differs (otherwise they are reported as conflicts).
+    #[arg(long)]
+    pub update: bool,
+    /// Check every row against the database and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where the machine-readable report (JSON Lines, one problem per line) is written.
+    #[arg(long, default_value = "agreements-import-report.jsonl")]
+    pub report: PathBuf,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Rows were rejected or conflict: the import finished, but not cleanly.
+#[derive(Debug, thiserror::Error)]
+#[error("{rejected} row(s) rejected and {conflicting} in conflict with stored data; see {report}")]
+pub struct RowsNotLoaded {
+    rejected: u64,
+    conflicting: u64,
+    report: String,
+}
+
+/// Progress and problems of an import on the terminal, problems in the report file.
+struct Console {
+    report: BufWriter<File>,
+    report_error: Option<std::io::Error>,
+    problems: u64,
+    bar: Option<ProgressBar>,
+    lines: bool,
+    file: String,
+    file_started: Instant,
+    last_line: Instant,
+    size: u64,
+}
+
+impl Console {
+    fn say(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+}
+
+impl Observer for Console {
+    fn file_started(&mut self, source: &Source, bytes: u64) {
+        self.file = source.path.display().to_string();
+        self.file_started = Instant::now();
+        self.last_line = Instant::now();
+        self.size = bytes;
+        if let Some(bar) = &self.bar {
+            bar.reset();
+            bar.set_length(bytes);
+            bar.set_position(0);
+            bar.set_prefix(format!("{} ({})", self.file, source.kind));
+            bar.set_message("");
+        } else if self.lines {
+            eprintln!("loading {} ({}, {} bytes)", self.file, source.kind, bytes);
+        }
+    }
+
+    fn progress(&mut self, rows: u64, bytes: u64) {
+        let rate = rows as f64 / self.file_started.elapsed().as_secs_f64().max(1e-3);
+        if let Some(bar) = &self.bar {
+            bar.set_position(bytes);
+            bar.set_message(format!("{rows} rows, {rate:.0} rows/s"));
+        } else if self.lines && self.last_line.elapsed() >= LINE_INTERVAL {
+            self.last_line = Instant::now();
+            let percent = if self.size == 0 {
+                100.0
+            } else {
+                bytes as f64 * 100.0 / self.size as f64
+            };
+            eprintln!(
+                "{}: {rows} rows, {percent:.0}% of the file, {rate:.0} rows/s",
+                self.file
+            );
+        }
+    }
+
+    fn problem(&mut self, problem: &Problem) {
+        self.problems += 1;
+        if self.problems <= SHOWN_PROBLEMS {
+            let field = if problem.field.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", problem.field)
+            };
+            self.say(&format!(
+                "{}:{}: {}: {field}{}",
+                problem.file.display(),
+                problem.line,
+                problem.problem,
+                problem.reason
+            ));
+        }
+        if self.report_error.is_none() {
+            let written = serde_json::to_writer(&mut self.report, problem)
+                .map_err(std::io::Error::from)
+                .and_then(|()| self.report.write_all(b"\n"));
+            if let Err(e) = written {
+                self.report_error = Some(e);
+            }
+        }
+    }
+
+    fn file_done(&mut self, source: &Source, counts: &Counts) {
+        let elapsed = self.file_started.elapsed().as_secs_f64();
+        let text = format!(
+            "{}: {} rows in {elapsed:.1} s ({:.0} rows/s): {} inserted, {} updated, {} unchanged, {} conflicting, {} rejected",
+            source.path.display(),
+            counts.total(),
+            counts.total() as f64 / elapsed.max(1e-3),
+            counts.inserted,
+            counts.updated,
+            counts.unchanged,
+            counts.conflicting,
+            counts.rejected
+        );
+        if let Some(bar) = &self.bar {
+            bar.set_position(self.size);
+        }
+        if self.bar.is_some() || self.lines {
+            self.say(&text);
+        }
+    }
+}
+
+fn summary_table(summary: &Summary, dry_run: bool) -> String {
+    let mut out = format!(
+        "{:<11} {:>10} {:>9} {:>10} {:>12} {:>9}\n",
+        "kind", "inserted", "updated", "unchanged", "conflicting", "rejected"
+    );
+    let mut line = |name: &str, c: &Counts| {
+        out.push_str(&format!(
+            "{name:<11} {:>10} {:>9} {:>10} {:>12} {:>9}\n",
+            c.inserted, c.updated, c.unchanged, c.conflicting, c.rejected
+        ));
+    };
+    for (kind, counts) in &summary.kinds {
+        line(kind.name(), counts);
+    }
+    let total = summary.total();
+    line("total", &total);
+    let secs = summary.elapsed.as_secs_f64();
+    out.push_str(&format!(
+        "{} rows in {secs:.1} s ({:.0} rows/s){}\n",
+        total.total(),
+        total.total() as f64 / secs.max(1e-3),
+        if dry_run {
+            "; dry run: nothing was written"
+        } else {
+            ""
+        }
+    ));
+    out
+}
+
+/// `agreements import`.
+pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let sources = agreements_bulk::import::sources(&args.files, args.kind)?;
+    let store = args.db.open().await?;
+    let report = File::create(&args.report)
+        .with_context(|| format!("creating the report {}", args.report.display()))?;
+    let terminal = std::io::stderr().is_terminal();
+    let bar = (!args.quiet && terminal).then(|| {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {msg} (ETA {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let mut console = Console {
+        report: BufWriter::new(report),
+        report_error: None,
+        problems: 0,
+        bar,
+        lines: !args.quiet && !terminal,
+        file: String::new(),
+        file_started: Instant::now(),
+        last_line: Instant::now(),
+        size: 0,
+    };
+    let options = ImportOptions {
+        batch_size: args.batch_size,
+        update: args.update,
+        dry_run: args.dry_run,
+        encoding: args.encoding.into(),
+        kind: args.kind,
+    };
+    let result = agreements_bulk::import::import(&store, &sources, options, &mut console).await;
+    if let Some(bar) = &console.bar {
+        bar.finish_and_clear();
+    }
+    console.report.flush()?;
+    if let Some(e) = console.report_error.take() {
+        return Err(e).with_context(|| format!("writing the report {}", args.report.display()));
+    }
+    let summary = result?;
+    super::print(&summary_table(&summary, args.dry_run))?;
+    if console.problems > SHOWN_PROBLEMS {
+        eprintln!(
+            "… {} more problem(s) in {}",
+            console.problems - SHOWN_PROBLEMS,
+            args.report.display()
+        );
+    }
+    let total = summary.total();
+    if total.rejected + total.conflicting > 0 {
+        return Err(RowsNotLoaded {
+            rejected: total.rejected,
+            conflicting: total.conflicting,
+            report: args.report.display().to_string(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Write the stored world back out as load files (one per kind), from one snapshot.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The directory the files are written to (created if missing; files are replaced).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// File format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: FormatArg,
+    /// Text encoding.
+    #[arg(long, value_enum, default_value = "utf-8")]
+    pub encoding: EncodingArg,
+    /// Only these kinds (repeatable); all when omitted.
+    #[arg(long = "kind", value_parser = kind)]
+    pub kinds: Vec<Kind>,
+}
+
+/// `agreements export`.
+pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let store = args.db.open().await?;
+    let kinds = if args.kinds.is_empty() {
+        Kind::ALL.to_vec()
+    } else {
+        args.kinds.clone()
+    };
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let counts = agreements_bulk::export::export(
+        &store,
+        &args.out,
+        &kinds,
+        args.format.into(),
+        args.encoding.into(),
+        &mut |kind, n| {
+            if last.elapsed() >= LINE_INTERVAL {
+                last = Instant::now();
+                eprintln!("{kind}: {n} records");
+            }
+        },
+    )
+    .await?;
+    let mut out = String::new();
+    let mut total = 0;
+    for (kind, n) in &counts {
+        total += n;
+        out.push_str(&format!(
+            "{:<11} {n:>10}  {}\n",
+            kind.name(),
+            agreements_bulk::export::file_name(&args.out, *kind, args.format.into()).display()
+        ));
+    }
+    out.push_str(&format!(
+        "{total} records in {:.1} s\n",
+        started.elapsed().as_secs_f64()
+    ));
+    super::print(&out)
+}
+
+/// Write a synthetic world as load files, for tests and benchmarks at scale. Deterministic: the
+/// same options and seed give the same files.
+#[derive(Debug, clap::Args)]
+pub struct WorldArgs {
+    /// Persons (1–3 accounts each; about 2.6 agreements each on average, a few with hundreds).
+    #[arg(long)]
+    pub persons: u64,
+    /// The directory the files are written to.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Merchants (business units), each with an app and contracts for both products.
+    #[arg(long, default_value_t = 40)]
+    pub merchants: u32,
+    /// Merchant groups.
+    #[arg(long, default_value_t = 5)]
+    pub groups: u32,
+    /// The most agreements one person gets.
+    #[arg(long, default_value_t = 2_000)]
+    pub max_agreements_per_person: u32,
+    /// Public key (PEM or base64) given to every app, so that their calls can be signed.
+    #[arg(long)]
+    pub app_public_key: Option<PathBuf>,
+    /// File format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: FormatArg,
+    /// Text encoding.
+    #[arg(long, value_enum, default_value = "utf-8")]
+    pub encoding: EncodingArg,
+}
+
+/// `agreements generate-world`.
+pub fn generate_world(args: &WorldArgs) -> anyhow::Result<()> {
+    let app_public_key = match &args.app_public_key {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(
+                PublicKey::parse(&text)
+                    .and_then(|k| k.to_spki_base64())
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let options = WorldOptions {
+        persons: args.persons,
+        merchants: args.merchants,
+        groups: args.groups,
+        seed: args.seed,
+        max_agreements_per_person: args.max_agreements_per_person,
+        app_public_key,
+    };
+    let started = Instant::now();
+    let bar = std::io::stderr()
+        .is_terminal()
+        .then(|| ProgressBar::new(args.persons));
+    let mut last = Instant::now();
+    let counts = agreements_bulk::world::generate(
+        &args.out,
+        &options,
+        args.format.into(),
+        args.encoding.into(),
+        &mut |done| match &bar {
+            Some(bar) => bar.set_position(done),
+            None if last.elapsed() >= LINE_INTERVAL => {
+                last = Instant::now();
+                eprintln!("{done} of {} persons", args.persons);
+            }
+            None => {}
+        },
+    )
+    .with_context(|| format!("writing the world into {}", args.out.display()))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let mut out = String::new();
+    for (kind, n) in &counts {
+        out.push_str(&format!("{:<11} {n:>10}\n", kind.name()));
+    }
+    out.push_str(&format!(
+        "written to {} in {:.1} s (seed {})\n",
+        args.out.display(),
+        started.elapsed().as_secs_f64(),
+        args.seed
+    ));
+    super::print(&out)
+}
