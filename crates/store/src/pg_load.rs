@@ -111,6 +111,10 @@ impl PgLoader {
         // The connection carries a transaction and temporary tables: never hand it back to the
         // pool.
         conn.close_on_drop();
+        // Named, so that operators see the load in pg_stat_activity.
+        raw_sql("SET application_name = 'agreements load'")
+            .execute(&mut *conn)
+            .await?;
         if options.dry_run {
             raw_sql("BEGIN").execute(&mut *conn).await?;
         }

@@ -103,6 +103,9 @@ pub struct ImportArgs {
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Seconds between progress lines when stderr is not a terminal (0: after every batch).
+    #[arg(long, default_value_t = 5)]
+    pub progress_every: u64,
 }
 
 /// Rows were rejected or conflict: the import finished, but not cleanly.
@@ -121,6 +124,7 @@ struct Console {
     problems: u64,
     bar: Option<ProgressBar>,
     lines: bool,
+    interval: Duration,
     file: String,
     file_started: Instant,
     last_line: Instant,
@@ -158,7 +162,7 @@ impl Observer for Console {
         if let Some(bar) = &self.bar {
             bar.set_position(bytes);
             bar.set_message(format!("{rows} rows, {rate:.0} rows/s"));
-        } else if self.lines && self.last_line.elapsed() >= LINE_INTERVAL {
+        } else if self.lines && self.last_line.elapsed() >= self.interval {
             self.last_line = Instant::now();
             let percent = if self.size == 0 {
                 100.0
@@ -274,6 +278,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         problems: 0,
         bar,
         lines: !args.quiet && !terminal,
+        interval: Duration::from_secs(args.progress_every),
         file: String::new(),
         file_started: Instant::now(),
         last_line: Instant::now(),
