@@ -111,10 +111,13 @@ impl PgLoader {
         // The connection carries a transaction and temporary tables: never hand it back to the
         // pool.
         conn.close_on_drop();
-        // Named, so that operators see the load in pg_stat_activity.
-        raw_sql("SET application_name = 'agreements load'")
-            .execute(&mut *conn)
-            .await?;
+        // Named, so that operators see the load in pg_stat_activity; index lookups only, so that
+        // a batch costs the same whatever the tables' size (a hash join would scan them whole).
+        raw_sql(
+            "SET application_name = 'agreements load'; SET enable_hashjoin = off; SET enable_mergejoin = off",
+        )
+        .execute(&mut *conn)
+        .await?;
         if options.dry_run {
             raw_sql("BEGIN").execute(&mut *conn).await?;
         }
@@ -250,42 +253,8 @@ impl PgLoader {
             }
         };
 
-        // Rows whose key is stored: unchanged, conflicting, or (update mode) to overwrite.
-        let stored_columns: Vec<String> = spec
-            .columns
-            .iter()
-            .map(|c| format!("t.{}", c.name))
-            .collect();
-        let existing = self
-            .fetch(format!(
-                "SELECT s.ix, {} FROM {stage} s JOIN {} t ON {}",
-                stored_columns.join(", "),
-                spec.table,
-                matching(spec, &key_indexes(spec), "t", "s")
-            ))
-            .await?;
-        let mut settled = Vec::new();
-        let mut updates = HashSet::new();
-        for r in &existing {
-            let ix: i32 = r.try_get(0)?;
-            let cells = read_cells(r, spec.columns, 1)?;
-            let children = self.children(spec, &cells[0]).await?;
-            let stored = Row { cells, children };
-            let Some(row) = by_ix.get(&ix) else { continue };
-            let fields = spec.diff(&stored, row);
-            if fields.is_empty() {
-                set(outcomes, ix, Outcome::Unchanged);
-                settled.push(ix);
-            } else if self.options.update {
-                updates.insert(ix);
-            } else {
-                set(outcomes, ix, Outcome::Conflict { fields });
-                settled.push(ix);
-            }
-        }
-        self.drop_staged(spec, &settled).await?;
-
-        // References that name nothing, and the CUSTOMER rule.
+        // References that name nothing, and the CUSTOMER rule: the only rows a write would fail
+        // on, so they are set aside first.
         let mut rejected = Vec::new();
         for reference in spec.references {
             let column = spec.columns[reference.column].name;
@@ -325,49 +294,13 @@ impl PgLoader {
                 rejected.push(ix);
             }
         }
+        rejected.sort_unstable();
+        rejected.dedup();
         self.drop_staged(spec, &rejected).await?;
 
-        // Unique values taken by a stored row, or by an earlier row of the batch.
-        let mut rejected = Vec::new();
-        for unique in spec.uniques {
-            let not_null: Vec<String> = unique
-                .columns
-                .iter()
-                .map(|&c| format!("s.{} IS NOT NULL", spec.columns[c].name))
-                .collect();
-            let holder_columns: Vec<String> = spec
-                .key_columns()
-                .iter()
-                .map(|c| format!("h.{}", c.name))
-                .collect();
-            for (holders, extra) in [
-                (
-                    spec.table,
-                    format!("{} <> {}", key_tuple(spec, "h"), key_tuple(spec, "s")),
-                ),
-                (stage.as_str(), "h.ix < s.ix".to_owned()),
-            ] {
-                let taken_rows = self
-                    .fetch(format!(
-                        "SELECT s.ix, {} FROM {stage} s JOIN {holders} h ON {} WHERE {} AND {extra} ORDER BY s.ix",
-                        holder_columns.join(", "),
-                        matching(spec, unique.columns, "h", "s"),
-                        not_null.join(" AND ")
-                    ))
-                    .await?;
-                for r in &taken_rows {
-                    let ix: i32 = r.try_get(0)?;
-                    let key = read_cells(r, spec.key_columns(), 1)?;
-                    set(outcomes, ix, taken(spec, unique, &key));
-                    rejected.push(ix);
-                }
-                rejected.sort_unstable();
-                rejected.dedup();
-                self.drop_staged(spec, &rejected).await?;
-            }
-        }
-
-        // Write what is left.
+        // New rows, in key order; a row whose key or other unique value is taken is skipped by
+        // ON CONFLICT and classified below. (An account's person is created with it; a person
+        // named only by a skipped account stays, harmless: persons carry nothing but their id.)
         if kind == Kind::Account {
             self.execute(format!(
                 "INSERT INTO customers (customer_id) SELECT DISTINCT customer_id FROM {stage} ON CONFLICT DO NOTHING"
@@ -379,41 +312,164 @@ impl PgLoader {
             .iter()
             .map(|c| format!("s.{}", c.name))
             .collect();
-        self.execute(format!(
-            "INSERT INTO {table} ({columns}) SELECT {} FROM {stage} s \
-             WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {})",
-            plain.join(", "),
-            matching(spec, &key_indexes(spec), "t", "s"),
-            table = spec.table,
-        ))
-        .await?;
+        let keys: Vec<&str> = spec.key_columns().iter().map(|c| c.name).collect();
+        let inserted = self
+            .fetch(format!(
+                "INSERT INTO {table} ({columns}) SELECT {} FROM {stage} s ORDER BY {} \
+                 ON CONFLICT DO NOTHING RETURNING {}",
+                plain.join(", "),
+                keys.iter()
+                    .map(|k| format!("s.{k}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                keys.join(", "),
+                table = spec.table,
+            ))
+            .await?;
+        let by_key: HashMap<&[Cell], i32> =
+            by_ix.iter().map(|(ix, row)| (row.key(spec), *ix)).collect();
+        let mut written = Vec::with_capacity(inserted.len());
+        for r in &inserted {
+            let key = read_cells(r, spec.key_columns(), 0)?;
+            if let Some(&ix) = by_key.get(key.as_slice()) {
+                set(outcomes, ix, Outcome::Inserted);
+                written.push(ix);
+            }
+        }
+
+        // The rest: stored under the same key (unchanged, conflicting, or to overwrite), or
+        // holding a unique value another record has.
+        let rest: Vec<i32> = by_ix
+            .keys()
+            .copied()
+            .filter(|ix| {
+                usize::try_from(*ix).is_ok_and(|i| outcomes.get(i).is_some_and(Option::is_none))
+            })
+            .collect();
+        let mut updates = Vec::new();
+        if !rest.is_empty() {
+            let stored_columns: Vec<String> = spec
+                .columns
+                .iter()
+                .map(|c| format!("t.{}", c.name))
+                .collect();
+            let existing = sqlx::query(AssertSqlSafe(format!(
+                "SELECT s.ix, {} FROM {stage} s JOIN {} t ON {} WHERE s.ix = ANY($1)",
+                stored_columns.join(", "),
+                spec.table,
+                matching(spec, &key_indexes(spec), "t", "s")
+            )))
+            .bind(&rest)
+            .fetch_all(&mut *self.conn)
+            .await?;
+            for r in &existing {
+                let ix: i32 = r.try_get(0)?;
+                let cells = read_cells(r, spec.columns, 1)?;
+                let children = self.children(spec, &cells[0]).await?;
+                let stored = Row { cells, children };
+                let Some(row) = by_ix.get(&ix) else { continue };
+                let fields = spec.diff(&stored, row);
+                if fields.is_empty() {
+                    set(outcomes, ix, Outcome::Unchanged);
+                } else if self.options.update {
+                    updates.push(ix);
+                } else {
+                    set(outcomes, ix, Outcome::Conflict { fields });
+                }
+            }
+            // New rows skipped by ON CONFLICT, and rows to overwrite, must not take a unique
+            // value another record holds.
+            let mut unsettled: Vec<i32> = rest
+                .iter()
+                .copied()
+                .filter(|&ix| {
+                    usize::try_from(ix).is_ok_and(|i| outcomes.get(i).is_some_and(Option::is_none))
+                })
+                .collect();
+            unsettled.sort_unstable();
+            self.reject_taken(spec, &stage, &unsettled, outcomes)
+                .await?;
+            updates.retain(|&ix| {
+                usize::try_from(ix).is_ok_and(|i| outcomes.get(i).is_some_and(Option::is_none))
+            });
+        }
         if !updates.is_empty() && spec.columns.len() > spec.key {
             let sets: Vec<String> = spec.columns[spec.key..]
                 .iter()
                 .map(|c| format!("{0} = s.{0}", c.name))
                 .collect();
-            self.execute(format!(
-                "UPDATE {table} t SET {} FROM {stage} s WHERE {}",
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {table} t SET {} FROM {stage} s WHERE {} AND s.ix = ANY($1)",
                 sets.join(", "),
                 matching(spec, &key_indexes(spec), "t", "s"),
                 table = spec.table,
-            ))
+            )))
+            .bind(&updates)
+            .execute(&mut *self.conn)
             .await?;
         }
-        let written = self.fetch(format!("SELECT ix FROM {stage}")).await?;
-        for r in &written {
-            let ix: i32 = r.try_get(0)?;
-            let outcome = if updates.contains(&ix) {
-                Outcome::Updated
-            } else {
-                Outcome::Inserted
-            };
-            if !spec.children.is_empty()
-                && let Some(row) = by_ix.get(&ix)
-            {
-                self.write_children(spec, row).await?;
+        for &ix in &updates {
+            set(outcomes, ix, Outcome::Updated);
+            written.push(ix);
+        }
+        if !spec.children.is_empty() {
+            for ix in written {
+                if let Some(row) = by_ix.get(&ix) {
+                    self.write_children(spec, row).await?;
+                }
             }
-            set(outcomes, ix, outcome);
+        }
+        // Anything left was refused by a constraint this loader does not know.
+        for ix in by_ix.keys() {
+            set(
+                outcomes,
+                *ix,
+                Outcome::Rejected {
+                    field: spec.columns[0].name,
+                    reason: "refused by a constraint of the database".to_owned(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Rejects those of `ixs` whose unique values (besides the key) another stored record holds.
+    async fn reject_taken(
+        &mut self,
+        spec: &Spec,
+        stage: &str,
+        ixs: &[i32],
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<(), StoreError> {
+        if ixs.is_empty() {
+            return Ok(());
+        }
+        let holder_columns: Vec<String> = spec
+            .key_columns()
+            .iter()
+            .map(|c| format!("h.{}", c.name))
+            .collect();
+        for unique in spec.uniques {
+            let taken_rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT s.ix, {} FROM {stage} s JOIN {} h ON {} WHERE s.ix = ANY($1) AND {} <> {} ORDER BY s.ix",
+                holder_columns.join(", "),
+                spec.table,
+                matching(spec, unique.columns, "h", "s"),
+                key_tuple(spec, "h"),
+                key_tuple(spec, "s"),
+            )))
+            .bind(ixs)
+            .fetch_all(&mut *self.conn)
+            .await?;
+            for r in &taken_rows {
+                let ix: i32 = r.try_get(0)?;
+                let key = read_cells(r, spec.key_columns(), 1)?;
+                if let Some(slot) = usize::try_from(ix).ok().and_then(|i| outcomes.get_mut(i))
+                    && slot.is_none()
+                {
+                    *slot = Some(taken(spec, unique, &key));
+                }
+            }
         }
         Ok(())
     }

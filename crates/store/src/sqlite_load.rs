@@ -16,6 +16,8 @@ use crate::load::{
 
 /// Page cache of the loading connection (KiB): index pages of a large table stay in memory.
 const LOAD_CACHE_KIB: i64 = 256 * 1024;
+/// WAL pages between checkpoints of the loading connection (the default is 1,000).
+const LOAD_CHECKPOINT_PAGES: i64 = 32_768;
 
 impl ToSql for Cell {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -150,6 +152,8 @@ fn is_constraint(e: &rusqlite::Error) -> bool {
 impl SqliteLoader {
     pub(crate) fn new(conn: Connection, options: LoadOptions) -> Result<Self, StoreError> {
         conn.pragma_update(None, "cache_size", -LOAD_CACHE_KIB)?;
+        // Checkpoint less often: a page written by many batches is copied to the database once.
+        conn.pragma_update(None, "wal_autocheckpoint", LOAD_CHECKPOINT_PAGES)?;
         if options.dry_run {
             conn.execute_batch("BEGIN IMMEDIATE")?;
         }
