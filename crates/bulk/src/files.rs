@@ -572,7 +572,7 @@ pub struct RecordWriter {
 
 enum WriterInner {
     Jsonl(BufWriter<File>),
-    Csv(csv::Writer<File>),
+    Csv(Box<csv::Writer<File>>),
 }
 
 impl fmt::Debug for RecordWriter {
@@ -594,7 +594,7 @@ impl RecordWriter {
                     .buffer_capacity(256 * 1024)
                     .from_writer(file);
                 writer.write_record(columns::columns(kind).iter().map(|c| c.name))?;
-                WriterInner::Csv(writer)
+                WriterInner::Csv(Box::new(writer))
             }
         };
         Ok(Self {

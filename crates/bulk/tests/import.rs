@@ -225,7 +225,7 @@ async fn csv_headers_must_name_the_kinds_columns() {
     );
 
     let unnamed = write(dir.path(), "history.csv", "x\n");
-    let error = sources(&[unnamed.clone()], None).unwrap_err();
+    let error = sources(std::slice::from_ref(&unnamed), None).unwrap_err();
     assert!(matches!(error, FileError::Unrecognised { .. }), "{error}");
     assert_eq!(
         sources(&[unnamed], Some(Kind::Group)).unwrap()[0].kind,
@@ -267,7 +267,7 @@ async fn gbk_files_load_with_the_gbk_encoding_and_bad_bytes_are_rejected() {
         encoding: Encoding::Gbk,
         ..ImportOptions::default()
     };
-    let (result, observer) = run(&store, &[file.clone()], options).await;
+    let (result, observer) = run(&store, std::slice::from_ref(&file), options).await;
     assert_eq!(counts(&result.unwrap(), Kind::Merchant).inserted, 1);
     let list = observer.list();
     assert_eq!(list.len(), 1, "{list:?}");

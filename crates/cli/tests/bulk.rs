@@ -60,6 +60,24 @@ fn export(db: &str, out: &Path, extra: &[&str], cwd: &Path) -> Vec<(String, Vec<
     files(out)
 }
 
+/// A generated world of `persons` in `work/world`.
+fn generated(work: &Path, persons: u64, seed: u64) -> PathBuf {
+    let world = work.join("world");
+    ok(agreements(
+        &[
+            "generate-world",
+            "--persons",
+            &persons.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--out",
+            path(&world),
+        ],
+        work,
+    ));
+    world
+}
+
 fn lines(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| b == b'\n').count()
 }
@@ -67,19 +85,7 @@ fn lines(bytes: &[u8]) -> usize {
 #[tokio::test]
 async fn a_killed_import_run_again_ends_where_an_uninterrupted_one_does() {
     let work = tempfile::tempdir().unwrap();
-    let world = work.path().join("world");
-    ok(agreements(
-        &[
-            "generate-world",
-            "--persons",
-            "6000",
-            "--seed",
-            "3",
-            "--out",
-            path(&world),
-        ],
-        work.path(),
-    ));
+    let world = generated(work.path(), 6000, 3);
     let total = lines(&std::fs::read(world.join("agreements.jsonl")).unwrap());
     assert!(total > 10_000, "{total}");
     let batch = BATCH.to_string();
@@ -212,11 +218,7 @@ async fn a_killed_import_run_again_ends_where_an_uninterrupted_one_does() {
 #[test]
 fn export_and_import_round_trip_through_csv_and_gbk() {
     let work = tempfile::tempdir().unwrap();
-    let world = work.path().join("world");
-    ok(agreements(
-        &["generate-world", "--persons", "300", "--out", path(&world)],
-        work.path(),
-    ));
+    let world = generated(work.path(), 300, 1);
     let db = work.path().join("a.db");
     ok(agreements(
         &["import", path(&world), "--database", path(&db), "-q"],
@@ -272,11 +274,7 @@ fn export_and_import_round_trip_through_csv_and_gbk() {
 #[test]
 fn dry_run_checks_everything_writes_nothing_and_reports_problems() {
     let work = tempfile::tempdir().unwrap();
-    let world = work.path().join("world");
-    ok(agreements(
-        &["generate-world", "--persons", "50", "--out", path(&world)],
-        work.path(),
-    ));
+    let world = generated(work.path(), 50, 1);
     let mut text = std::fs::read_to_string(world.join("agreements.jsonl")).unwrap();
     text.push_str("{\"agreement_no\":\"BAD\",\"status\":\"NORMAL\"}\n");
     std::fs::write(world.join("agreements.jsonl"), text).unwrap();

@@ -40,6 +40,9 @@ fn help_lists_every_command() {
         "account",
         "token",
         "call",
+        "import",
+        "export",
+        "generate-world",
     ] {
         assert!(text(&out.stdout).contains(command), "{command}");
     }

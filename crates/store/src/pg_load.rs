@@ -542,14 +542,9 @@ impl PgLoader {
 
 /// Reads one kind page by page, in key order, from one snapshot (a repeatable-read transaction
 /// held for the exporter's life).
+#[derive(Debug)]
 pub(crate) struct PgExporter {
     loader: PgLoader,
-}
-
-impl std::fmt::Debug for PgExporter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgExporter").finish_non_exhaustive()
-    }
 }
 
 impl PgExporter {

@@ -414,14 +414,9 @@ fn diagnose(
 
 /// Reads one kind page by page, in key order, from one snapshot (a read transaction held for the
 /// exporter's life).
+#[derive(Debug)]
 pub(crate) struct SqliteExporter {
     conn: Connection,
-}
-
-impl std::fmt::Debug for SqliteExporter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteExporter").finish_non_exhaustive()
-    }
 }
 
 impl SqliteExporter {
