@@ -1,7 +1,8 @@
 -- Identifiers compare byte by byte (COLLATE "C"): they are ASCII codes, never words, and under a
 -- linguistic collation (the server default, e.g. C.UTF-8 or en_US.UTF-8) every index comparison
--- goes through the C library's strcoll. Measured: inserting into the agreements indexes costs about
--- a third less, and key order (export, pagination) is the same as on SQLite.
+-- goes through the C library's strcoll. Measured on a 10^6-agreement world (default server settings):
+-- accounts and logon ids load 17-18 % faster, agreements 4 %; key order (export, pagination) is now
+-- the same as on SQLite.
 
 ALTER TABLE merchant_groups ALTER COLUMN group_id TYPE text COLLATE "C";
 ALTER TABLE merchants ALTER COLUMN partner_id TYPE text COLLATE "C",
