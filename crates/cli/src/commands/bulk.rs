@@ -257,6 +257,9 @@ fn summary_table(summary: &Summary, dry_run: bool) -> String {
 /// `agreements import`.
 pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let sources = agreements_bulk::import::sources(&args.files, args.kind)?;
+    if sources.is_empty() {
+        anyhow::bail!("no load files (.jsonl, .ndjson or .csv) in the given directories");
+    }
     let store = args.db.open().await?;
     let report = File::create(&args.report)
         .with_context(|| format!("creating the report {}", args.report.display()))?;
