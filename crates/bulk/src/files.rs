@@ -167,10 +167,16 @@ pub struct Parsed {
     pub result: Result<Record, Rejection>,
 }
 
-/// Counts the bytes read through it, for progress.
+/// Longest run of bytes without a line break a CSV file may have: the CSV parser keeps a whole
+/// record in memory, so a file that is one enormous line is refused instead of buffered.
+pub const MAX_CSV_LINE_BYTES: u64 = 1024 * 1024;
+
+/// Counts the bytes read through it, for progress; optionally refuses over-long lines.
 struct Counting<R> {
     inner: R,
     read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    max_line: Option<u64>,
+    since_newline: u64,
 }
 
 impl<R: Read> Read for Counting<R> {
@@ -178,6 +184,22 @@ impl<R: Read> Read for Counting<R> {
         let n = self.inner.read(buf)?;
         self.read
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some(max) = self.max_line {
+            let mut parts = buf[..n].split(|&b| b == b'\n');
+            let mut run = self.since_newline + parts.next().map_or(0, |p| p.len() as u64);
+            let mut longest = run;
+            for part in parts {
+                run = part.len() as u64;
+                longest = longest.max(run);
+            }
+            self.since_newline = run;
+            if longest > max {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a line is longer than {max} bytes; is this a CSV file?"),
+                ));
+            }
+        }
         Ok(n)
     }
 }
@@ -225,6 +247,8 @@ impl RecordReader {
         let counting = Counting {
             inner: file,
             read: bytes_read.clone(),
+            max_line: (source.format == Format::Csv).then_some(MAX_CSV_LINE_BYTES),
+            since_newline: 0,
         };
         let inner = match source.format {
             Format::Jsonl => Inner::Jsonl {

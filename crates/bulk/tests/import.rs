@@ -224,6 +224,17 @@ async fn csv_headers_must_name_the_kinds_columns() {
         "{message}"
     );
 
+    // A file that is one enormous line is refused, not buffered.
+    let mut huge = format!("{AGREEMENT_HEADER}\n").into_bytes();
+    huge.extend(std::iter::repeat_n(b'x', 2 * 1024 * 1024));
+    let huge = write(dir.path(), "agreements-huge.csv", huge);
+    let (result, _) = run(&store, &[huge], ImportOptions::default()).await;
+    let message = result.unwrap_err().to_string();
+    assert!(
+        message.contains("a line is longer than 1048576 bytes"),
+        "{message}"
+    );
+
     let unnamed = write(dir.path(), "history.csv", "x\n");
     let error = sources(std::slice::from_ref(&unnamed), None).unwrap_err();
     assert!(matches!(error, FileError::Unrecognised { .. }), "{error}");
