@@ -450,3 +450,32 @@ fn the_generator_is_deterministic_for_a_seed() {
     assert_ne!(read(a.path()), read(c.path()));
     assert_eq!(read(a.path()).len(), 9);
 }
+
+#[test]
+fn writing_gbk_refuses_what_gbk_cannot_represent() {
+    use agreements_bulk::files::RecordWriter;
+    use agreements_domain::ids::PartnerId;
+    use agreements_domain::{EntityStatus, Merchant};
+    use agreements_store::Record;
+
+    let dir = tempfile::tempdir().unwrap();
+    let merchant = |name: &str| {
+        Record::Merchant(Merchant {
+            partner_id: PartnerId::parse("2088000000000001").unwrap(),
+            name: name.to_owned(),
+            status: EntityStatus::Normal,
+            group_id: None,
+        })
+    };
+    for format in [Format::Jsonl, Format::Csv] {
+        let path = dir.path().join(format!("merchants.{}", format.extension()));
+        let mut writer =
+            RecordWriter::create(&path, Kind::Merchant, format, Encoding::Gbk).unwrap();
+        writer.write(&merchant("商户")).unwrap();
+        let error = writer.write(&merchant("商户 😀")).unwrap_err();
+        assert!(
+            error.to_string().contains("GBK cannot represent"),
+            "{error}"
+        );
+    }
+}
