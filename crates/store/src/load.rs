@@ -845,6 +845,29 @@ impl Reader {
     }
 }
 
+/// The statements that begin, commit and undo one batch: a savepoint inside a dry run's
+/// transaction, else a transaction of its own, begun with `begin`.
+pub(crate) fn batch_statements(dry_run: bool, begin: &'static str) -> [&'static str; 3] {
+    if dry_run {
+        [
+            "SAVEPOINT batch",
+            "RELEASE batch",
+            "ROLLBACK TO batch; RELEASE batch",
+        ]
+    } else {
+        [begin, "COMMIT", "ROLLBACK"]
+    }
+}
+
+/// Every record's outcome (the loaders fill every slot; an empty one would mean nothing was
+/// written for it).
+pub(crate) fn settled(outcomes: Vec<Option<Outcome>>) -> Vec<Outcome> {
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::Unchanged))
+        .collect()
+}
+
 /// Marks every record whose key repeats an earlier one's in the same batch; returns the rows of
 /// the others, with their indexes, in key order (neighbouring keys share index pages, so writing
 /// in key order touches far fewer pages than file order).

@@ -13,8 +13,8 @@ use sqlx::{AssertSqlSafe, Postgres, Row as _, raw_sql};
 
 use crate::StoreError;
 use crate::load::{
-    Cell, Kind, LoadOptions, Outcome, Record, Row, Spec, Ty, agreement_column, first_of_each_key,
-    missing_reference, sorted, taken, wrong_person,
+    Cell, Kind, LoadOptions, Outcome, Record, Row, Spec, Ty, agreement_column, batch_statements,
+    first_of_each_key, missing_reference, settled, sorted, taken, wrong_person,
 };
 
 pub(crate) struct PgLoader {
@@ -135,15 +135,7 @@ impl PgLoader {
     ) -> Result<Vec<Outcome>, StoreError> {
         let mut outcomes = vec![None; records.len()];
         let rows = first_of_each_key(kind, records, &mut outcomes);
-        let (begin, commit, rollback) = if self.options.dry_run {
-            (
-                "SAVEPOINT batch",
-                "RELEASE batch",
-                "ROLLBACK TO batch; RELEASE batch",
-            )
-        } else {
-            ("BEGIN", "COMMIT", "ROLLBACK")
-        };
+        let [begin, commit, rollback] = batch_statements(self.options.dry_run, "BEGIN");
         raw_sql(begin).execute(&mut *self.conn).await?;
         match self.run(kind, rows, &mut outcomes).await {
             Ok(()) => {
@@ -154,10 +146,7 @@ impl PgLoader {
                 return Err(e);
             }
         }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(Outcome::Unchanged))
-            .collect())
+        Ok(settled(outcomes))
     }
 
     pub(crate) async fn finish(mut self) -> Result<(), StoreError> {

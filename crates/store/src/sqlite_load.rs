@@ -10,8 +10,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, params_from_iter
 
 use crate::StoreError;
 use crate::load::{
-    Cell, Kind, LoadOptions, Outcome, Record, Row, Spec, agreement_column, first_of_each_key,
-    missing_reference, taken, wrong_person,
+    Cell, Kind, LoadOptions, Outcome, Record, Row, Spec, agreement_column, batch_statements,
+    first_of_each_key, missing_reference, settled, taken, wrong_person,
 };
 
 /// Page cache of the loading connection (KiB): index pages of a large table stay in memory.
@@ -174,15 +174,7 @@ impl SqliteLoader {
         self.statements
             .entry(kind)
             .or_insert_with(|| Statements::new(kind.spec()));
-        let (begin, commit, rollback) = if self.options.dry_run {
-            (
-                "SAVEPOINT batch",
-                "RELEASE batch",
-                "ROLLBACK TO batch; RELEASE batch",
-            )
-        } else {
-            ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
-        };
+        let [begin, commit, rollback] = batch_statements(self.options.dry_run, "BEGIN IMMEDIATE");
         self.conn.execute_batch(begin)?;
         let run = || -> Result<(), StoreError> {
             let statements = &self.statements[&kind];
@@ -199,10 +191,7 @@ impl SqliteLoader {
                 return Err(e);
             }
         }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(Outcome::Unchanged))
-            .collect())
+        Ok(settled(outcomes))
     }
 
     pub(crate) fn finish(self) -> Result<(), StoreError> {
