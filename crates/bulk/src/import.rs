@@ -175,11 +175,6 @@ pub fn sources(paths: &[PathBuf], kind: Option<Kind>) -> Result<Vec<Source>, Fil
     Ok(sources)
 }
 
-/// A batch of rows read from a file.
-struct Batch {
-    rows: Vec<Parsed>,
-}
-
 /// Loads `sources` (see [`sources`]) into `store`.
 pub async fn import(
     store: &Store,
@@ -217,7 +212,7 @@ async fn import_file(
     let mut reader = RecordReader::open(source, options.encoding)?;
     let bytes_read: Arc<AtomicU64> = reader.bytes_read.clone();
     let batch_size = options.batch_size.max(1);
-    let (tx, mut rx) = mpsc::channel::<Result<Batch, FileError>>(2);
+    let (tx, mut rx) = mpsc::channel::<Result<Vec<Parsed>, FileError>>(2);
     let parser = std::thread::spawn(move || {
         loop {
             let mut rows = Vec::with_capacity(batch_size);
@@ -233,7 +228,7 @@ async fn import_file(
                 }
             }
             let last = rows.len() < batch_size || failure.is_some();
-            if !rows.is_empty() && tx.blocking_send(Ok(Batch { rows })).is_err() {
+            if !rows.is_empty() && tx.blocking_send(Ok(rows)).is_err() {
                 return;
             }
             if let Some(e) = failure {
@@ -250,10 +245,10 @@ async fn import_file(
     let mut rows_done = 0u64;
     while let Some(batch) = rx.recv().await {
         let batch = batch?;
-        let first_line = batch.rows.first().map_or(0, |r| r.line);
-        let mut records: Vec<Record> = Vec::with_capacity(batch.rows.len());
-        let mut lines: Vec<u64> = Vec::with_capacity(batch.rows.len());
-        for row in batch.rows {
+        let first_line = batch.first().map_or(0, |r| r.line);
+        let mut records: Vec<Record> = Vec::with_capacity(batch.len());
+        let mut lines: Vec<u64> = Vec::with_capacity(batch.len());
+        for row in batch {
             rows_done += 1;
             match row.result {
                 Ok(record) => {

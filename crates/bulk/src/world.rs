@@ -92,16 +92,6 @@ fn group_id(g: u32) -> String {
     format!("GROUP-{g:03}")
 }
 
-/// The partner id of merchant `m` of a generated world.
-pub fn generated_merchant(m: u32) -> String {
-    merchant_id(m)
-}
-
-/// The app id of merchant `m`'s app in a generated world.
-pub fn generated_app(m: u32) -> String {
-    app_id(m)
-}
-
 fn id<T, E: std::fmt::Debug>(parsed: Result<T, E>) -> io::Result<T> {
     parsed.map_err(|e| io::Error::other(format!("generated an invalid id: {e:?}")))
 }
@@ -231,16 +221,17 @@ pub fn generate(
             7..9 => 2,
             _ => 3,
         };
+        // Each account with its number among the world's accounts (0, 1, …): logon ids and open
+        // ids are derived from it, so they are unique too.
         let mut users = Vec::with_capacity(accounts);
         for _ in 0..accounts {
-            let seq = next_account;
+            let n = next_account - FIRST_ACCOUNT;
+            users.push((n, id(UserId::parse(format!("2088{next_account:012}")))?));
             next_account += 1;
-            let user = id(UserId::parse(format!("2088{seq:012}")))?;
-            users.push(user);
         }
-        let customer = id(CustomerId::parse(users[0].as_str()))?;
-        for (i, user) in users.iter().enumerate() {
-            let seq = FIRST_ACCOUNT + person * 3 + i as u64;
+        let customer = id(CustomerId::parse(users[0].1.as_str()))?;
+        for (n, user) in &users {
+            let n = *n;
             writers.write(&Record::Account(AccountRecord {
                 user_id: user.clone(),
                 customer_id: customer.clone(),
@@ -250,7 +241,6 @@ pub fn generate(
                     EntityStatus::Normal
                 },
             }))?;
-            let n = user.as_str()[4..].parse::<u64>().unwrap_or(seq) - FIRST_ACCOUNT;
             let logon = if rng.random_bool(0.6) {
                 format!("1{}{n:09}", 3 + n % 7)
             } else {
@@ -281,7 +271,7 @@ pub fn generate(
             next_agreement += 1;
             let v: f64 = rng.random();
             let m = ((f64::from(merchants) * v * v) as u32).min(merchants - 1);
-            let user = users[rng.random_range(0..users.len())].clone();
+            let user = users[rng.random_range(0..users.len())].1.clone();
             let (principal_type, principal_id) = if rng.random_bool(0.8) {
                 (PrincipalType::Card, user.as_str().to_owned())
             } else {

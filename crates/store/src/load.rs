@@ -517,7 +517,7 @@ impl Row {
 }
 
 pub(crate) fn sorted(mut rows: Vec<Vec<Cell>>) -> Vec<Vec<Cell>> {
-    rows.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    rows.sort();
     rows.dedup();
     rows
 }

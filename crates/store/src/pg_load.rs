@@ -82,6 +82,21 @@ fn read_cells(
         .collect()
 }
 
+/// Binds `cells` as the query's next parameters.
+fn bind_cells<'q>(
+    mut query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    cells: &[Cell],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    for cell in cells {
+        query = match cell {
+            Cell::Null => query.bind(None::<String>),
+            Cell::Int(i) => query.bind(*i),
+            Cell::Text(t) => query.bind(t.clone()),
+        };
+    }
+    query
+}
+
 /// One value in `COPY … (FORMAT text)`: `\N` for NULL, backslash escapes for the rest.
 fn copy_value(out: &mut String, cell: &Cell) {
     match cell {
@@ -514,15 +529,9 @@ impl PgLoader {
                 params.join(", ")
             );
             for cells in rows {
-                let mut query = sqlx::query(AssertSqlSafe(sql.clone())).bind(parent);
-                for cell in cells {
-                    query = match cell {
-                        Cell::Null => query.bind(None::<String>),
-                        Cell::Int(i) => query.bind(*i),
-                        Cell::Text(t) => query.bind(t.clone()),
-                    };
-                }
-                query.execute(&mut *self.conn).await?;
+                bind_cells(sqlx::query(AssertSqlSafe(sql.clone())).bind(parent), cells)
+                    .execute(&mut *self.conn)
+                    .await?;
             }
         }
         Ok(())
@@ -560,15 +569,10 @@ impl PgExporter {
         let spec = kind.spec();
         let after = after.map(Record::to_row);
         let sql = crate::load::page_query(spec, after.is_some(), limit, |i| format!("${i}"));
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for cell in after.as_ref().map_or(&[][..], |row| row.key(spec)) {
-            query = match cell {
-                Cell::Null => query.bind(None::<String>),
-                Cell::Int(i) => query.bind(*i),
-                Cell::Text(t) => query.bind(t.clone()),
-            };
-        }
-        let mains = query.fetch_all(&mut *self.loader.conn).await?;
+        let key = after.as_ref().map_or(&[][..], |row| row.key(spec));
+        let mains = bind_cells(sqlx::query(AssertSqlSafe(sql)), key)
+            .fetch_all(&mut *self.loader.conn)
+            .await?;
         let mut records = Vec::with_capacity(mains.len());
         for r in &mains {
             let cells = read_cells(r, spec.columns, 0)?;
