@@ -7,10 +7,12 @@ pub mod batch_query;
 pub mod biz;
 pub mod error;
 pub mod ids;
+pub mod notify;
 pub mod query;
 #[cfg(test)]
 mod testing;
 pub mod token;
+pub mod unsign;
 pub mod visibility;
 
 pub use agreement::{

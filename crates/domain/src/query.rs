@@ -120,9 +120,21 @@ impl AgreementQuery {
         }
     }
 
-    /// Whether `agreement` may be the answer: in scope, queryable, not expired, and matching the
-    /// locator's own fields (the person is matched by the store query of the `User` mode).
+    /// Whether `agreement` may be the answer: located (see [`Self::locates`]) and queryable.
     pub fn admits(
+        &self,
+        scope: &Scope,
+        agreement: &Agreement,
+        owner_group: Option<&GroupId>,
+        now: i64,
+    ) -> bool {
+        self.locates(scope, agreement, owner_group, now) && agreement.status.is_queryable()
+    }
+
+    /// Whether `agreement` is the one named, whatever its status: in scope, not expired, and
+    /// matching the locator's own fields (the person is matched by the store query of the `User`
+    /// mode).
+    pub fn locates(
         &self,
         scope: &Scope,
         agreement: &Agreement,
@@ -150,10 +162,7 @@ impl AgreementQuery {
                     && agreement.sign_scene == *sign_scene
             }
         };
-        located
-            && scope.contains(agreement, owner_group)
-            && agreement.status.is_queryable()
-            && !agreement.is_expired(now)
+        located && scope.contains(agreement, owner_group) && !agreement.is_expired(now)
     }
 }
 

@@ -118,17 +118,31 @@ fn check_rsa<T: openssl::pkey::HasPublic>(key: &PKey<T>) -> Result<(), KeyError>
 
 /// `len` random characters from `[0-9A-Za-z]`, from OpenSSL's CSPRNG (for tokens and ids).
 pub fn random_alphanumeric(len: usize) -> Result<String, KeyError> {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    random_from(
+        b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+        len,
+    )
+}
+
+/// `len` random decimal digits, from OpenSSL's CSPRNG (for notification ids).
+pub fn random_digits(len: usize) -> Result<String, KeyError> {
+    random_from(b"0123456789", len)
+}
+
+/// `len` characters drawn uniformly from `alphabet` (at most 256 ASCII characters).
+fn random_from(alphabet: &[u8], len: usize) -> Result<String, KeyError> {
+    let n = alphabet.len().clamp(1, 256);
+    // Bytes at or above the largest multiple of n are rejected, so the choice stays uniform.
+    let limit = 256 - 256 % n;
     let mut out = String::with_capacity(len);
     let mut buf = [0u8; 64];
     while out.len() < len {
         openssl::rand::rand_bytes(&mut buf)?;
-        // 248 = 4 × 62: rejecting bytes above it keeps the choice uniform.
-        for &b in buf.iter().filter(|&&b| b < 248) {
+        for &b in buf.iter().filter(|&&b| usize::from(b) < limit) {
             if out.len() == len {
                 break;
             }
-            out.push(char::from(ALPHABET[usize::from(b % 62)]));
+            out.push(char::from(alphabet[usize::from(b) % n]));
         }
     }
     Ok(out)
@@ -256,6 +270,11 @@ mod tests {
         assert_eq!(a.len(), 40);
         assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
         assert_ne!(a, random_alphanumeric(40).unwrap());
+        let d = random_digits(26).unwrap();
+        assert_eq!(d.len(), 26);
+        assert!(d.bytes().all(|b| b.is_ascii_digit()));
+        let all: String = (0..20).map(|_| random_digits(50).unwrap()).collect();
+        assert!((b'0'..=b'9').all(|digit| all.as_bytes().contains(&digit)));
     }
 
     #[test]

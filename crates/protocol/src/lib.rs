@@ -9,6 +9,7 @@ pub mod error;
 pub mod form;
 mod header;
 pub mod method;
+pub mod notification;
 pub mod params;
 pub mod request;
 pub mod sign_content;

@@ -9,11 +9,17 @@ pub enum Method {
     AgreementBatchQuery,
     /// `alipay.user.agreement.query`: one agreement, by number, merchant number or user.
     AgreementQuery,
+    /// `alipay.user.agreement.unsign`: cancel one agreement.
+    AgreementUnsign,
 }
 
 impl Method {
     /// Every method, in the order the docs list them.
-    pub const ALL: &'static [Method] = &[Method::AgreementBatchQuery, Method::AgreementQuery];
+    pub const ALL: &'static [Method] = &[
+        Method::AgreementBatchQuery,
+        Method::AgreementQuery,
+        Method::AgreementUnsign,
+    ];
 
     /// Looks a wire name up (exact match: method names are case-sensitive).
     pub fn parse(name: &str) -> Option<Self> {
@@ -25,6 +31,7 @@ impl Method {
         match self {
             Self::AgreementBatchQuery => "alipay.user.agreement.batch.query",
             Self::AgreementQuery => "alipay.user.agreement.query",
+            Self::AgreementUnsign => "alipay.user.agreement.unsign",
         }
     }
 
@@ -33,6 +40,7 @@ impl Method {
         match self {
             Self::AgreementBatchQuery => "alipay_user_agreement_batch_query_response",
             Self::AgreementQuery => "alipay_user_agreement_query_response",
+            Self::AgreementUnsign => "alipay_user_agreement_unsign_response",
         }
     }
 }

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use agreements_protocol::envelope::{self, Signing};
+use agreements_protocol::notification;
 use agreements_protocol::sign_content::{self, Empties};
 use agreements_protocol::{
     Charset, Params, PrivateKey, ProtocolError, PublicKey, SignType, WireError, request,
@@ -215,6 +216,14 @@ fn notification_vectors_are_signed_byte_for_byte() {
                 .unwrap(),
             s(&vector["sign"])
         );
+        let unsigned: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), s(v)))
+            .filter(|(k, _)| *k != "sign" && *k != "sign_type")
+            .collect();
+        let body = notification::sign_form(&unsigned, &gateway_private, SignType::Rsa2).unwrap();
+        assert_eq!(body, s(&vector["form_body"]));
+        assert_eq!(notification::CONTENT_TYPE, s(&vector["http_content_type"]));
     }
 }
 

@@ -14,7 +14,8 @@ use agreements_store::{AppStatus, Store, StoreError};
 use crate::apps::{App, AppCache};
 use crate::clock::Clock;
 use crate::failure::Failure;
-use crate::methods::{self, Call};
+use crate::methods::{self, Call, Request};
+use crate::notify::Outbox;
 
 /// A rendered answer: the body bytes and the charset they are in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +43,7 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     limits: Limits,
     apps: AppCache,
+    outbox: Outbox,
 }
 
 /// What is known about a request for answering it, even when it is broken.
@@ -67,7 +69,13 @@ impl Gateway {
             clock,
             limits,
             apps: AppCache::default(),
+            outbox: Outbox::default(),
         }
+    }
+
+    /// The handle that wakes the delivery worker when a request queued notifications.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// The limits in force.
@@ -189,8 +197,8 @@ impl Gateway {
         request::check_signed(params, now, self.limits.timestamp_window)?;
         // With an ISV token the request acts for the merchant that granted it; otherwise for the
         // app's owner.
-        let token_merchant = match params.non_empty("app_auth_token") {
-            None => None,
+        let (token, token_merchant) = match params.non_empty("app_auth_token") {
+            None => (None, None),
             Some(token) => {
                 let token = self
                     .store
@@ -198,11 +206,12 @@ impl Gateway {
                     .await?
                     .ok_or(ProtocolError::InvalidAppAuthToken)?;
                 let partner = token.authorize(&app.record.app_id, method.name(), now)?;
-                Some(self.store.merchant(partner).await?.ok_or_else(|| {
+                let merchant = self.store.merchant(partner).await?.ok_or_else(|| {
                     Failure::from(StoreError::Corrupt(format!(
                         "token merchant {partner} does not exist"
                     )))
-                })?)
+                })?;
+                (Some(token), Some(merchant))
             }
         };
         if !app.record.methods.iter().any(|m| m == method.name()) {
@@ -235,6 +244,12 @@ impl Gateway {
                 app,
                 caller,
                 now,
+                request: Request {
+                    sign_type,
+                    notify_url: params.non_empty("notify_url"),
+                    token,
+                },
+                outbox: &self.outbox,
             },
             &biz,
         )

@@ -7,6 +7,7 @@ pub mod config;
 pub mod failure;
 pub mod gateway;
 pub mod methods;
+pub mod notify;
 pub mod telemetry;
 
 use std::future::Future;

@@ -3,6 +3,14 @@
 //! through sqlx (async, pooled). All SQL lives in
 //! this crate, and driver errors never leave it: callers see [`StoreError`].
 
+/// The columns of a notification row, as a literal for `concat!` (see `rows::NotificationRow`).
+macro_rules! notification_columns {
+    () => {
+        "notify_id, agreement_no, notify_type, url, sign_type, params, state, attempts, created_at, \
+         next_attempt_at, last_attempt_at, last_error, delivered_at"
+    };
+}
+
 pub mod demo;
 mod load;
 mod migrations;
@@ -29,8 +37,9 @@ pub use load::{
 };
 pub use migrations::{MIGRATIONS, Migration};
 pub use records::{
-    AgreementFilter, AppKey, AppRecord, AppStatus, ExternalKey, FoundAgreement, NewAccount, NewApp,
-    NewGroup,
+    AgreementEvent, AgreementFilter, AppKey, AppRecord, AppStatus, Attempt, EventKind, ExternalKey,
+    FoundAgreement, NewAccount, NewApp, NewGroup, NewNotification, Notification,
+    NotificationFilter, Resend, Unsign, UnsignOutcome,
 };
 
 /// What went wrong in storage, in the terms callers act on.
@@ -238,9 +247,57 @@ impl Store {
         dispatch!(self.add_account(account))
     }
 
-    /// Adds an agreement.
+    /// Adds an agreement, with a `CREATE` event (actor `operator`) in its history.
     pub async fn add_agreement(&self, agreement: &Agreement) -> Result<(), StoreError> {
-        dispatch!(self.add_agreement(agreement))
+        let at = unix_now();
+        dispatch!(self.add_agreement(agreement, at))
+    }
+
+    /// Cancels an agreement, appending its event and queueing its notifications in the same
+    /// transaction; an agreement already cancelled is left as it is (agreements.md §7).
+    pub async fn unsign(&self, unsign: &Unsign<'_>) -> Result<UnsignOutcome, StoreError> {
+        dispatch!(self.unsign(unsign))
+    }
+
+    /// An agreement's history, oldest first.
+    pub async fn history(&self, no: &AgreementNo) -> Result<Vec<AgreementEvent>, StoreError> {
+        dispatch!(self.history(no))
+    }
+
+    /// Takes up to `limit` pending notifications due at `now` for sending: each is held until
+    /// `lease_until` (so no other worker sends it meanwhile; if this one dies, it is due again
+    /// then).
+    pub async fn claim_notifications(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError> {
+        dispatch!(self.claim_notifications(now, lease_until, limit))
+    }
+
+    /// Records the result of a notification's `attempts`-th send, made at `now`.
+    pub async fn record_attempt(
+        &self,
+        notify_id: &str,
+        attempts: u32,
+        now: i64,
+        attempt: &Attempt,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.record_attempt(notify_id, attempts, now, attempt))
+    }
+
+    /// Queued notifications, oldest first.
+    pub async fn notifications(
+        &self,
+        filter: &NotificationFilter<'_>,
+    ) -> Result<Vec<Notification>, StoreError> {
+        dispatch!(self.notifications(filter))
+    }
+
+    /// Makes notifications pending again, due at `now`, with a fresh schedule; returns how many.
+    pub async fn resend(&self, which: Resend<'_>, now: i64) -> Result<u64, StoreError> {
+        dispatch!(self.resend(which, now))
     }
 
     /// Starts a bulk load on a connection of its own (agreements.md §8). Each
@@ -263,6 +320,13 @@ impl Store {
             },
         })
     }
+}
+
+/// Now, in Unix seconds (the system clock), for records the store stamps itself.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// A bulk load in progress. Dropping it without [`Loader::finish`] keeps the committed batches

@@ -463,6 +463,7 @@ pub(crate) mod agreement_column {
     pub(crate) const PRINCIPAL_TYPE: usize = 3;
     pub(crate) const PRINCIPAL_ID: usize = 4;
     pub(crate) const ALIPAY_USER_ID: usize = 5;
+    pub(crate) const STATUS: usize = 12;
 }
 
 static AGREEMENTS: Spec = Spec {
@@ -960,4 +961,37 @@ pub(crate) fn page_query(
         spec.table,
         keys.join(", ")
     )
+}
+
+/// The history entry a loaded agreement row gets.
+pub(crate) struct LoadEvent<'a> {
+    pub(crate) agreement_no: &'a str,
+    pub(crate) kind: crate::EventKind,
+    pub(crate) old_status: Option<&'a str>,
+    pub(crate) new_status: &'a str,
+}
+
+/// For an agreement row just inserted (`stored` is `None`) or overwritten: its event.
+pub(crate) fn event<'a>(
+    kind: Kind,
+    stored: Option<&'a Row>,
+    row: &'a Row,
+) -> Option<LoadEvent<'a>> {
+    let text = |row: &'a Row, i: usize| match &row.cells[i] {
+        Cell::Text(t) => Some(t.as_str()),
+        Cell::Int(_) | Cell::Null => None,
+    };
+    if kind != Kind::Agreement {
+        return None;
+    }
+    Some(LoadEvent {
+        agreement_no: text(row, 0)?,
+        kind: if stored.is_some() {
+            crate::EventKind::Update
+        } else {
+            crate::EventKind::Import
+        },
+        old_status: stored.and_then(|s| text(s, agreement_column::STATUS)),
+        new_status: text(row, agreement_column::STATUS)?,
+    })
 }

@@ -27,6 +27,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_compact_keys.sql"),
         postgres: include_str!("../migrations/postgres/0002_compact_keys.sql"),
     },
+    Migration {
+        version: 3,
+        name: "outbox",
+        sqlite: include_str!("../migrations/sqlite/0003_outbox.sql"),
+        postgres: include_str!("../migrations/postgres/0003_outbox.sql"),
+    },
 ];
 
 #[cfg(test)]

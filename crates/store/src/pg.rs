@@ -17,9 +17,12 @@ use sqlx::{Row, raw_sql};
 use crate::StoreError;
 use crate::migrations::MIGRATIONS;
 use crate::records::{
-    AgreementFilter, AppRecord, ExternalKey, FoundAgreement, NewAccount, NewApp, NewGroup,
+    AgreementEvent, AgreementFilter, AppRecord, Attempt, EventKind, ExternalKey, FoundAgreement,
+    NewAccount, NewApp, NewGroup, Notification, NotificationFilter, Resend, Unsign, UnsignOutcome,
 };
-use crate::rows::{self, AgreementRow};
+use crate::rows::{self, AgreementRow, NotificationRow};
+use agreements_domain::AgreementStatus;
+use agreements_domain::notify::DeliveryState;
 
 /// Connections kept open at most.
 const MAX_CONNECTIONS: u32 = 16;
@@ -64,7 +67,7 @@ macro_rules! by_person {
         select_found!(concat!(
             "WHERE ((a.principal_id = $2 AND a.principal_type = 'CARD') OR (a.principal_id = $3 AND a.principal_type = 'CUSTOMER')) \
              AND a.personal_product_code = $4 AND a.third_party_type = $5 \
-             AND a.status IN ('TEMP', 'NORMAL', 'STOP') AND a.invalid_time > $6 \
+             AND (a.status IN ('TEMP', 'NORMAL', 'STOP') OR ($10::boolean AND a.status = 'UNSIGN')) AND a.invalid_time > $6 \
              AND ($7::text IS NULL OR a.sign_scene = $7) AND ($8::text IS NULL OR a.product_code = $8) ",
             $scope,
             " ORDER BY a.sign_time, a.agreement_no"
@@ -348,6 +351,7 @@ impl PgStore {
             .bind(f.sign_scene.map(SignScene::as_str))
             .bind(f.product_code.map(ProductCode::as_str))
             .bind(owner)
+            .bind(f.include_cancelled)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(read_found).collect()
@@ -590,7 +594,8 @@ impl PgStore {
         Ok(())
     }
 
-    pub(crate) async fn add_agreement(&self, a: &Agreement) -> Result<(), StoreError> {
+    pub(crate) async fn add_agreement(&self, a: &Agreement, at: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO agreements (agreement_no, partner_id, sign_app_id, principal_type, principal_id, alipay_user_id, \
              personal_product_code, product_code, sign_scene, third_party_type, external_agreement_no, external_logon_id, \
@@ -614,10 +619,248 @@ impl PgStore {
         .bind(a.valid_time)
         .bind(a.invalid_time)
         .bind(a.unsign_time)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(
+            &mut tx,
+            &Event {
+                agreement_no: a.agreement_no.as_str(),
+                kind: EventKind::Create,
+                old_status: None,
+                new_status: a.status.as_str(),
+                actor: "operator",
+                reason: None,
+                at,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn unsign(&self, u: &Unsign<'_>) -> Result<UnsignOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let no = u.agreement_no.as_str();
+        let Some(status) = sqlx::query_scalar::<_, String>(
+            "SELECT status FROM agreements WHERE agreement_no = $1 FOR UPDATE",
+        )
+        .bind(no)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(UnsignOutcome::NotFound);
+        };
+        let old = rows::known(
+            "agreements.status",
+            &status,
+            AgreementStatus::parse(&status),
+        )?;
+        if old == AgreementStatus::Unsign {
+            return Ok(UnsignOutcome::AlreadyUnsigned);
+        }
+        sqlx::query(
+            "UPDATE agreements SET status = 'UNSIGN', unsign_time = $2 WHERE agreement_no = $1",
+        )
+        .bind(no)
+        .bind(u.at)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(
+            &mut tx,
+            &Event {
+                agreement_no: no,
+                kind: EventKind::Unsign,
+                old_status: Some(old.as_str()),
+                new_status: AgreementStatus::Unsign.as_str(),
+                actor: u.actor,
+                reason: u.reason,
+                at: u.at,
+            },
+        )
+        .await?;
+        for n in u.notifications {
+            sqlx::query(
+                "INSERT INTO notifications (notify_id, agreement_no, notify_type, url, sign_type, params, state, \
+                 attempts, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', 0, $7, $7)",
+            )
+            .bind(&n.notify_id)
+            .bind(n.agreement_no.as_str())
+            .bind(&n.notify_type)
+            .bind(&n.url)
+            .bind(n.sign_type.as_str())
+            .bind(rows::notification_params(n))
+            .bind(n.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(UnsignOutcome::Unsigned { old_status: old })
+    }
+
+    pub(crate) async fn history(
+        &self,
+        no: &AgreementNo,
+    ) -> Result<Vec<AgreementEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, old_status, new_status, actor, reason, at FROM agreement_events \
+             WHERE agreement_no = $1 ORDER BY seq",
+        )
+        .bind(no.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AgreementEvent {
+                    seq: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    old_status: r.try_get(2)?,
+                    new_status: r.try_get(3)?,
+                    actor: r.try_get(4)?,
+                    reason: r.try_get(5)?,
+                    at: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn claim_notifications(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "UPDATE notifications SET next_attempt_at = $2 WHERE notify_id IN \
+             (SELECT notify_id FROM notifications WHERE state = 'PENDING' AND next_attempt_at <= $1 \
+              ORDER BY next_attempt_at, notify_id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
+            notification_columns!()
+        ))
+        .bind(now)
+        .bind(lease_until)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(read_notification).collect()
+    }
+
+    pub(crate) async fn record_attempt(
+        &self,
+        notify_id: &str,
+        attempts: u32,
+        now: i64,
+        attempt: &Attempt,
+    ) -> Result<(), StoreError> {
+        let (state, next, error, delivered) = rows::attempt_columns(attempt, now);
+        sqlx::query(
+            "UPDATE notifications SET state = $2, attempts = $3, last_attempt_at = $4, \
+             next_attempt_at = COALESCE($5, next_attempt_at), last_error = $6, delivered_at = $7 \
+             WHERE notify_id = $1",
+        )
+        .bind(notify_id)
+        .bind(state)
+        .bind(i64::from(attempts))
+        .bind(now)
+        .bind(next)
+        .bind(error)
+        .bind(delivered)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
+
+    pub(crate) async fn notifications(
+        &self,
+        f: &NotificationFilter<'_>,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            notification_columns!(),
+            " FROM notifications WHERE ($1::text IS NULL OR state = $1) \
+             AND ($2::text IS NULL OR agreement_no = $2) ORDER BY created_at, notify_id LIMIT $3"
+        ))
+        .bind(f.state.map(DeliveryState::as_str))
+        .bind(f.agreement_no)
+        .bind(i64::from(f.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(read_notification).collect()
+    }
+
+    pub(crate) async fn resend(&self, which: Resend<'_>, now: i64) -> Result<u64, StoreError> {
+        let done = match which {
+            Resend::AllFailed => sqlx::query(
+                "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_at = $1, \
+                 last_error = NULL, delivered_at = NULL WHERE state = 'FAILED'",
+            )
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected(),
+            Resend::Ids(ids) => sqlx::query(
+                "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_at = $1, \
+                 last_error = NULL, delivered_at = NULL WHERE notify_id = ANY($2)",
+            )
+            .bind(now)
+            .bind(ids)
+            .execute(&self.pool)
+            .await?
+            .rows_affected(),
+        };
+        Ok(done)
+    }
+}
+
+/// One history entry to append.
+pub(crate) struct Event<'a> {
+    pub(crate) agreement_no: &'a str,
+    pub(crate) kind: EventKind,
+    pub(crate) old_status: Option<&'a str>,
+    pub(crate) new_status: &'a str,
+    pub(crate) actor: &'a str,
+    pub(crate) reason: Option<&'a str>,
+    pub(crate) at: i64,
+}
+
+/// Appends an event to an agreement's history (the next `seq`), inside `tx`.
+pub(crate) async fn insert_event(
+    conn: &mut sqlx::PgConnection,
+    e: &Event<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO agreement_events (agreement_no, seq, kind, old_status, new_status, actor, reason, at) \
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7 FROM agreement_events WHERE agreement_no = $1",
+    )
+    .bind(e.agreement_no)
+    .bind(e.kind.as_str())
+    .bind(e.old_status)
+    .bind(e.new_status)
+    .bind(e.actor)
+    .bind(e.reason)
+    .bind(e.at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn read_notification(r: &PgRow) -> Result<Notification, StoreError> {
+    NotificationRow {
+        texts: [
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(4)?,
+            r.try_get(5)?,
+            r.try_get(6)?,
+        ],
+        attempts: r.try_get(7)?,
+        created_at: r.try_get(8)?,
+        next_attempt_at: r.try_get(9)?,
+        last_attempt_at: r.try_get(10)?,
+        last_error: r.try_get(11)?,
+        delivered_at: r.try_get(12)?,
+    }
+    .into_notification()
 }
 
 /// The first column of every row, as text.

@@ -350,7 +350,19 @@ impl PgLoader {
                 usize::try_from(*ix).is_ok_and(|i| outcomes.get(i).is_some_and(Option::is_none))
             })
             .collect();
+        if kind == Kind::Agreement && !written.is_empty() {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO agreement_events (agreement_no, seq, kind, old_status, new_status, actor, reason, at) \
+                 SELECT s.agreement_no, 1, 'IMPORT', NULL, s.status, 'import', NULL, $2 FROM {stage} s \
+                 WHERE s.ix = ANY($1)"
+            )))
+            .bind(&written)
+            .bind(crate::unix_now())
+            .execute(&mut *self.conn)
+            .await?;
+        }
         let mut updates = Vec::new();
+        let mut old_statuses: HashMap<i32, String> = HashMap::new();
         if !rest.is_empty() {
             let stored_columns: Vec<String> = spec
                 .columns
@@ -377,6 +389,11 @@ impl PgLoader {
                     set(outcomes, ix, Outcome::Unchanged);
                 } else if self.options.update {
                     updates.push(ix);
+                    if let Cell::Text(status) = &stored.cells[agreement_column::STATUS]
+                        && kind == Kind::Agreement
+                    {
+                        old_statuses.insert(ix, status.clone());
+                    }
                 } else {
                     set(outcomes, ix, Outcome::Conflict { fields });
                 }
@@ -409,6 +426,24 @@ impl PgLoader {
                 table = spec.table,
             )))
             .bind(&updates)
+            .execute(&mut *self.conn)
+            .await?;
+        }
+        if kind == Kind::Agreement && !updates.is_empty() {
+            let olds: Vec<Option<&str>> = updates
+                .iter()
+                .map(|ix| old_statuses.get(ix).map(String::as_str))
+                .collect();
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO agreement_events (agreement_no, seq, kind, old_status, new_status, actor, reason, at) \
+                 SELECT s.agreement_no, \
+                   (SELECT COALESCE(MAX(e.seq), 0) + 1 FROM agreement_events e WHERE e.agreement_no = s.agreement_no), \
+                   'UPDATE', u.old, s.status, 'import', NULL, $3 \
+                 FROM {stage} s JOIN unnest($1::int[], $2::text[]) AS u(ix, old) ON u.ix = s.ix"
+            )))
+            .bind(&updates)
+            .bind(&olds)
+            .bind(crate::unix_now())
             .execute(&mut *self.conn)
             .await?;
         }

@@ -1,10 +1,11 @@
 //! The store's own record types: what it returns and what it is given to write.
 
 use agreements_domain::ids::{
-    AppId, CustomerId, ExternalAgreementNo, GroupId, LogonId, OpenId, PartnerId,
+    AgreementNo, AppId, CustomerId, ExternalAgreementNo, GroupId, LogonId, OpenId, PartnerId,
     PersonalProductCode, ProductCode, SignScene, UserId,
 };
-use agreements_domain::{Agreement, ResolvedUser, Scope};
+use agreements_domain::notify::DeliveryState;
+use agreements_domain::{Agreement, AgreementStatus, ResolvedUser, Scope};
 use agreements_protocol::SignType;
 
 /// Whether an app may call the gateway.
@@ -105,6 +106,8 @@ pub struct AgreementFilter<'a> {
     pub now: i64,
     /// The app whose open ids are reported.
     pub open_id_app: &'a AppId,
+    /// Cancelled (`UNSIGN`) agreements too (unsign's retries need them; queries never do).
+    pub include_cancelled: bool,
 }
 
 /// An agreement with what the rules and the answer need beside it.
@@ -127,4 +130,154 @@ pub struct ExternalKey<'a> {
     pub sign_scene: &'a SignScene,
     /// The merchant's number.
     pub external_agreement_no: &'a ExternalAgreementNo,
+}
+
+/// What kind of change an agreement event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// Added by an operator command (or the demo world).
+    Create,
+    /// Loaded by a bulk import.
+    Import,
+    /// Overwritten by a bulk import with `--update`.
+    Update,
+    /// Cancelled.
+    Unsign,
+}
+
+impl EventKind {
+    /// Storage spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Import => "IMPORT",
+            Self::Update => "UPDATE",
+            Self::Unsign => "UNSIGN",
+        }
+    }
+}
+
+/// One entry of an agreement's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgreementEvent {
+    /// 1, 2, … per agreement.
+    pub seq: i64,
+    /// `CREATE`, `IMPORT`, `UPDATE` or `UNSIGN`.
+    pub kind: String,
+    /// The status before (none for the first event).
+    pub old_status: Option<String>,
+    /// The status after.
+    pub new_status: String,
+    /// Who made the change.
+    pub actor: String,
+    /// Why (the unsign request's `extend_params`), if given.
+    pub reason: Option<String>,
+    /// When (Unix seconds).
+    pub at: i64,
+}
+
+/// A cancellation to apply, with what is written in its transaction.
+#[derive(Debug, Clone)]
+pub struct Unsign<'a> {
+    /// Which agreement.
+    pub agreement_no: &'a AgreementNo,
+    /// `unsign_time` and the event's time.
+    pub at: i64,
+    /// Who cancels it.
+    pub actor: &'a str,
+    /// Why.
+    pub reason: Option<&'a str>,
+    /// The notifications that announce it.
+    pub notifications: &'a [NewNotification],
+}
+
+/// What an [`Unsign`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsignOutcome {
+    /// Cancelled now; the event and the notifications are written.
+    Unsigned {
+        /// The status it had.
+        old_status: AgreementStatus,
+    },
+    /// It was already cancelled: nothing was written.
+    AlreadyUnsigned,
+    /// There is no such agreement.
+    NotFound,
+}
+
+/// A notification to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNotification {
+    /// Unique id, sent as `notify_id` on every attempt.
+    pub notify_id: String,
+    /// The agreement it is about.
+    pub agreement_no: AgreementNo,
+    /// `dut_user_unsign`.
+    pub notify_type: String,
+    /// Where it goes.
+    pub url: String,
+    /// How each send is signed.
+    pub sign_type: SignType,
+    /// The form parameters except `notify_time`, `sign_type` and `sign`.
+    pub params: Vec<(String, String)>,
+    /// When it was queued (Unix seconds); the first send is due then.
+    pub created_at: i64,
+}
+
+/// A queued notification and its delivery state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// What was queued.
+    pub queued: NewNotification,
+    /// Pending, delivered or failed.
+    pub state: DeliveryState,
+    /// Sends so far.
+    pub attempts: u32,
+    /// When the next send is due (while pending; a send in progress holds it for its lease).
+    pub next_attempt_at: i64,
+    /// When the last send was made.
+    pub last_attempt_at: Option<i64>,
+    /// Why the last send failed.
+    pub last_error: Option<String>,
+    /// When the receiver answered `success`.
+    pub delivered_at: Option<i64>,
+}
+
+/// The result of one send, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// The receiver answered `success`.
+    Delivered,
+    /// It failed; try again at `at`.
+    Retry {
+        /// Next send (Unix seconds).
+        at: i64,
+        /// What went wrong.
+        error: String,
+    },
+    /// It failed and no send is left: parked as failed.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Which notifications to list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NotificationFilter<'a> {
+    /// Only this state.
+    pub state: Option<DeliveryState>,
+    /// Only about this agreement.
+    pub agreement_no: Option<&'a str>,
+    /// At most this many, oldest first.
+    pub limit: u32,
+}
+
+/// Which notifications to send again.
+#[derive(Debug, Clone, Copy)]
+pub enum Resend<'a> {
+    /// These, whatever their state.
+    Ids(&'a [String]),
+    /// Every failed one.
+    AllFailed,
 }

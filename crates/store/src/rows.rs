@@ -13,7 +13,10 @@ use agreements_domain::{
 use agreements_protocol::SignType;
 
 use crate::StoreError;
-use crate::records::{AppKey, AppRecord, AppStatus, FoundAgreement};
+use crate::records::{
+    AppKey, AppRecord, AppStatus, Attempt, FoundAgreement, NewNotification, Notification,
+};
+use agreements_domain::notify::DeliveryState;
 
 pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {detail}"))
@@ -198,4 +201,93 @@ pub(crate) fn token(
         expires_at,
         methods,
     })
+}
+
+/// The columns of a notification, in [`NotificationRow`] order.
+pub(crate) const NOTIFICATION_COLUMNS: &str = notification_columns!();
+
+/// A notification row as both backends read it.
+#[derive(Debug)]
+pub(crate) struct NotificationRow {
+    pub(crate) texts: [String; 7],
+    pub(crate) attempts: i64,
+    pub(crate) created_at: i64,
+    pub(crate) next_attempt_at: i64,
+    pub(crate) last_attempt_at: Option<i64>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) delivered_at: Option<i64>,
+}
+
+impl NotificationRow {
+    pub(crate) fn into_notification(self) -> Result<Notification, StoreError> {
+        let [
+            notify_id,
+            agreement_no,
+            notify_type,
+            url,
+            sign_type,
+            params,
+            state,
+        ] = self.texts;
+        let params: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&params).map_err(|e| corrupt("notifications.params", e))?;
+        Ok(Notification {
+            queued: NewNotification {
+                agreement_no: id(
+                    "notifications.agreement_no",
+                    AgreementNo::parse(agreement_no),
+                )?,
+                notify_type,
+                url,
+                sign_type: known(
+                    "notifications.sign_type",
+                    &sign_type,
+                    SignType::parse(&sign_type),
+                )?,
+                params: params.into_iter().collect(),
+                created_at: self.created_at,
+                notify_id,
+            },
+            state: known("notifications.state", &state, DeliveryState::parse(&state))?,
+            attempts: u32::try_from(self.attempts)
+                .map_err(|e| corrupt("notifications.attempts", e))?,
+            next_attempt_at: self.next_attempt_at,
+            last_attempt_at: self.last_attempt_at,
+            last_error: self.last_error,
+            delivered_at: self.delivered_at,
+        })
+    }
+}
+
+/// The stored parameters of a notification (a JSON object).
+pub(crate) fn notification_params(n: &NewNotification) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = n
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// What recording `attempt` (the `attempts`-th send, made at `now`) writes: state, next send,
+/// last error, delivery time.
+pub(crate) fn attempt_columns(
+    attempt: &Attempt,
+    now: i64,
+) -> (&'static str, Option<i64>, Option<&str>, Option<i64>) {
+    match attempt {
+        Attempt::Delivered => (DeliveryState::Delivered.as_str(), None, None, Some(now)),
+        Attempt::Retry { at, error } => (
+            DeliveryState::Pending.as_str(),
+            Some(*at),
+            Some(error.as_str()),
+            None,
+        ),
+        Attempt::Failed { error } => (
+            DeliveryState::Failed.as_str(),
+            None,
+            Some(error.as_str()),
+            None,
+        ),
+    }
 }

@@ -9,14 +9,18 @@ use agreements_domain::ids::{
 };
 use agreements_domain::token::AppAuthToken;
 use agreements_domain::{Agreement, Contract, Merchant, Product, ResolvedUser, Scope};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::StoreError;
 use crate::migrations::MIGRATIONS;
 use crate::records::{
-    AgreementFilter, AppRecord, ExternalKey, FoundAgreement, NewAccount, NewApp, NewGroup,
+    AgreementEvent, AgreementFilter, AppRecord, Attempt, EventKind, ExternalKey, FoundAgreement,
+    NewAccount, NewApp, NewGroup, NewNotification, Notification, NotificationFilter, Resend,
+    Unsign, UnsignOutcome,
 };
-use crate::rows::{self, AgreementRow};
+use crate::rows::{self, AgreementRow, NOTIFICATION_COLUMNS, NotificationRow};
+use agreements_domain::AgreementStatus;
+use agreements_domain::notify::DeliveryState;
 
 /// Idle connections kept for reuse. Beyond it a burst opens (and then closes) extra ones, so a
 /// caller never waits for a connection: waiting would block an async worker.
@@ -241,7 +245,7 @@ impl SqliteStore {
         const WHERE: &str = "WHERE ((a.principal_id = ?2 AND a.principal_type = 'CARD') \
             OR (a.principal_id = ?3 AND a.principal_type = 'CUSTOMER')) \
             AND a.personal_product_code = ?4 AND a.third_party_type = ?5 \
-            AND a.status IN ('TEMP', 'NORMAL', 'STOP') AND a.invalid_time > ?6 \
+            AND (a.status IN ('TEMP', 'NORMAL', 'STOP') OR (?10 AND a.status = 'UNSIGN')) AND a.invalid_time > ?6 \
             AND (?7 IS NULL OR a.sign_scene = ?7) AND (?8 IS NULL OR a.product_code = ?8)";
         let (scope_sql, owner) = scope_filter(f.scope, 9);
         let sql =
@@ -259,6 +263,7 @@ impl SqliteStore {
                     f.sign_scene.map(SignScene::as_str),
                     f.product_code.map(ProductCode::as_str),
                     owner,
+                    f.include_cancelled,
                 ],
                 read_found,
             )?;
@@ -480,9 +485,10 @@ impl SqliteStore {
         })
     }
 
-    pub(crate) fn add_agreement(&self, a: &Agreement) -> Result<(), StoreError> {
+    pub(crate) fn add_agreement(&self, a: &Agreement, at: i64) -> Result<(), StoreError> {
         self.with(|c| {
-            c.prepare_cached(
+            let tx = c.transaction()?;
+            tx.prepare_cached(
                 "INSERT INTO agreements (agreement_no, partner_id, sign_app_id, principal_type, principal_id, alipay_user_id, \
                  personal_product_code, product_code, sign_scene, third_party_type, external_agreement_no, external_logon_id, \
                  status, sign_time, valid_time, invalid_time, unsign_time) \
@@ -507,6 +513,17 @@ impl SqliteStore {
                 a.invalid_time,
                 a.unsign_time,
             ])?;
+            insert_event(
+                &tx,
+                a.agreement_no.as_str(),
+                EventKind::Create,
+                None,
+                a.status.as_str(),
+                "operator",
+                None,
+                at,
+            )?;
+            tx.commit()?;
             Ok(())
         })
     }
@@ -583,4 +600,211 @@ fn migrate(c: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Appends an event to an agreement's history (the next `seq`).
+#[allow(clippy::too_many_arguments)] // one column each
+pub(crate) fn insert_event(
+    c: &Connection,
+    agreement_no: &str,
+    kind: EventKind,
+    old_status: Option<&str>,
+    new_status: &str,
+    actor: &str,
+    reason: Option<&str>,
+    at: i64,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO agreement_events (agreement_no, seq, kind, old_status, new_status, actor, reason, at) \
+         SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7 FROM agreement_events WHERE agreement_no = ?1",
+    )?
+    .execute(params![agreement_no, kind.as_str(), old_status, new_status, actor, reason, at])?;
+    Ok(())
+}
+
+fn insert_notification(c: &Connection, n: &NewNotification) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO notifications (notify_id, agreement_no, notify_type, url, sign_type, params, state, attempts, \
+         created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'PENDING', 0, ?7, ?7)",
+    )?
+    .execute(params![
+        n.notify_id,
+        n.agreement_no.as_str(),
+        n.notify_type,
+        n.url,
+        n.sign_type.as_str(),
+        rows::notification_params(n),
+        n.created_at
+    ])?;
+    Ok(())
+}
+
+fn read_notification(r: &Row<'_>) -> rusqlite::Result<NotificationRow> {
+    Ok(NotificationRow {
+        texts: [
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        ],
+        attempts: r.get(7)?,
+        created_at: r.get(8)?,
+        next_attempt_at: r.get(9)?,
+        last_attempt_at: r.get(10)?,
+        last_error: r.get(11)?,
+        delivered_at: r.get(12)?,
+    })
+}
+
+impl SqliteStore {
+    pub(crate) fn unsign(&self, u: &Unsign<'_>) -> Result<UnsignOutcome, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let no = u.agreement_no.as_str();
+            let Some(status) = tx
+                .prepare_cached("SELECT status FROM agreements WHERE agreement_no = ?1")?
+                .query_row([no], |r| r.get::<_, String>(0))
+                .optional()?
+            else {
+                return Ok(UnsignOutcome::NotFound);
+            };
+            let old = rows::known(
+                "agreements.status",
+                &status,
+                AgreementStatus::parse(&status),
+            )?;
+            if old == AgreementStatus::Unsign {
+                return Ok(UnsignOutcome::AlreadyUnsigned);
+            }
+            tx.prepare_cached(
+                "UPDATE agreements SET status = 'UNSIGN', unsign_time = ?2 WHERE agreement_no = ?1",
+            )?
+            .execute(params![no, u.at])?;
+            insert_event(
+                &tx,
+                no,
+                EventKind::Unsign,
+                Some(old.as_str()),
+                AgreementStatus::Unsign.as_str(),
+                u.actor,
+                u.reason,
+                u.at,
+            )?;
+            for n in u.notifications {
+                insert_notification(&tx, n)?;
+            }
+            tx.commit()?;
+            Ok(UnsignOutcome::Unsigned { old_status: old })
+        })
+    }
+
+    pub(crate) fn history(&self, no: &AgreementNo) -> Result<Vec<AgreementEvent>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, kind, old_status, new_status, actor, reason, at FROM agreement_events \
+                 WHERE agreement_no = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([no.as_str()], |r| {
+                Ok(AgreementEvent {
+                    seq: r.get(0)?,
+                    kind: r.get(1)?,
+                    old_status: r.get(2)?,
+                    new_status: r.get(3)?,
+                    actor: r.get(4)?,
+                    reason: r.get(5)?,
+                    at: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    pub(crate) fn claim_notifications(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let sql = format!(
+            "UPDATE notifications SET next_attempt_at = ?2 WHERE notify_id IN \
+             (SELECT notify_id FROM notifications WHERE state = 'PENDING' AND next_attempt_at <= ?1 \
+              ORDER BY next_attempt_at, notify_id LIMIT ?3) RETURNING {NOTIFICATION_COLUMNS}"
+        );
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(params![now, lease_until, limit], read_notification)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(NotificationRow::into_notification)
+                .collect()
+        })
+    }
+
+    pub(crate) fn record_attempt(
+        &self,
+        notify_id: &str,
+        attempts: u32,
+        now: i64,
+        attempt: &Attempt,
+    ) -> Result<(), StoreError> {
+        let (state, next, error, delivered) = rows::attempt_columns(attempt, now);
+        self.with(|c| {
+            c.prepare_cached(
+                "UPDATE notifications SET state = ?2, attempts = ?3, last_attempt_at = ?4, \
+                 next_attempt_at = COALESCE(?5, next_attempt_at), last_error = ?6, delivered_at = ?7 \
+                 WHERE notify_id = ?1",
+            )?
+            .execute(params![notify_id, state, attempts, now, next, error, delivered])?;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn notifications(
+        &self,
+        f: &NotificationFilter<'_>,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let sql = format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE (?1 IS NULL OR state = ?1) \
+             AND (?2 IS NULL OR agreement_no = ?2) ORDER BY created_at, notify_id LIMIT ?3"
+        );
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(
+                    params![f.state.map(DeliveryState::as_str), f.agreement_no, f.limit],
+                    read_notification,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(NotificationRow::into_notification)
+                .collect()
+        })
+    }
+
+    pub(crate) fn resend(&self, which: Resend<'_>, now: i64) -> Result<u64, StoreError> {
+        const SET: &str = "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_at = ?1, \
+            last_error = NULL, delivered_at = NULL";
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let changed = match which {
+                Resend::AllFailed => tx
+                    .prepare_cached(&format!("{SET} WHERE state = 'FAILED'"))?
+                    .execute([now])?,
+                Resend::Ids(ids) => {
+                    let mut stmt = tx.prepare_cached(&format!("{SET} WHERE notify_id = ?2"))?;
+                    let mut n = 0;
+                    for id in ids {
+                        n += stmt.execute(params![now, id])?;
+                    }
+                    n
+                }
+            };
+            tx.commit()?;
+            Ok(changed as u64)
+        })
+    }
 }

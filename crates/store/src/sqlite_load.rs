@@ -176,10 +176,12 @@ impl SqliteLoader {
             .or_insert_with(|| Statements::new(kind.spec()));
         let [begin, commit, rollback] = batch_statements(self.options.dry_run, "BEGIN IMMEDIATE");
         self.conn.execute_batch(begin)?;
+        let at = crate::unix_now();
         let run = || -> Result<(), StoreError> {
             let statements = &self.statements[&kind];
             for (i, row) in rows {
-                outcomes[i] = Some(load_row(&self.conn, kind, statements, row, self.options)?);
+                let outcome = load_row(&self.conn, kind, statements, row, self.options, at)?;
+                outcomes[i] = Some(outcome);
             }
             Ok(())
         };
@@ -208,6 +210,7 @@ fn load_row(
     statements: &Statements,
     row: Row,
     options: LoadOptions,
+    at: i64,
 ) -> Result<Outcome, StoreError> {
     let spec = kind.spec();
     if let Some(rejected) = check_person(conn, kind, &row)? {
@@ -216,7 +219,7 @@ fn load_row(
     if kind == Kind::Account {
         // Probe first: the person row is created only for an account that will be written.
         if let Some(stored) = select(conn, spec, statements, &row)? {
-            return existing(conn, kind, statements, stored, row, options);
+            return existing(conn, kind, statements, stored, row, options, at);
         }
         add_person(conn, &row)?;
     }
@@ -226,12 +229,13 @@ fn load_row(
     {
         Ok(1) => {
             write_children(conn, statements, &row, false)?;
+            record_event(conn, kind, None, &row, at)?;
             Ok(Outcome::Inserted)
         }
         Ok(_) => {
             let stored = select(conn, spec, statements, &row)?
                 .ok_or_else(|| StoreError::Unavailable("a stored row vanished".to_owned()))?;
-            existing(conn, kind, statements, stored, row, options)
+            existing(conn, kind, statements, stored, row, options, at)
         }
         Err(e) if is_constraint(&e) => diagnose(conn, spec, &row, &e),
         Err(e) => Err(e.into()),
@@ -246,6 +250,7 @@ fn existing(
     stored: Row,
     row: Row,
     options: LoadOptions,
+    at: i64,
 ) -> Result<Outcome, StoreError> {
     let spec = kind.spec();
     let fields = spec.diff(&stored, &row);
@@ -264,11 +269,35 @@ fn existing(
     {
         Ok(_) => {
             write_children(conn, statements, &row, true)?;
+            record_event(conn, kind, Some(&stored), &row, at)?;
             Ok(Outcome::Updated)
         }
         Err(e) if is_constraint(&e) => diagnose(conn, spec, &row, &e),
         Err(e) => Err(e.into()),
     }
+}
+
+/// An imported (`stored` is `None`) or overwritten agreement gets a history entry.
+fn record_event(
+    conn: &Connection,
+    kind: Kind,
+    stored: Option<&Row>,
+    row: &Row,
+    at: i64,
+) -> Result<(), StoreError> {
+    let Some(event) = crate::load::event(kind, stored, row) else {
+        return Ok(());
+    };
+    crate::sqlite::insert_event(
+        conn,
+        event.agreement_no,
+        event.kind,
+        event.old_status,
+        event.new_status,
+        "import",
+        None,
+        at,
+    )
 }
 
 fn add_person(conn: &Connection, row: &Row) -> Result<(), StoreError> {

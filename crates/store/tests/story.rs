@@ -58,6 +58,7 @@ async fn numbers(
         product_code: None,
         now: now(),
         open_id_app: &app,
+        include_cancelled: false,
     };
     store
         .agreements(&filter)

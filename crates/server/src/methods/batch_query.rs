@@ -28,6 +28,7 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
         product_code: query.product_code.as_ref(),
         now: call.now,
         open_id_app: &call.app.record.app_id,
+        include_cancelled: false,
     };
     let found = call.store.agreements(&filter).await?;
     // The store's SQL and the domain's predicate must agree; a row outside the predicate is

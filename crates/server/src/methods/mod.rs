@@ -2,17 +2,20 @@
 
 mod batch_query;
 mod query;
+mod unsign;
 
 use std::sync::Arc;
 
 use agreements_domain::ids::ProductCode;
+use agreements_domain::token::AppAuthToken;
 use agreements_domain::{BizError, Caller};
-use agreements_protocol::Method;
+use agreements_protocol::{Method, SignType};
 use agreements_store::Store;
 use serde_json::{Map, Value};
 
 use crate::apps::App;
 use crate::failure::Failure;
+use crate::notify::Outbox;
 
 /// What a method handler may use.
 #[derive(Debug)]
@@ -25,6 +28,21 @@ pub struct Call<'a> {
     pub caller: Caller,
     /// Now, in Unix seconds.
     pub now: i64,
+    /// What the request says beside `biz_content`.
+    pub request: Request<'a>,
+    /// Wakes the delivery worker after notifications were queued.
+    pub outbox: &'a Outbox,
+}
+
+/// The public parameters a method may use.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// The request's signature algorithm (its notifications are signed the same way).
+    pub sign_type: SignType,
+    /// `notify_url`, when given.
+    pub notify_url: Option<&'a str>,
+    /// The ISV authorisation the request acts under, when it carries one.
+    pub token: Option<AppAuthToken>,
 }
 
 /// Runs `method`; returns the success node's JSON.
@@ -36,6 +54,7 @@ pub async fn dispatch(
     match method {
         Method::AgreementBatchQuery => batch_query::handle(call, biz).await,
         Method::AgreementQuery => query::handle(call, biz).await,
+        Method::AgreementUnsign => unsign::handle(call, biz).await,
     }
 }
 

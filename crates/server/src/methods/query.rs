@@ -2,8 +2,9 @@
 
 use agreements_domain::BizError;
 use agreements_domain::query::{AgreementQuery, Locator, Response, choose};
+use agreements_domain::{ResolvedUser, Scope};
 use agreements_protocol::envelope;
-use agreements_store::{AgreementFilter, ExternalKey};
+use agreements_store::{AgreementFilter, ExternalKey, FoundAgreement};
 use serde_json::{Map, Value};
 
 use super::{Call, require_contract};
@@ -12,6 +13,36 @@ use crate::failure::Failure;
 pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<String, Failure> {
     let query = AgreementQuery::parse(biz)?;
     let scope = call.caller.scope(query.third_party_type)?;
+    let (candidates, person) = candidates(call, &query, &scope, false).await?;
+    let admitted = candidates.into_iter().filter(|f| {
+        query.admits(&scope, &f.agreement, f.owner_group.as_ref(), call.now)
+            && person
+                .as_ref()
+                .is_none_or(|p| p.is_principal_of(&f.agreement))
+    });
+    let found = choose(admitted, |f| &f.agreement).ok_or(BizError::UserAgreementNotExist)?;
+    require_product_contract(call, &query, &found).await?;
+    let logon_id = call
+        .store
+        .logon_id_of(&found.agreement.alipay_user_id)
+        .await?;
+    let response = Response::new(
+        &found.agreement,
+        logon_id.as_deref(),
+        found.principal_open_id.clone(),
+    );
+    envelope::success_node(&response).map_err(|e| BizError::SystemError(e.to_string()).into())
+}
+
+/// The agreements a query-style locator names (after the product and contract checks of the
+/// modes that name a product), and the person the user mode resolved. `include_cancelled` adds
+/// `UNSIGN` agreements to the user mode's candidates (the other modes return every status).
+pub(super) async fn candidates(
+    call: &Call<'_>,
+    query: &AgreementQuery,
+    scope: &Scope,
+    include_cancelled: bool,
+) -> Result<(Vec<FoundAgreement>, Option<ResolvedUser>), Failure> {
     let app = &call.app.record.app_id;
     if let Some(code) = query.personal_product_code() {
         let product = call.store.product(code).await?;
@@ -25,14 +56,15 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
             })?;
         require_contract(call, &products).await?;
     }
-    let mut person = None;
-    let candidates = match &query.locator {
-        Locator::AgreementNo(no) => call
-            .store
-            .agreement_by_no(no, app)
-            .await?
-            .into_iter()
-            .collect(),
+    Ok(match &query.locator {
+        Locator::AgreementNo(no) => (
+            call.store
+                .agreement_by_no(no, app)
+                .await?
+                .into_iter()
+                .collect(),
+            None,
+        ),
         Locator::External {
             personal_product_code,
             sign_scene,
@@ -43,7 +75,10 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
                 sign_scene,
                 external_agreement_no,
             };
-            call.store.agreements_by_external(&scope, &key, app).await?
+            (
+                call.store.agreements_by_external(scope, &key, app).await?,
+                None,
+            )
         }
         Locator::User {
             personal_product_code,
@@ -58,36 +93,26 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
             let filter = AgreementFilter {
                 person: &resolved,
                 personal_product_code,
-                scope: &scope,
+                scope,
                 sign_scene: Some(sign_scene),
                 product_code: None,
                 now: call.now,
                 open_id_app: app,
+                include_cancelled,
             };
-            let found = call.store.agreements(&filter).await?;
-            person = Some(resolved);
-            found
+            (call.store.agreements(&filter).await?, Some(resolved))
         }
-    };
-    let admitted = candidates.into_iter().filter(|f| {
-        query.admits(&scope, &f.agreement, f.owner_group.as_ref(), call.now)
-            && person
-                .as_ref()
-                .is_none_or(|p| p.is_principal_of(&f.agreement))
-    });
-    let found = choose(admitted, |f| &f.agreement).ok_or(BizError::UserAgreementNotExist)?;
+    })
+}
+
+/// Named by number only, the merchant still needs a contract for that agreement's product.
+pub(super) async fn require_product_contract(
+    call: &Call<'_>,
+    query: &AgreementQuery,
+    found: &FoundAgreement,
+) -> Result<(), Failure> {
     if matches!(query.locator, Locator::AgreementNo(_)) {
-        // Named by number only: the merchant still needs a contract for that agreement's product.
         require_contract(call, &[&found.agreement.product_code]).await?;
     }
-    let logon_id = call
-        .store
-        .logon_id_of(&found.agreement.alipay_user_id)
-        .await?;
-    let response = Response::new(
-        &found.agreement,
-        logon_id.as_deref(),
-        found.principal_open_id.clone(),
-    );
-    envelope::success_node(&response).map_err(|e| BizError::SystemError(e.to_string()).into())
+    Ok(())
 }
