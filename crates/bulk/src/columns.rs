@@ -375,9 +375,9 @@ fn app(f: &Fields<'_, '_>) -> Result<AppRecord, Rejection> {
         .collect::<Result<Vec<_>, _>>()?;
     let notify_url = f.free_text("notify_url")?;
     if let Some(url) = &notify_url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
+        && let Err(e) = agreements_domain::notify::check_url(url)
     {
-        return Err(Rejection::new("notify_url", "must be an http(s) URL"));
+        return Err(Rejection::new("notify_url", e));
     }
     Ok(AppRecord {
         app_id: f.id("app_id", AppId::parse)?,

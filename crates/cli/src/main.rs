@@ -60,6 +60,13 @@ enum Command {
     Export(commands::bulk::ExportArgs),
     /// Write a deterministic synthetic world as load files.
     GenerateWorld(commands::bulk::WorldArgs),
+    /// Show an agreement's history: every change, with its actor and reason.
+    History(commands::notify::HistoryArgs),
+    /// Cancel an agreement as an operator (its signing app is notified).
+    Unsign(commands::notify::UnsignArgs),
+    /// List notification deliveries and send them again.
+    #[command(subcommand)]
+    Notify(commands::notify::NotifyCommand),
 }
 
 /// Where a command finds the database: `--config FILE` and `AGREEMENTS_DATABASE`, or `--database`.
@@ -116,6 +123,9 @@ fn main() -> ExitCode {
             Command::Import(args) => commands::bulk::import(args).await,
             Command::Export(args) => commands::bulk::export(args).await,
             Command::GenerateWorld(args) => commands::bulk::generate_world(&args),
+            Command::History(args) => commands::notify::history(args).await,
+            Command::Unsign(args) => commands::notify::unsign(args, commands::now()).await,
+            Command::Notify(command) => commands::notify::notify(command, commands::now()).await,
         }
     });
     match result {

@@ -43,6 +43,14 @@ pub struct Config {
     pub log_format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `agreements_server=debug`.
     pub log_filter: String,
+    /// Notification sends in flight at most; 0: this process does not deliver (another one
+    /// does, e.g. `agreements serve` with delivery on, sharing the database).
+    pub notify_concurrency: usize,
+    /// Longest time of one notification send (connect, post, read the answer), in milliseconds.
+    pub notify_timeout_ms: u64,
+    /// How often the outbox is checked for due retries, in milliseconds (new notifications of
+    /// this process are sent at once).
+    pub notify_poll_ms: u64,
 }
 
 impl Default for Config {
@@ -58,6 +66,9 @@ impl Default for Config {
             max_connections: 10_000,
             log_format: LogFormat::Text,
             log_filter: "info".into(),
+            notify_concurrency: 16,
+            notify_timeout_ms: 10_000,
+            notify_poll_ms: 1_000,
         }
     }
 }
@@ -75,6 +86,9 @@ impl Config {
         "max_connections",
         "log_format",
         "log_filter",
+        "notify_concurrency",
+        "notify_timeout_ms",
+        "notify_poll_ms",
     ];
 
     /// Defaults, overridden by `file` (when given), overridden by `AGREEMENTS_<FIELD>` variables
@@ -115,6 +129,15 @@ impl Config {
         }
     }
 
+    /// How notifications are delivered; `None` when this process does not deliver.
+    pub fn delivery(&self) -> Option<crate::notify::DeliverySettings> {
+        (self.notify_concurrency > 0).then(|| crate::notify::DeliverySettings {
+            concurrency: self.notify_concurrency,
+            timeout: Duration::from_millis(self.notify_timeout_ms.max(1)),
+            poll: Duration::from_millis(self.notify_poll_ms.max(10)),
+        })
+    }
+
     /// A commented example configuration file with the defaults.
     pub fn example() -> String {
         let d = Config::default();
@@ -134,7 +157,11 @@ impl Config {
              header_read_timeout_ms = {}\n\n\
              # Connections served at once; more are closed on arrival.\nmax_connections = {}\n\n\
              # \"text\" or \"json\".\nlog_format = \"text\"\n\n\
-             # tracing filter directives.\nlog_filter = {:?}\n",
+             # tracing filter directives.\nlog_filter = {:?}\n\n\
+             # Notification sends in flight at most; 0 = this process does not deliver notifications.\n\
+             notify_concurrency = {}\n\n\
+             # Longest time of one notification send (connect, post, read the answer).\nnotify_timeout_ms = {}\n\n\
+             # How often the outbox is checked for due retries.\nnotify_poll_ms = {}\n",
             d.listen,
             d.database,
             d.platform_private_key.display().to_string(),
@@ -144,6 +171,9 @@ impl Config {
             d.header_read_timeout_ms,
             d.max_connections,
             d.log_filter,
+            d.notify_concurrency,
+            d.notify_timeout_ms,
+            d.notify_poll_ms,
         )
     }
 }

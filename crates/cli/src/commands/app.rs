@@ -88,10 +88,8 @@ async fn add(args: AddArgs) -> anyhow::Result<()> {
         args.methods.clone()
     };
     if let Some(url) = &args.notify_url {
-        anyhow::ensure!(
-            url.starts_with("http://") || url.starts_with("https://"),
-            "--notify-url must be an http(s) URL"
-        );
+        agreements_domain::notify::check_url(url)
+            .map_err(|e| anyhow::anyhow!("--notify-url {e}"))?;
     }
     let store = args.db.open().await?;
     anyhow::ensure!(

@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod call;
 pub mod demo;
 pub mod keygen;
+pub mod notify;
 pub mod serve;
 pub mod token;
 pub mod world;

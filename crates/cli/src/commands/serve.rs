@@ -7,6 +7,7 @@ use std::sync::Arc;
 use agreements_protocol::PrivateKey;
 use agreements_server::clock::SystemClock;
 use agreements_server::config::Config;
+use agreements_server::notify::Deliverer;
 use agreements_server::{Gateway, Limits, router, serve, shutdown_signal, telemetry};
 use agreements_store::Store;
 use anyhow::Context as _;
@@ -46,7 +47,29 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
         timestamp_window: config.timestamp_window(),
         max_body_bytes: config.max_body_bytes,
     };
-    let gateway = Gateway::new(Arc::new(store), key, Arc::new(SystemClock), limits);
+    let store = Arc::new(store);
+    let clock = Arc::new(SystemClock);
+    let gateway = Gateway::new(store.clone(), key.clone(), clock.clone(), limits);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let delivery = match config.delivery() {
+        Some(settings) => {
+            let deliverer = Deliverer::new(store, key, clock, settings, gateway.outbox().clone())
+                .context("starting notification delivery")?;
+            let mut stopped = stopped.clone();
+            tracing::info!(
+                concurrency = settings.concurrency,
+                timeout_ms = config.notify_timeout_ms,
+                "delivering notifications"
+            );
+            Some(tokio::spawn(deliverer.run(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })))
+        }
+        None => {
+            tracing::info!("notification delivery is off in this process (notify_concurrency = 0)");
+            None
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -56,10 +79,18 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
     serve(
         listener,
         router(Arc::new(gateway), config.request_timeout()),
-        shutdown_signal(),
+        async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        },
         config.connection_limits(),
     )
     .await?;
+    if let Some(delivery) = delivery {
+        // Sends in flight finish (each is bounded by notify_timeout_ms); the rest wait in the
+        // outbox for the next start.
+        let _ = delivery.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -228,6 +228,12 @@ impl TestApp {
         }
     }
 
+    /// The fixed clock's time.
+    pub fn clock_now(&self) -> i64 {
+        use agreements_server::clock::Clock as _;
+        self.clock.now()
+    }
+
     pub fn client(&self, app_id: &str, sign_type: SignType, charset: Charset) -> Client {
         let config = ClientConfig {
             gateway_url: self.url.clone(),

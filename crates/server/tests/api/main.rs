@@ -6,6 +6,7 @@
 mod batch_query;
 mod chaos;
 mod codes;
+mod delivery;
 mod gateway_errors;
 mod helpers;
 mod no_leak;
@@ -13,4 +14,5 @@ mod query;
 mod robustness;
 mod tokens;
 mod transport;
+mod unsign;
 mod vectors;
