@@ -7,20 +7,25 @@ Usage: python python_sdk.py PATH/TO/agreements
 Run by .ci/run inside a venv that has alipay-sdk-python==3.7.1411 installed.
 """
 
+import http.server
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 
 # Real clients send their local clock; the gateway reads Beijing time (openapi-gateway.md §4.3).
 os.environ["TZ"] = "Asia/Shanghai"
 time.tzset()
 
 import alipay.aop.api.DefaultAlipayClient as default_client_module  # noqa: E402
+import rsa  # noqa: E402 - the SDK's RSA library
 import alipay.aop.api.util.WebUtils as web_utils  # noqa: E402
 from alipay.aop.api.AlipayClientConfig import AlipayClientConfig  # noqa: E402
 from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient  # noqa: E402
@@ -29,6 +34,9 @@ from alipay.aop.api.exception.Exception import ResponseException  # noqa: E402
 from alipay.aop.api.domain.AlipayUserAgreementQueryModel import AlipayUserAgreementQueryModel  # noqa: E402
 from alipay.aop.api.request.AlipayUserAgreementBatchQueryRequest import AlipayUserAgreementBatchQueryRequest  # noqa: E402
 from alipay.aop.api.request.AlipayUserAgreementQueryRequest import AlipayUserAgreementQueryRequest  # noqa: E402
+from alipay.aop.api.domain.AlipayUserAgreementUnsignModel import AlipayUserAgreementUnsignModel  # noqa: E402
+from alipay.aop.api.request.AlipayUserAgreementUnsignRequest import AlipayUserAgreementUnsignRequest  # noqa: E402
+from alipay.aop.api.util.SignatureUtils import get_sign_content, verify_with_rsa  # noqa: E402
 
 try:
     import http.client as httplib
@@ -101,6 +109,38 @@ def batch_query(sdk, **fields):
 
 def query(sdk, **fields):
     return execute(sdk, AlipayUserAgreementQueryModel(), AlipayUserAgreementQueryRequest(), fields)
+
+
+def unsign(sdk, notify_url=None, **fields):
+    request = AlipayUserAgreementUnsignRequest()
+    if notify_url:
+        request.notify_url = notify_url
+    return execute(sdk, AlipayUserAgreementUnsignModel(), request, fields)
+
+
+class Receiver:
+    """A merchant's notification endpoint: records each form POST and answers `success`."""
+
+    def __init__(self):
+        self.received = queue.Queue()
+        received = self.received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length).decode("utf-8")
+                received.put((self.headers.get("Content-Type"), dict(urllib.parse.parse_qsl(body))))
+                self.send_response(200)
+                self.send_header("Content-Length", "7")
+                self.end_headers()
+                self.wfile.write(b"success")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/notify"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 def execute(sdk, model, request, fields):
@@ -182,6 +222,37 @@ def agreement_query(url, data_dir):
     assert node["sub_code"] == "USER_AGREEMENT_NOT_EXIST" and node["sub_msg"] == "用户协议不存在", node
 
 
+@case("unsign verified by the SDK; its notification verified with the SDK's verify_with_rsa")
+def agreement_unsign(url, data_dir):
+    sdk = client(url, data_dir)
+    receiver = Receiver()
+    node = unsign(sdk, notify_url=receiver.url, agreement_no="20240102000000000003", operate_type="confirm",
+                  extend_params='{"reason":"interop"}')
+    assert node["code"] == "10000" and "sub_code" not in node, node
+    content_type, params = receiver.received.get(timeout=15)
+    assert content_type == "application/x-www-form-urlencoded; charset=utf-8", content_type
+    assert params["notify_type"] == "dut_user_unsign" and params["status"] == "UNSIGN", params
+    assert params["agreement_no"] == "20240102000000000003" and params["sign_type"] == "RSA2", params
+    sign = params.pop("sign")
+    params.pop("sign_type")
+    message = get_sign_content(params).encode("utf-8")
+    platform_public = read(os.path.join(data_dir, "platform_public_key_spki.b64"))
+    assert verify_with_rsa(platform_public, message, sign), "the notification signature does not verify"
+    try:  # the check can fail: a changed field does not verify
+        verify_with_rsa(platform_public, message.replace(b"UNSIGN", b"NORMAL"), sign)
+        raise AssertionError("a tampered notification verified")
+    except rsa.VerificationError:
+        pass
+    # Gone for queries; a retried unsign still succeeds.
+    node = query(sdk, agreement_no="20240102000000000003")
+    assert node["sub_code"] == "USER_AGREEMENT_NOT_EXIST", node
+    node = unsign(sdk, agreement_no="20240102000000000003")
+    assert node["code"] == "10000", node
+    node = unsign(sdk, agreement_no="20240301000000000008")
+    assert node["sub_code"] == "USER_AGREEMENT_NOT_EXIST", node
+    receiver.server.shutdown()
+
+
 @case("a client holding the wrong platform key rejects our response")
 def wrong_platform_key(url, data_dir):
     sdk = client(url, data_dir, platform_key="app_public_key_spki.b64")
@@ -205,7 +276,7 @@ def main():
         process, url = start_server(binary, data_dir)
         try:
             for test in (success_rsa2, success_rsa, success_gbk, business_error, bad_signature, agreement_query,
-                         wrong_platform_key):
+                         agreement_unsign, wrong_platform_key):
                 test(url, data_dir)
         finally:
             process.send_signal(signal.SIGTERM)

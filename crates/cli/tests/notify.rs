@@ -1,0 +1,294 @@
+//! The outbox survives a crash: a real `agreements serve` process cancelling agreements under
+//! load, with notifications still queued and in flight, is killed with SIGKILL and started again;
+//! every committed cancellation is then announced (at least once), none is lost.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agreements_client::{Client, ClientConfig, now_beijing};
+use agreements_domain::agreement::{Agreement, AgreementStatus, PrincipalType, ThirdPartyType};
+use agreements_domain::ids::{
+    AgreementNo, AppId, PartnerId, PersonalProductCode, ProductCode, SignScene, UserId,
+};
+use agreements_domain::notify::DeliveryState;
+use agreements_protocol::{Charset, PrivateKey, PublicKey, SignType};
+use agreements_store::test_support::{TestDatabase, backends};
+use agreements_store::{NotificationFilter, Store, demo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const AGREEMENTS: usize = 120;
+const KILL_AFTER: usize = 60;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/openapi-vectors")
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(fixtures().join(name)).unwrap()
+}
+
+fn agreement_no(i: usize) -> String {
+    format!("2024052099{i:010}")
+}
+
+/// A receiver that answers `success` after `delay`, recording every body's `notify_id` and
+/// `agreement_no`.
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<(String, String)>>>,
+    delay: Arc<Mutex<Duration>>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/notify", listener.local_addr().unwrap());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let delay = Arc::new(Mutex::new(Duration::ZERO));
+        let (g, d) = (got.clone(), delay.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (g, d) = (g.clone(), d.clone());
+                tokio::spawn(async move {
+                    let Some(body) = read_request(&mut stream).await else {
+                        return;
+                    };
+                    let wait = *d.lock().unwrap();
+                    tokio::time::sleep(wait).await;
+                    let field = |name: &str| {
+                        form_urlencoded::parse(&body)
+                            .find(|(k, _)| k == name)
+                            .map(|(_, v)| v.into_owned())
+                            .unwrap_or_default()
+                    };
+                    g.lock()
+                        .unwrap()
+                        .push((field("notify_id"), field("agreement_no")));
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nsuccess")
+                        .await;
+                });
+            }
+        });
+        Self { url, got, delay }
+    }
+}
+
+/// One HTTP/1.1 request's body (by Content-Length).
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        data.extend_from_slice(&buf[..n]);
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while data.len() < end + 4 + length {
+                let n = stream.read(&mut buf).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                data.extend_from_slice(&buf[..n]);
+            }
+            return Some(data[end + 4..end + 4 + length].to_vec());
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn config(dir: &Path, database: &str, port: u16) -> PathBuf {
+    let path = dir.join("serve.toml");
+    let text = format!(
+        "listen = \"127.0.0.1:{port}\"\ndatabase = {database:?}\nplatform_private_key = {:?}\n\
+         notify_concurrency = 2\nnotify_timeout_ms = 1000\nnotify_poll_ms = 100\nlog_filter = \"warn\"\n",
+        fixtures()
+            .join("keys/gateway_private_key_pkcs1.pem")
+            .display()
+            .to_string()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn serve(config: &Path, port: u16) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_agreements"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let http = reqwest::Client::new();
+    for _ in 0..500 {
+        if http
+            .get(&health)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the server did not come up");
+}
+
+async fn world(store: &Store, receiver: &str) {
+    demo::load(store, fixture("keys/app_public_key_spki.b64").trim())
+        .await
+        .unwrap();
+    store
+        .execute_for_tests(&format!(
+            "UPDATE apps SET notify_url = '{receiver}' WHERE app_id = '{}'",
+            demo::APP_ID
+        ))
+        .await
+        .unwrap();
+    for i in 0..AGREEMENTS {
+        store
+            .add_agreement(&Agreement {
+                agreement_no: AgreementNo::parse(agreement_no(i)).unwrap(),
+                partner_id: PartnerId::parse(demo::MERCHANT_VIDEO).unwrap(),
+                sign_app_id: AppId::parse(demo::APP_ID).unwrap(),
+                principal_type: PrincipalType::Card,
+                principal_id: demo::USER_OTHER.to_owned(),
+                alipay_user_id: UserId::parse(demo::USER_OTHER).unwrap(),
+                personal_product_code: PersonalProductCode::parse("GENERAL_WITHHOLDING_P")
+                    .unwrap(),
+                product_code: ProductCode::parse("GENERAL_WITHHOLDING").unwrap(),
+                sign_scene: SignScene::parse(format!("INDUSTRY|KILL{i}")).unwrap(),
+                third_party_type: ThirdPartyType::Partner,
+                external_agreement_no: None,
+                external_logon_id: None,
+                status: AgreementStatus::Normal,
+                sign_time: 1_700_000_000,
+                valid_time: 1_700_000_000,
+                invalid_time: 4_000_000_000,
+                unsign_time: None,
+            })
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_sends_every_committed_notification_after_restart() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDatabase::new(&backend).await.unwrap();
+        let store = Store::open(db.location()).await.unwrap();
+        let receiver = Receiver::start().await;
+        world(&store, &receiver.url).await;
+        // A slow receiver: deliveries fall behind the cancellations, so the kill finds
+        // notifications committed and not yet sent, and others in flight.
+        *receiver.delay.lock().unwrap() = Duration::from_millis(150);
+        let port = free_port();
+        let config = config(dir.path(), db.location(), port);
+        let mut server = serve(&config, port).await;
+
+        let client = Client::new(ClientConfig {
+            gateway_url: format!("http://127.0.0.1:{port}/gateway.do"),
+            app_id: demo::APP_ID.to_owned(),
+            app_private_key: PrivateKey::parse(&fixture("keys/app_private_key_pkcs1.pem"))
+                .unwrap(),
+            platform_public_key: PublicKey::parse(&fixture("keys/gateway_public_key_spki.pem"))
+                .unwrap(),
+            sign_type: SignType::Rsa2,
+            charset: Charset::Utf8,
+        })
+        .unwrap();
+        let mut answered = 0;
+        for i in 0..AGREEMENTS {
+            if i == KILL_AFTER {
+                server.kill().unwrap(); // SIGKILL
+                server.wait().unwrap();
+                break;
+            }
+            let biz = format!(r#"{{"agreement_no":"{}"}}"#, agreement_no(i));
+            let request = client
+                .sign("alipay.user.agreement.unsign", &biz, &now_beijing(), &[])
+                .unwrap();
+            let (status, _) = client.send(&request).await.unwrap();
+            assert_eq!(status, 200);
+            answered += 1;
+        }
+        let all = NotificationFilter {
+            limit: 10_000,
+            ..NotificationFilter::default()
+        };
+        let at_kill = store.notifications(&all).await.unwrap();
+        let pending_at_kill = at_kill
+            .iter()
+            .filter(|n| n.state == DeliveryState::Pending)
+            .count();
+        let received_at_kill = receiver.got.lock().unwrap().len();
+        assert_eq!(at_kill.len(), answered, "one notification per cancellation");
+        assert!(
+            pending_at_kill > 0,
+            "the kill must find notifications committed and not delivered"
+        );
+
+        // Restart: everything left is sent (claims of the killed process come back after
+        // their lease: notify_timeout_ms + 2 s).
+        *receiver.delay.lock().unwrap() = Duration::ZERO;
+        let mut server = serve(&config, port).await;
+        let mut delivered = false;
+        for _ in 0..1_500 {
+            let now = store.notifications(&all).await.unwrap();
+            if now.iter().all(|n| n.state == DeliveryState::Delivered) {
+                delivered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.kill().unwrap();
+        server.wait().unwrap();
+        assert!(delivered, "not every notification was delivered after the restart");
+
+        let got = receiver.got.lock().unwrap().clone();
+        let mut per_id: BTreeMap<&str, usize> = BTreeMap::new();
+        for (id, _) in &got {
+            *per_id.entry(id.as_str()).or_default() += 1;
+        }
+        let announced: BTreeSet<&str> = got.iter().map(|(_, no)| no.as_str()).collect();
+        let mut cancelled = BTreeSet::new();
+        for i in 0..AGREEMENTS {
+            let no = AgreementNo::parse(agreement_no(i)).unwrap();
+            let events = store.history(&no).await.unwrap();
+            if events.iter().any(|e| e.kind == "UNSIGN") {
+                cancelled.insert(agreement_no(i));
+            }
+        }
+        let cancelled: BTreeSet<&str> = cancelled.iter().map(String::as_str).collect();
+        assert_eq!(cancelled.len(), answered);
+        assert_eq!(announced, cancelled, "every committed cancellation is announced");
+        let duplicates = per_id.values().filter(|&&n| n > 1).count();
+        eprintln!(
+            "{backend:?}: {answered} unsigns answered before SIGKILL; at the kill {pending_at_kill} \
+             notifications pending, {received_at_kill} received; after restart all {} delivered, \
+             {} sends in total, {duplicates} notify_ids received twice",
+            cancelled.len(),
+            got.len()
+        );
+    }
+}
