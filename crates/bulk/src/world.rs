@@ -42,6 +42,9 @@ pub struct WorldOptions {
     pub max_agreements_per_person: u32,
     /// Bare base64 SPKI public key given to every app (RSA2 and RSA), so that callers can sign.
     pub app_public_key: Option<String>,
+    /// Notification address of every app; each app gets its own `https://bu<N>.example.com/…`
+    /// when `None`.
+    pub notify_url: Option<String>,
 }
 
 impl Default for WorldOptions {
@@ -53,6 +56,7 @@ impl Default for WorldOptions {
             seed: 1,
             max_agreements_per_person: 2_000,
             app_public_key: None,
+            notify_url: None,
         }
     }
 }
@@ -202,7 +206,12 @@ pub fn generate(
             partner_id: id(PartnerId::parse(merchant_id(m)))?,
             name: format!("app of 业务单元 {m}"),
             status: AppStatus::Online,
-            notify_url: Some(format!("https://bu{m}.example.com/agreements/notify")),
+            notify_url: Some(
+                options
+                    .notify_url
+                    .clone()
+                    .unwrap_or_else(|| format!("https://bu{m}.example.com/agreements/notify")),
+            ),
             keys: keys.clone(),
             methods: Method::ALL.iter().map(|m| m.name().to_owned()).collect(),
         }))?;

@@ -131,7 +131,7 @@ fn config(dir: &Path, database: &str, port: u16) -> PathBuf {
 }
 
 async fn serve(config: &Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_agreements"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agreements"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -150,6 +150,8 @@ async fn serve(config: &Path, port: u16) -> Child {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the server did not come up");
 }
 
@@ -173,8 +175,7 @@ async fn world(store: &Store, receiver: &str) {
                 principal_type: PrincipalType::Card,
                 principal_id: demo::USER_OTHER.to_owned(),
                 alipay_user_id: UserId::parse(demo::USER_OTHER).unwrap(),
-                personal_product_code: PersonalProductCode::parse("GENERAL_WITHHOLDING_P")
-                    .unwrap(),
+                personal_product_code: PersonalProductCode::parse("GENERAL_WITHHOLDING_P").unwrap(),
                 product_code: ProductCode::parse("GENERAL_WITHHOLDING").unwrap(),
                 sign_scene: SignScene::parse(format!("INDUSTRY|KILL{i}")).unwrap(),
                 third_party_type: ThirdPartyType::Partner,
@@ -209,8 +210,7 @@ async fn a_killed_server_sends_every_committed_notification_after_restart() {
         let client = Client::new(ClientConfig {
             gateway_url: format!("http://127.0.0.1:{port}/gateway.do"),
             app_id: demo::APP_ID.to_owned(),
-            app_private_key: PrivateKey::parse(&fixture("keys/app_private_key_pkcs1.pem"))
-                .unwrap(),
+            app_private_key: PrivateKey::parse(&fixture("keys/app_private_key_pkcs1.pem")).unwrap(),
             platform_public_key: PublicKey::parse(&fixture("keys/gateway_public_key_spki.pem"))
                 .unwrap(),
             sign_type: SignType::Rsa2,
@@ -263,7 +263,10 @@ async fn a_killed_server_sends_every_committed_notification_after_restart() {
         }
         server.kill().unwrap();
         server.wait().unwrap();
-        assert!(delivered, "not every notification was delivered after the restart");
+        assert!(
+            delivered,
+            "not every notification was delivered after the restart"
+        );
 
         let got = receiver.got.lock().unwrap().clone();
         let mut per_id: BTreeMap<&str, usize> = BTreeMap::new();
@@ -281,7 +284,10 @@ async fn a_killed_server_sends_every_committed_notification_after_restart() {
         }
         let cancelled: BTreeSet<&str> = cancelled.iter().map(String::as_str).collect();
         assert_eq!(cancelled.len(), answered);
-        assert_eq!(announced, cancelled, "every committed cancellation is announced");
+        assert_eq!(
+            announced, cancelled,
+            "every committed cancellation is announced"
+        );
         let duplicates = per_id.values().filter(|&&n| n > 1).count();
         eprintln!(
             "{backend:?}: {answered} unsigns answered before SIGKILL; at the kill {pending_at_kill} \
@@ -291,4 +297,131 @@ async fn a_killed_server_sends_every_committed_notification_after_restart() {
             got.len()
         );
     }
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_agreements"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_cancel_read_the_history_and_resend_to_a_verifying_receiver() {
+    use std::io::{BufRead, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ops.db");
+    let db = db.to_str().unwrap();
+    let store = Store::open(db).await.unwrap();
+    // `agreements notify receive`, a real process, verifying with the platform public key.
+    let receiver_port = free_port();
+    let mut receiver = Command::new(env!("CARGO_BIN_EXE_agreements"))
+        .args([
+            "notify",
+            "receive",
+            "--listen",
+            &format!("127.0.0.1:{receiver_port}"),
+            "--platform-key",
+            fixtures()
+                .join("keys/gateway_public_key_spki.pem")
+                .to_str()
+                .unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut received = BufReader::new(receiver.stdout.take().unwrap()).lines();
+    world(&store, &format!("http://127.0.0.1:{receiver_port}/notify")).await;
+    let no = agreement_no(0);
+
+    let said = run(&[
+        "unsign",
+        &no,
+        "--operator",
+        "alice",
+        "--reason",
+        "asked by phone",
+        "--database",
+        db,
+    ]);
+    assert!(
+        said.contains("NORMAL → UNSIGN") && said.contains("1 notification(s) queued"),
+        "{said}"
+    );
+    let again = run(&["unsign", &no, "--operator", "alice", "--database", db]);
+    assert!(again.contains("already cancelled"), "{again}");
+    let history = run(&["history", &no, "--database", db]);
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 3, "{history}");
+    assert!(
+        lines[1].contains("CREATE") && lines[1].contains("- → NORMAL"),
+        "{history}"
+    );
+    assert!(
+        lines[2].contains("UNSIGN")
+            && lines[2].contains("NORMAL → UNSIGN")
+            && lines[2].contains("operator alice (asked by phone)"),
+        "{history}"
+    );
+    let json = run(&["history", &no, "--json", "--database", db]);
+    let last: serde_json::Value = serde_json::from_str(json.lines().last().unwrap()).unwrap();
+    assert_eq!(last["kind"], "UNSIGN");
+    assert_eq!(last["reason"], "asked by phone");
+
+    let pending = run(&["notify", "list", "--state", "pending", "--database", db]);
+    assert_eq!(pending.lines().count(), 2, "{pending}");
+    let notify_id = pending
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // Served with delivery on, it reaches the receiver, which verifies it.
+    let port = free_port();
+    let config = config(dir.path(), db, port);
+    let mut server = serve(&config, port).await;
+    let line = received.next().unwrap().unwrap();
+    assert!(
+        line.starts_with(&format!("verified {notify_id} dut_user_unsign {no} UNSIGN")),
+        "{line}"
+    );
+    let mut delivered = String::new();
+    for _ in 0..500 {
+        delivered = run(&["notify", "list", "--state", "delivered", "--database", db]);
+        if delivered.contains(&notify_id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(delivered.contains(&notify_id), "{delivered}");
+
+    // Re-sent by an operator: the receiver sees the same notify_id again.
+    let resent = run(&["notify", "resend", &notify_id, "--database", db]);
+    assert!(
+        resent.contains("1 notification(s) queued again"),
+        "{resent}"
+    );
+    let line = received.next().unwrap().unwrap();
+    assert!(line.starts_with(&format!("verified {notify_id}")), "{line}");
+    let unknown = Command::new(env!("CARGO_BIN_EXE_agreements"))
+        .args(["notify", "resend", "20240520000", "--database", db])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    receiver.kill().unwrap();
+    receiver.wait().unwrap();
 }

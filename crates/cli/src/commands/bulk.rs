@@ -410,6 +410,10 @@ pub struct WorldArgs {
     /// Public key (PEM or base64) given to every app, so that their calls can be signed.
     #[arg(long)]
     pub app_public_key: Option<PathBuf>,
+    /// Notification address of every app (e.g. an `agreements notify receive`); each app gets
+    /// its own https://bu<N>.example.com/… address otherwise.
+    #[arg(long)]
+    pub notify_url: Option<String>,
     /// File format.
     #[arg(long, value_enum, default_value = "jsonl")]
     pub format: FormatArg,
@@ -439,7 +443,12 @@ pub fn generate_world(args: &WorldArgs) -> anyhow::Result<()> {
         seed: args.seed,
         max_agreements_per_person: args.max_agreements_per_person,
         app_public_key,
+        notify_url: args.notify_url.clone(),
     };
+    if let Some(url) = &args.notify_url {
+        agreements_domain::notify::check_url(url)
+            .map_err(|e| anyhow::anyhow!("--notify-url {e}"))?;
+    }
     let started = Instant::now();
     let bar = std::io::stderr()
         .is_terminal()

@@ -1,11 +1,16 @@
 //! Operator commands on agreements' later life: `history`, `unsign`, `notify list|resend`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use agreements_domain::ids::{AgreementNo, AppId};
 use agreements_domain::notify::DeliveryState;
 use agreements_domain::unsign::Actor;
 use agreements_protocol::timestamp::format_beijing;
+use agreements_protocol::{PublicKey, SignType, form, sign_content};
 use agreements_server::cancel::{Cancellation, cancel};
 use agreements_store::{NotificationFilter, Resend, UnsignOutcome};
+use anyhow::Context as _;
 
 use super::world::arg;
 use crate::DatabaseArgs;
@@ -62,6 +67,20 @@ pub enum NotifyCommand {
         /// Every failed notification.
         #[arg(long, conflicts_with = "notify_ids")]
         all_failed: bool,
+    },
+    /// Run a notification receiver (for trying a setup out, and for load tests): verifies each
+    /// notification with the platform public key, answers `success` when it verifies, prints one
+    /// line per notification.
+    Receive {
+        /// Address to listen on; notifications are accepted on any path.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: String,
+        /// The platform public key that verifies notifications.
+        #[arg(long)]
+        platform_key: std::path::PathBuf,
+        /// Print a count every 5 seconds instead of a line per notification.
+        #[arg(long, short)]
+        quiet: bool,
     },
 }
 
@@ -224,5 +243,119 @@ pub async fn notify(command: NotifyCommand, now: i64) -> anyhow::Result<()> {
             }
             super::print(&format!("{n} notification(s) queued again\n"))
         }
+        NotifyCommand::Receive {
+            listen,
+            platform_key,
+            quiet,
+        } => receive(&listen, &platform_key, quiet).await,
+    }
+}
+
+/// Counts of a receiver's notifications.
+#[derive(Debug, Default)]
+struct Received {
+    verified: AtomicU64,
+    refused: AtomicU64,
+    quiet: bool,
+}
+
+async fn receive(listen: &str, key: &std::path::Path, quiet: bool) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
+    let key = Arc::new(PublicKey::parse(&text).context("--platform-key")?);
+    let counts = Arc::new(Received {
+        quiet,
+        ..Received::default()
+    });
+    let handler = {
+        let (key, counts) = (key.clone(), counts.clone());
+        move |body: axum::body::Bytes| {
+            let (key, counts) = (key.clone(), counts.clone());
+            async move { check(&body, &key, &counts) }
+        }
+    };
+    let router = axum::Router::new()
+        .fallback(axum::routing::post(handler))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    eprintln!(
+        "receiving notifications at http://{}/ (Ctrl-C to stop)",
+        listener.local_addr()?
+    );
+    if quiet {
+        let counts = counts.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                eprintln!(
+                    "{} verified, {} refused",
+                    counts.verified.load(Ordering::Relaxed),
+                    counts.refused.load(Ordering::Relaxed)
+                );
+            }
+        });
+    }
+    axum::serve(listener, router)
+        .with_graceful_shutdown(agreements_server::shutdown_signal())
+        .await?;
+    super::print(&format!(
+        "{} verified, {} refused\n",
+        counts.verified.load(Ordering::Relaxed),
+        counts.refused.load(Ordering::Relaxed)
+    ))
+}
+
+/// Verifies one notification body; `success` when it verifies.
+fn check(
+    body: &[u8],
+    key: &PublicKey,
+    counts: &Received,
+) -> (axum::http::StatusCode, &'static str) {
+    let params: Vec<(String, String)> = form::parse_urlencoded(body)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            (
+                String::from_utf8_lossy(&p.name).into_owned(),
+                String::from_utf8_lossy(&p.value).into_owned(),
+            )
+        })
+        .collect();
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    let content = sign_content::notification(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let verified = SignType::parse(get("sign_type"))
+        .is_some_and(|t| key.verify(t, content.as_bytes(), get("sign")));
+    let counter = if verified {
+        &counts.verified
+    } else {
+        &counts.refused
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    if !counts.quiet {
+        let _ = super::print(&format!(
+            "{} {} {} {} {}\n",
+            if verified { "verified" } else { "REFUSED " },
+            get("notify_id"),
+            get("notify_type"),
+            get("agreement_no"),
+            get("status")
+        ));
+    }
+    if verified {
+        (axum::http::StatusCode::OK, "success")
+    } else {
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            "signature does not verify",
+        )
     }
 }
