@@ -29,12 +29,33 @@ pub enum Behaviour {
     Hang,
     /// Answers 200 with an endless body.
     Endless,
+    /// Answers 200 and the first byte of `success`, then never sends the rest nor closes.
+    Trickle,
 }
 
 #[derive(Clone)]
 struct Script {
     next: Arc<Mutex<VecDeque<Behaviour>>>,
     received: mpsc::UnboundedSender<Vec<u8>>,
+    open: Arc<Mutex<(usize, usize)>>,
+}
+
+/// Counts a request as open until its handler ends (also when the client hangs up).
+struct Open(Arc<Mutex<(usize, usize)>>);
+
+impl Open {
+    fn new(counts: &Arc<Mutex<(usize, usize)>>) -> Self {
+        let mut c = counts.lock().unwrap();
+        c.0 += 1;
+        c.1 = c.1.max(c.0);
+        Self(counts.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().0 -= 1;
+    }
 }
 
 /// A real HTTP receiver on 127.0.0.1; each request gets the next scripted behaviour (`success`
@@ -43,15 +64,19 @@ pub struct Receiver {
     pub url: String,
     script: Arc<Mutex<VecDeque<Behaviour>>>,
     pub received: mpsc::UnboundedReceiver<Vec<u8>>,
+    /// Requests open now, and the most ever open at once.
+    open: Arc<Mutex<(usize, usize)>>,
 }
 
 impl Receiver {
     pub async fn start() -> Self {
         let script = Arc::new(Mutex::new(VecDeque::new()));
         let (tx, rx) = mpsc::unbounded_channel();
+        let open = Arc::new(Mutex::new((0, 0)));
         let state = Script {
             next: script.clone(),
             received: tx,
+            open: open.clone(),
         };
         let router = axum::Router::new()
             .route("/notify", post(receive))
@@ -63,7 +88,13 @@ impl Receiver {
             url,
             script,
             received: rx,
+            open,
         }
+    }
+
+    /// The most requests that were ever open at once.
+    pub fn most_open(&self) -> usize {
+        self.open.lock().unwrap().1
     }
 
     pub fn then(&self, behaviours: impl IntoIterator<Item = Behaviour>) {
@@ -84,6 +115,7 @@ async fn receive(
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let open = Open::new(&script.open);
     let _ = script.received.send(body.to_vec());
     let behaviour = script.next.lock().unwrap().pop_front();
     match behaviour.unwrap_or(Behaviour::Answer("success")) {
@@ -93,6 +125,7 @@ async fn receive(
         }
         Behaviour::Hang => {
             std::future::pending::<()>().await;
+            drop(open);
             unreachable!()
         }
         Behaviour::Endless => {
@@ -100,6 +133,17 @@ async fn receive(
             let endless =
                 futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
             Body::from_stream(endless).into_response()
+        }
+        Behaviour::Trickle => {
+            use futures_util::StreamExt as _;
+            let first = futures_util::stream::once(async {
+                Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"s"))
+            });
+            let stream = first.chain(futures_util::stream::pending());
+            axum::response::Response::builder()
+                .header("content-length", "7")
+                .body(Body::from_stream(stream))
+                .unwrap()
         }
     }
 }
@@ -187,11 +231,15 @@ fn advance_to(app: &TestApp, n: &Notification) {
 }
 
 async fn unsign_with_notify_url(app: &TestApp, url: &str) {
+    unsign_no(app, "20245920000000000001", url).await;
+}
+
+async fn unsign_no(app: &TestApp, no: &str, url: &str) {
     let answer = app
         .try_call_with(
             demo::APP_ID,
             UNSIGN,
-            r#"{"agreement_no":"20245920000000000001"}"#,
+            &format!(r#"{{"agreement_no":"{no}"}}"#),
             &[("notify_url", url)],
         )
         .await
@@ -338,4 +386,72 @@ async fn refused_connections_and_endless_answers_fail_cleanly_and_eight_failures
     receiver.next().await;
     let n = recorded(&app, 2).await;
     assert_eq!(n.state.as_str(), "DELIVERED");
+}
+
+#[tokio::test]
+async fn hanging_receivers_hold_at_most_the_concurrency_and_never_the_gateway() {
+    let app = TestApp::spawn().await;
+    let mut receiver = Receiver::start().await;
+    receiver.then([
+        Behaviour::Hang,
+        Behaviour::Trickle,
+        Behaviour::Hang,
+        Behaviour::Trickle,
+    ]);
+    start_delivery(
+        &app,
+        DeliverySettings {
+            concurrency: 2,
+            ..settings(400)
+        },
+    );
+    // Four cancellations, each with a notification to the stuck receiver.
+    let numbers = [
+        "20245920000000000001",
+        "20231120000000000002",
+        "20240102000000000003",
+        "20230301000000000004",
+    ];
+    for no in numbers {
+        unsign_no(&app, no, &receiver.url).await;
+    }
+    // The gateway answers while every send slot is held by a receiver that does not answer.
+    let answer = app
+        .call(
+            "alipay.user.agreement.batch.query",
+            crate::helpers::VECTOR_BIZ,
+        )
+        .await;
+    assert_eq!(answer.code(), "10000", "{:?}", answer.node);
+    for _ in numbers {
+        receiver.next().await;
+    }
+    // Every one was cut at the time limit (a body that never completes included), recorded,
+    // and never more than two were open at once.
+    let mut recorded_all = false;
+    for _ in 0..1_000 {
+        let all = app
+            .store
+            .notifications(&NotificationFilter {
+                limit: 10,
+                ..NotificationFilter::default()
+            })
+            .await
+            .unwrap();
+        if all.len() == numbers.len() && all.iter().all(|n| n.attempts == 1) {
+            assert!(all.iter().all(|n| n.state.as_str() == "PENDING"));
+            assert!(
+                all.iter().all(|n| n
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("time") || e.contains("no answer"))),
+                "{all:?}"
+            );
+            recorded_all = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(recorded_all, "the four sends were not all cut and recorded");
+    assert_eq!(receiver.most_open(), 2);
 }
