@@ -389,8 +389,8 @@ impl PgLoader {
                     set(outcomes, ix, Outcome::Unchanged);
                 } else if self.options.update {
                     updates.push(ix);
-                    if let Cell::Text(status) = &stored.cells[agreement_column::STATUS]
-                        && kind == Kind::Agreement
+                    if kind == Kind::Agreement
+                        && let Some(Cell::Text(status)) = stored.cells.get(agreement_column::STATUS)
                     {
                         old_statuses.insert(ix, status.clone());
                     }

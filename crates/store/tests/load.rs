@@ -277,6 +277,32 @@ async fn loading_classifies_every_record_the_same_on_every_backend() {
         assert_eq!(outcomes, [Outcome::Updated]);
         let outcomes = updater.load(Kind::App, &renamed).await.unwrap();
         assert_eq!(outcomes, [Outcome::Updated]);
+        // History: imported once (the identical re-import and the refused conflict wrote
+        // nothing), then overwritten.
+        let events = store
+            .history(&AgreementNo::parse("A1").unwrap())
+            .await
+            .unwrap();
+        let summary: Vec<(i64, &str, Option<&str>, &str, &str)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.seq,
+                    e.kind.as_str(),
+                    e.old_status.as_deref(),
+                    e.new_status.as_str(),
+                    e.actor.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (1, "IMPORT", None, "NORMAL", "import"),
+                (2, "UPDATE", Some("NORMAL"), "STOP", "import")
+            ],
+            "{backend:?}"
+        );
         updater.finish().await.unwrap();
         let app = store.app(APP).await.unwrap().unwrap();
         assert_eq!(app.methods, ["alipay.user.agreement.query"]);

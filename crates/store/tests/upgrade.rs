@@ -29,7 +29,8 @@ async fn sqlite_agreements_survive_the_rebuild_of_migration_2() {
         .unwrap();
     }
     let store = Store::open(path.to_str().unwrap()).await.unwrap();
-    assert_eq!(store.applied_migrations().await.unwrap(), [1, 2]);
+    let all: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(store.applied_migrations().await.unwrap(), all);
     let found = store
         .agreement_by_no(
             &AgreementNo::parse("20240101000000000001").unwrap(),
@@ -52,6 +53,14 @@ async fn sqlite_agreements_survive_the_rebuild_of_migration_2() {
         )
         .unwrap();
     assert!(sql.ends_with("WITHOUT ROWID"), "{sql}");
+    let events: String = c
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'agreement_events'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(events.ends_with("WITHOUT ROWID"), "{events}");
     let indexes: i64 = c
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE tbl_name = 'agreements' AND type = 'index' AND name LIKE 'agreements_by_%'",
