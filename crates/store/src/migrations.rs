@@ -29,9 +29,9 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 3,
-        name: "outbox",
-        sqlite: include_str!("../migrations/sqlite/0003_outbox.sql"),
-        postgres: include_str!("../migrations/postgres/0003_outbox.sql"),
+        name: "unsign",
+        sqlite: include_str!("../migrations/sqlite/0003_unsign.sql"),
+        postgres: include_str!("../migrations/postgres/0003_unsign.sql"),
     },
 ];
 

@@ -22,7 +22,6 @@ use crate::records::{
 };
 use crate::rows::{self, AgreementRow, NotificationRow};
 use agreements_domain::AgreementStatus;
-use agreements_domain::notify::DeliveryState;
 
 /// Connections kept open at most.
 const MAX_CONNECTIONS: u32 = 16;
@@ -772,17 +771,15 @@ impl PgStore {
         &self,
         f: &NotificationFilter<'_>,
     ) -> Result<Vec<Notification>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            notification_columns!(),
-            " FROM notifications WHERE ($1::text IS NULL OR state = $1) \
-             AND ($2::text IS NULL OR agreement_no = $2) ORDER BY created_at, notify_id LIMIT $3"
-        ))
-        .bind(f.state.map(DeliveryState::as_str))
-        .bind(f.agreement_no)
-        .bind(i64::from(f.limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = rows::notifications_query(f, |i| format!("${i}"));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(state) = f.state {
+            query = query.bind(state.as_str());
+        }
+        if let Some(no) = f.agreement_no {
+            query = query.bind(no);
+        }
+        let rows = query.bind(i64::from(f.limit)).fetch_all(&self.pool).await?;
         rows.iter().map(read_notification).collect()
     }
 

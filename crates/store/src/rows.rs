@@ -15,6 +15,7 @@ use agreements_protocol::SignType;
 use crate::StoreError;
 use crate::records::{
     AppKey, AppRecord, AppStatus, Attempt, FoundAgreement, NewNotification, Notification,
+    NotificationFilter,
 };
 use agreements_domain::notify::DeliveryState;
 
@@ -257,6 +258,34 @@ impl NotificationRow {
             delivered_at: self.delivered_at,
         })
     }
+}
+
+/// The listing query for `f`: only the conditions it sets (so that each uses its index), the
+/// state then the agreement bound first, `placeholder(i)` spelling the i-th parameter; the limit
+/// is the last parameter.
+pub(crate) fn notifications_query(
+    f: &NotificationFilter<'_>,
+    placeholder: impl Fn(usize) -> String,
+) -> String {
+    let mut conditions = Vec::new();
+    if f.state.is_some() {
+        conditions.push(format!("state = {}", placeholder(conditions.len() + 1)));
+    }
+    if f.agreement_no.is_some() {
+        conditions.push(format!(
+            "agreement_no = {}",
+            placeholder(conditions.len() + 1)
+        ));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    format!(
+        "SELECT {NOTIFICATION_COLUMNS} FROM notifications {filter} ORDER BY created_at, notify_id LIMIT {}",
+        placeholder(conditions.len() + 1)
+    )
 }
 
 /// The stored parameters of a notification (a JSON object).

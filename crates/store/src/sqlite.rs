@@ -767,17 +767,20 @@ impl SqliteStore {
         &self,
         f: &NotificationFilter<'_>,
     ) -> Result<Vec<Notification>, StoreError> {
-        let sql = format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE (?1 IS NULL OR state = ?1) \
-             AND (?2 IS NULL OR agreement_no = ?2) ORDER BY created_at, notify_id LIMIT ?3"
-        );
+        let sql = rows::notifications_query(f, |i| format!("?{i}"));
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::new();
+        let state = f.state.map(DeliveryState::as_str);
+        if let Some(state) = &state {
+            values.push(state);
+        }
+        if let Some(no) = &f.agreement_no {
+            values.push(no);
+        }
+        values.push(&f.limit);
         self.with(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt
-                .query_map(
-                    params![f.state.map(DeliveryState::as_str), f.agreement_no, f.limit],
-                    read_notification,
-                )?
+                .query_map(values.as_slice(), read_notification)?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter()
                 .map(NotificationRow::into_notification)

@@ -18,6 +18,12 @@ CREATE TABLE notifications (
     last_error      TEXT,
     delivered_at    BIGINT
 );
-CREATE INDEX notifications_due ON notifications (next_attempt_at) WHERE state = 'PENDING';
+-- The worker's claim: the due pending ones, oldest due first (a range scan that stops at LIMIT).
+CREATE INDEX notifications_due ON notifications (state, next_attempt_at, notify_id);
+-- Operators' lists by state, oldest first.
 CREATE INDEX notifications_by_state ON notifications (state, created_at, notify_id);
 CREATE INDEX notifications_by_agreement ON notifications (agreement_no);
+
+-- A logon id of an account, for the masked `alipay_logon_id` of query answers and notifications
+-- (`logon_id_of`): without it every such lookup scanned the whole table.
+CREATE INDEX logon_ids_by_user ON logon_ids (user_id, logon_id);
