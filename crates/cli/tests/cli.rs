@@ -43,8 +43,15 @@ fn help_lists_every_command() {
         "import",
         "export",
         "generate-world",
+        "history",
+        "unsign",
+        "notify",
     ] {
         assert!(text(&out.stdout).contains(command), "{command}");
+    }
+    let notify = agreements(&["notify", "--help"], dir.path());
+    for command in ["list", "resend", "receive"] {
+        assert!(text(&notify.stdout).contains(command), "notify {command}");
     }
 }
 

@@ -57,7 +57,9 @@ impl DeliveryState {
 
 /// Checks a notification address: an absolute `http` or `https` URL with a host, at most
 /// [`MAX_URL_CHARS`] long, without credentials, on port 80, 443 or an unprivileged port
-/// (1024–65535): the service will not be used to poke at mail, SSH or other system services.
+/// (1024–65535): the service will not be used to poke at mail, SSH or other system services. A
+/// literal link-local address (cloud metadata services live at 169.254.169.254), an unspecified,
+/// broadcast or multicast one is refused too; names are not resolved here.
 pub fn check_url(text: &str) -> Result<(), &'static str> {
     if text.chars().count() > MAX_URL_CHARS {
         return Err("is longer than 512 characters");
@@ -66,8 +68,22 @@ pub fn check_url(text: &str) -> Result<(), &'static str> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err("must be an http or https URL");
     }
-    if url.host().is_none() {
-        return Err("has no host");
+    match url.host() {
+        None => return Err("has no host"),
+        Some(url::Host::Ipv4(ip))
+            if ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.is_multicast() =>
+        {
+            return Err("must not name a link-local, unspecified, broadcast or multicast address");
+        }
+        Some(url::Host::Ipv6(ip))
+            if ip.is_unicast_link_local() || ip.is_unspecified() || ip.is_multicast() =>
+        {
+            return Err("must not name a link-local, unspecified, broadcast or multicast address");
+        }
+        Some(_) => {}
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not carry credentials");
@@ -164,6 +180,10 @@ mod tests {
             ("http://bu.example.com:0/", "port"),
             ("https://user:pw@bu.example.com/", "credentials"),
             ("http://bu.example.com:99999/", "not a URL"),
+            ("http://169.254.169.254/latest/meta-data", "link-local"),
+            ("http://0.0.0.0:8080/", "unspecified"),
+            ("http://[fe80::1]:8080/", "link-local"),
+            ("http://224.0.0.1:8080/", "multicast"),
         ] {
             let e = check_url(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");

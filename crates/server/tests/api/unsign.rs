@@ -283,6 +283,7 @@ async fn notify_urls_that_are_not_web_addresses_on_sensible_ports_are_refused() 
         "javascript:alert(1)",
         "not a url",
         "https://user:pw@bu.example.com/n",
+        "http://169.254.169.254/latest/meta-data/",
     ] {
         let answer = app
             .try_call_with(demo::APP_ID, UNSIGN, biz, &[("notify_url", url)])
