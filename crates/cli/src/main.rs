@@ -60,6 +60,8 @@ enum Command {
     Export(commands::bulk::ExportArgs),
     /// Write a deterministic synthetic world as load files.
     GenerateWorld(commands::bulk::WorldArgs),
+    /// Load a running gateway like real clients and compare with the machine's RSA bound.
+    Bench(commands::bench::Args),
     /// Show an agreement's history: every change, with its actor and reason.
     History(commands::notify::HistoryArgs),
     /// Cancel an agreement as an operator (its signing app is notified).
@@ -123,6 +125,7 @@ fn main() -> ExitCode {
             Command::Import(args) => commands::bulk::import(args).await,
             Command::Export(args) => commands::bulk::export(args).await,
             Command::GenerateWorld(args) => commands::bulk::generate_world(&args),
+            Command::Bench(args) => commands::bench::run(args).await,
             Command::History(args) => commands::notify::history(args).await,
             Command::Unsign(args) => commands::notify::unsign(args, commands::now()).await,
             Command::Notify(command) => commands::notify::notify(command, commands::now()).await,

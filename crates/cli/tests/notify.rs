@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,18 +19,13 @@ use agreements_domain::notify::DeliveryState;
 use agreements_protocol::{Charset, PrivateKey, PublicKey, SignType};
 use agreements_store::test_support::{TestDatabase, backends};
 use agreements_store::{NotificationFilter, Store, demo};
+
+mod common;
+use common::{config, fixture, fixtures, free_port, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const AGREEMENTS: usize = 120;
 const KILL_AFTER: usize = 60;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/openapi-vectors")
-}
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(fixtures().join(name)).unwrap()
-}
 
 fn agreement_no(i: usize) -> String {
     format!("2024052099{i:010}")
@@ -109,50 +104,6 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
             return Some(data[end + 4..end + 4 + length].to_vec());
         }
     }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn config(dir: &Path, database: &str, port: u16) -> PathBuf {
-    let path = dir.join("serve.toml");
-    let text = format!(
-        "listen = \"127.0.0.1:{port}\"\ndatabase = {database:?}\nplatform_private_key = {:?}\n\
-         notify_concurrency = 2\nnotify_timeout_ms = 1000\nnotify_poll_ms = 100\nlog_filter = \"warn\"\n",
-        fixtures()
-            .join("keys/gateway_private_key_pkcs1.pem")
-            .display()
-            .to_string()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-async fn serve(config: &Path, port: u16) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agreements"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let health = format!("http://127.0.0.1:{port}/healthz");
-    let http = reqwest::Client::new();
-    for _ in 0..500 {
-        if http
-            .get(&health)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the server did not come up");
 }
 
 async fn world(store: &Store, receiver: &str) {

@@ -2,6 +2,8 @@
 //! parameters in the query string, `biz_content` in the form body, RSA2/RSA request signatures,
 //! and response signatures verified over the exact node bytes received.
 
+pub mod load;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use agreements_protocol::method::ERROR_RESPONSE_NODE;

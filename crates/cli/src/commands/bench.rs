@@ -1,0 +1,344 @@
+//! `agreements bench`: load like real clients against a running gateway, and the machine's RSA
+//! bound measured in the same run, with the ratios between them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agreements_client::load::{self, Plan, Report};
+use agreements_client::{Client, ClientConfig, SignedRequest, now_beijing};
+use agreements_protocol::{Charset, PrivateKey, PublicKey, SignType};
+use anyhow::Context as _;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The gateway URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080/gateway.do")]
+    pub gateway: String,
+    /// The calling app.
+    #[arg(long)]
+    pub app_id: String,
+    /// The app's private key file (PKCS#1 or PKCS#8, PEM or bare base64).
+    #[arg(long)]
+    pub app_key: PathBuf,
+    /// The platform public key file that verifies responses.
+    #[arg(long)]
+    pub platform_key: PathBuf,
+    /// The method every request calls.
+    #[arg(long, default_value = "alipay.user.agreement.batch.query")]
+    pub method: String,
+    /// biz_contents, one per line (each becomes one pre-signed request).
+    #[arg(
+        long,
+        required_unless_present = "accounts",
+        conflicts_with = "accounts"
+    )]
+    pub biz_file: Option<PathBuf>,
+    /// An accounts load file (JSON Lines, as `generate-world` writes): one batch query per
+    /// account, for --personal-product-code.
+    #[arg(long)]
+    pub accounts: Option<PathBuf>,
+    /// The product of the batch queries made from --accounts.
+    #[arg(long, default_value = "GENERAL_WITHHOLDING_P")]
+    pub personal_product_code: String,
+    /// Distinct pre-signed requests at most (they are sent round robin; signed before the run so
+    /// that the client's own signing is not measured).
+    #[arg(long, default_value_t = 10_000)]
+    pub pool: usize,
+    /// Seconds of load measured.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds of load sent first and not measured.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Closed loop: connections sending back to back. Open loop: the most requests in flight.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Open loop at this many requests per second (latency from each intended send time);
+    /// closed loop when omitted.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Verify the signature of every n-th answer (0: none).
+    #[arg(long, default_value_t = 100)]
+    pub verify_every: u64,
+    /// The server's process id: its CPU time per request is reported (Linux /proc).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Skip measuring the machine's RSA-2048 bound.
+    #[arg(long)]
+    pub no_bound: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.duration > 0.0
+            && args.duration <= 86_400.0
+            && args.warmup >= 0.0
+            && args.warmup <= 3_600.0,
+        "--duration must be in (0, 86400] seconds and --warmup in [0, 3600]"
+    );
+    anyhow::ensure!(
+        args.rate.is_none_or(|r| r > 0.0 && r.is_finite()),
+        "--rate must be a positive number of requests per second"
+    );
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    };
+    let client = Client::new(ClientConfig {
+        gateway_url: args.gateway.clone(),
+        app_id: args.app_id.clone(),
+        app_private_key: PrivateKey::parse(&read(&args.app_key)?).context("--app-key")?,
+        platform_public_key: PublicKey::parse(&read(&args.platform_key)?)
+            .context("--platform-key")?,
+        sign_type: SignType::Rsa2,
+        charset: Charset::Utf8,
+    })?;
+    let bizs = match (&args.biz_file, &args.accounts) {
+        (Some(file), _) => read(file)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(args.pool)
+            .map(str::to_owned)
+            .collect::<Vec<_>>(),
+        (None, Some(file)) => read(file)?
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["user_id"].as_str().map(str::to_owned))
+            .take(args.pool)
+            .map(|user| {
+                serde_json::json!({"personal_product_code": args.personal_product_code, "alipay_user_id": user})
+                    .to_string()
+            })
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    anyhow::ensure!(!bizs.is_empty(), "no requests to send: the file is empty");
+    let signing = Instant::now();
+    let pool = Arc::new(sign_all(&client, &args.method, &bizs)?);
+    let client = Arc::new(client);
+    let mut out = format!(
+        "pool: {} distinct signed requests of {} (signed in {:.1} s, before the run)\n",
+        pool.len(),
+        args.method,
+        signing.elapsed().as_secs_f64()
+    );
+    let plan = Plan {
+        method: args.method.clone(),
+        concurrency: args.concurrency.max(1),
+        duration: Duration::from_secs_f64(args.warmup),
+        rate: args.rate,
+        verify_every: 0,
+    };
+    if args.warmup > 0.0 {
+        load::run(client.clone(), pool.clone(), &plan).await;
+    }
+    let plan = Plan {
+        duration: Duration::from_secs_f64(args.duration),
+        verify_every: args.verify_every,
+        ..plan
+    };
+    let cpu_before = args.server_pid.map(cpu_seconds).transpose()?;
+    let report = load::run(client, pool, &plan).await;
+    let cpu_after = args.server_pid.map(cpu_seconds).transpose()?;
+    out.push_str(&describe(&report, &plan));
+    let server_cpu = cpu_before
+        .zip(cpu_after)
+        .map(|(a, b)| (b - a) / report.answered.max(1) as f64);
+    if let Some(cpu) = server_cpu {
+        out.push_str(&format!(
+            "server CPU: {:.0} µs per request (process {}, user + system)\n",
+            cpu * 1e6,
+            args.server_pid.unwrap_or_default()
+        ));
+    }
+    if !args.no_bound {
+        out.push_str(&bound_report(&report, server_cpu)?);
+    }
+    super::print(&out)?;
+    anyhow::ensure!(report.answered > 0, "no request was answered");
+    Ok(())
+}
+
+/// Signs every biz_content on all cores.
+fn sign_all(client: &Client, method: &str, bizs: &[String]) -> anyhow::Result<Vec<SignedRequest>> {
+    let timestamp = now_beijing();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let chunk = bizs.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = bizs
+            .chunks(chunk)
+            .map(|part| {
+                let timestamp = &timestamp;
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|biz| client.sign(method, biz, timestamp, &[]))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(bizs.len());
+        for handle in handles {
+            let part = handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a signing thread failed"))??;
+            all.extend(part);
+        }
+        Ok(all)
+    })
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "-".to_owned(),
+        |d| format!("{:.2} ms", d.as_secs_f64() * 1e3),
+    )
+}
+
+fn describe(report: &Report, plan: &Plan) -> String {
+    let mode = match plan.rate {
+        None => format!("closed loop, {} connections", plan.concurrency),
+        Some(rate) => format!(
+            "open loop at {rate:.0}/s (at most {} in flight)",
+            plan.concurrency
+        ),
+    };
+    let mut out = format!(
+        "{mode}, {:.1} s: {:.0} answers/s; {} answered, {} failed\n\
+         latency{}: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
+        report.elapsed.as_secs_f64(),
+        report.throughput(),
+        report.answered,
+        report.failed(),
+        if plan.rate.is_some() {
+            " (from the intended send time)"
+        } else {
+            ""
+        },
+        ms(report.quantile(0.5)),
+        ms(report.quantile(0.9)),
+        ms(report.quantile(0.99)),
+        ms(report.quantile(0.999)),
+        ms(report.quantile(1.0)),
+    );
+    let verified: u64 = report.verified.values().sum();
+    if plan.verify_every > 0 {
+        let codes: Vec<String> = report
+            .verified
+            .iter()
+            .map(|(k, v)| format!("{k} ×{v}"))
+            .collect();
+        out.push_str(&format!(
+            "verified {verified} sampled answers (every {}th): {}\n",
+            plan.verify_every,
+            if codes.is_empty() {
+                "-".to_owned()
+            } else {
+                codes.join(", ")
+            }
+        ));
+    }
+    for (error, n) in &report.errors {
+        out.push_str(&format!("  failed ×{n}: {error}\n"));
+    }
+    out
+}
+
+/// User + system CPU seconds of a process, from /proc (USER_HZ is 100 on Linux).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat (--server-pid)"))?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of stat; here 0 is field 3.
+    let (Some(user), Some(system)) = (ticks(11), ticks(12)) else {
+        anyhow::bail!("/proc/{pid}/stat is not in the expected format");
+    };
+    Ok((user + system) / 100.0)
+}
+
+/// The machine's RSA-2048 bound with the crypto library the server uses, `openssl speed` when
+/// present, and the ratios of the run against them.
+fn bound_report(report: &Report, server_cpu: Option<f64>) -> anyhow::Result<String> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let key = PrivateKey::generate(2048)?;
+    let public = key.public_key()?;
+    let message = b"agreements bench: the string-to-sign of a typical request, about this long";
+    let signature = key.sign(SignType::Rsa2, message)?;
+    let window = Duration::from_secs(2);
+    let all_cores = rate_on_threads(threads, window, || {
+        let _ = key.sign(SignType::Rsa2, message);
+    });
+    let one_sign = 1.0
+        / rate_on_threads(1, Duration::from_secs(1), || {
+            let _ = key.sign(SignType::Rsa2, message);
+        });
+    let one_verify = 1.0
+        / rate_on_threads(1, Duration::from_millis(500), || {
+            let _ = public.verify(SignType::Rsa2, message, &signature);
+        });
+    let mut out = format!(
+        "machine bound (openssl crate, RSA-2048 SHA256withRSA, {threads} threads, {:.0} s): {all_cores:.0} signs/s; \
+         one sign {:.0} µs + one verify {:.0} µs on one thread\n",
+        window.as_secs_f64(),
+        one_sign * 1e6,
+        one_verify * 1e6
+    );
+    if let Some(speed) = openssl_speed(threads) {
+        out.push_str(&format!(
+            "openssl speed -multi {threads} rsa2048: {speed:.0} signs/s\n"
+        ));
+    }
+    out.push_str(&format!(
+        "ratio: answers/s ÷ signs/s = {:.2} (target ≥ 0.90)\n",
+        report.throughput() / all_cores
+    ));
+    if let Some(cpu) = server_cpu {
+        out.push_str(&format!(
+            "ratio: server CPU per request ÷ (one sign + one verify) = {:.2} (target ≤ 1.10)\n",
+            cpu / (one_sign + one_verify)
+        ));
+    }
+    Ok(out)
+}
+
+/// Operations per second of `op` run on `threads` threads for `window`.
+fn rate_on_threads(threads: usize, window: Duration, op: impl Fn() + Sync) -> f64 {
+    let started = Instant::now();
+    let total: u64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut n = 0u64;
+                    while started.elapsed() < window {
+                        op();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// `openssl speed -multi N -seconds 2 rsa2048`'s sign rate, when the tool is installed.
+fn openssl_speed(threads: usize) -> Option<f64> {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "speed",
+            "-multi",
+            &threads.to_string(),
+            "-seconds",
+            "2",
+            "rsa2048",
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("rsa 2048 bits"))?;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    fields.get(fields.len().checked_sub(2)?)?.parse().ok()
+}

@@ -1,0 +1,59 @@
+//! Helpers shared by the CLI tests that run a real `agreements serve`.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/openapi-vectors")
+}
+
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(fixtures().join(name)).unwrap()
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+pub fn config(dir: &Path, database: &str, port: u16) -> PathBuf {
+    let path = dir.join("serve.toml");
+    let text = format!(
+        "listen = \"127.0.0.1:{port}\"\ndatabase = {database:?}\nplatform_private_key = {:?}\n\
+         notify_concurrency = 2\nnotify_timeout_ms = 1000\nnotify_poll_ms = 100\nlog_filter = \"warn\"\n",
+        fixtures()
+            .join("keys/gateway_private_key_pkcs1.pem")
+            .display()
+            .to_string()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub async fn serve(config: &Path, port: u16) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agreements"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let http = reqwest::Client::new();
+    for _ in 0..500 {
+        if http
+            .get(&health)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the server did not come up");
+}
