@@ -26,6 +26,13 @@ use agreements_domain::notify::DeliveryState;
 /// caller never waits for a connection: waiting would block an async worker.
 const MAX_IDLE: usize = 8;
 
+/// Bytes of the database file mapped into memory for reading (address space, not memory: the
+/// pages are the OS page cache's).
+const MMAP_BYTES: i64 = 1 << 34;
+
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 128;
+
 /// How long a writer waits for another writer's lock before giving up.
 const BUSY_TIMEOUT_MS: u64 = 2_000;
 
@@ -67,7 +74,21 @@ impl SqliteStore {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&self.path, flags)?;
         conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        // Every statement the gateway and the delivery worker use stays prepared (rusqlite keeps
+        // 16 by default; with more, they evict each other and each call parses its SQL again).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // Plans never depend on bound values: otherwise SQLite looks at a parameter's value (to
+        // check whether a query implies a partial index's condition, e.g. agreements_by_external)
+        // and must prepare the statement again whenever it is bound anew — a full parse and plan
+        // on every lookup.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+        // Reads go through a memory map of the file (shared with the OS page cache, no copy per
+        // page): a lookup that misses the connection's own cache costs no system call.
+        conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
         Ok(conn)
     }
 
@@ -240,33 +261,46 @@ impl SqliteStore {
         &self,
         f: &AgreementFilter<'_>,
     ) -> Result<Vec<FoundAgreement>, StoreError> {
-        // Two statements, one per scope, so that each stays a plain range scan of
+        // Only the conditions the filter sets, each a plain comparison: a condition on whether a
+        // parameter is bound (`?n IS NULL OR …`) makes SQLite prepare the statement again at
+        // every call (its plan depends on the value). Each variant stays one range scan of
         // agreements_by_principal for the two principal ids.
-        const WHERE: &str = "WHERE ((a.principal_id = ?2 AND a.principal_type = 'CARD') \
-            OR (a.principal_id = ?3 AND a.principal_type = 'CUSTOMER')) \
-            AND a.personal_product_code = ?4 AND a.third_party_type = ?5 \
-            AND (a.status IN ('TEMP', 'NORMAL', 'STOP') OR (?10 AND a.status = 'UNSIGN')) AND a.invalid_time > ?6 \
-            AND (?7 IS NULL OR a.sign_scene = ?7) AND (?8 IS NULL OR a.product_code = ?8)";
-        let (scope_sql, owner) = scope_filter(f.scope, 9);
-        let sql =
-            format!("{SELECT_FOUND} {WHERE} {scope_sql} ORDER BY a.sign_time, a.agreement_no");
+        let mut sql = format!(
+            "{SELECT_FOUND} WHERE ((a.principal_id = ?2 AND a.principal_type = 'CARD') \
+             OR (a.principal_id = ?3 AND a.principal_type = 'CUSTOMER')) \
+             AND a.personal_product_code = ?4 AND a.third_party_type = ?5 AND a.invalid_time > ?6"
+        );
+        let (scope_sql, owner) = scope_filter(f.scope, 7);
+        sql.push(' ');
+        sql.push_str(&scope_sql);
+        if !f.include_cancelled {
+            sql.push_str(" AND a.status IN ('TEMP', 'NORMAL', 'STOP')");
+        }
+        let (app, user, customer) = (
+            f.open_id_app.as_str(),
+            f.person.user_id.as_str(),
+            f.person.customer_id.as_str(),
+        );
+        let (product, tpt) = (
+            f.personal_product_code.as_str(),
+            f.scope.third_party_type().as_str(),
+        );
+        let mut values: Vec<&dyn rusqlite::ToSql> =
+            vec![&app, &user, &customer, &product, &tpt, &f.now, &owner];
+        let scene = f.sign_scene.map(SignScene::as_str);
+        if let Some(scene) = &scene {
+            values.push(scene);
+            sql.push_str(&format!(" AND a.sign_scene = ?{}", values.len()));
+        }
+        let sales = f.product_code.map(ProductCode::as_str);
+        if let Some(sales) = &sales {
+            values.push(sales);
+            sql.push_str(&format!(" AND a.product_code = ?{}", values.len()));
+        }
+        sql.push_str(" ORDER BY a.sign_time, a.agreement_no");
         self.with(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(
-                params![
-                    f.open_id_app.as_str(),
-                    f.person.user_id.as_str(),
-                    f.person.customer_id.as_str(),
-                    f.personal_product_code.as_str(),
-                    f.scope.third_party_type().as_str(),
-                    f.now,
-                    f.sign_scene.map(SignScene::as_str),
-                    f.product_code.map(ProductCode::as_str),
-                    owner,
-                    f.include_cancelled,
-                ],
-                read_found,
-            )?;
+            let rows = stmt.query_map(values.as_slice(), read_found)?;
             rows.map(|row| row?).collect()
         })
     }
