@@ -26,10 +26,6 @@ use agreements_domain::notify::DeliveryState;
 /// caller never waits for a connection: waiting would block an async worker.
 const MAX_IDLE: usize = 8;
 
-/// Bytes of the database file mapped into memory for reading (address space, not memory: the
-/// pages are the OS page cache's).
-const MMAP_BYTES: i64 = 1 << 34;
-
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 128;
 
@@ -86,9 +82,6 @@ impl SqliteStore {
             true,
         )?;
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
-        // Reads go through a memory map of the file (shared with the OS page cache, no copy per
-        // page): a lookup that misses the connection's own cache costs no system call.
-        conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
         Ok(conn)
     }
 
