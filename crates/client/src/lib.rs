@@ -84,6 +84,14 @@ impl Answer {
     pub fn sub_code(&self) -> Option<&str> {
         self.node.get("sub_code").and_then(|v| v.as_str())
     }
+
+    /// `code`, and `sub_code` after a space when there is one (for counting answers).
+    pub fn outcome(&self) -> String {
+        match self.sub_code() {
+            Some(sub) => format!("{} {sub}", self.code()),
+            None => self.code().to_owned(),
+        }
+    }
 }
 
 /// The client.

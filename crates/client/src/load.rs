@@ -175,10 +175,7 @@ async fn one(
                     &c.platform_public_key,
                     c.sign_type,
                 ) {
-                    Ok(answer) => match answer.sub_code() {
-                        Some(sub) => format!("{} {sub}", answer.code()),
-                        None => answer.code().to_owned(),
-                    },
+                    Ok(answer) => answer.outcome(),
                     Err(e) => {
                         *part
                             .errors

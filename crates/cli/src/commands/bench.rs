@@ -6,24 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agreements_client::load::{self, Plan, Report};
-use agreements_client::{Client, ClientConfig, SignedRequest, now_beijing};
-use agreements_protocol::{Charset, PrivateKey, PublicKey, SignType};
+use agreements_client::{Client, SignedRequest, now_beijing};
+
+use super::call::{ClientArgs, read};
+use agreements_protocol::{Charset, PrivateKey, SignType};
 use anyhow::Context as _;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The gateway URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080/gateway.do")]
-    pub gateway: String,
-    /// The calling app.
-    #[arg(long)]
-    pub app_id: String,
-    /// The app's private key file (PKCS#1 or PKCS#8, PEM or bare base64).
-    #[arg(long)]
-    pub app_key: PathBuf,
-    /// The platform public key file that verifies responses.
-    #[arg(long)]
-    pub platform_key: PathBuf,
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// The method every request calls.
     #[arg(long, default_value = "alipay.user.agreement.batch.query")]
     pub method: String,
@@ -81,18 +73,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.rate.is_none_or(|r| r > 0.0 && r.is_finite()),
         "--rate must be a positive number of requests per second"
     );
-    let read = |p: &PathBuf| {
-        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
-    };
-    let client = Client::new(ClientConfig {
-        gateway_url: args.gateway.clone(),
-        app_id: args.app_id.clone(),
-        app_private_key: PrivateKey::parse(&read(&args.app_key)?).context("--app-key")?,
-        platform_public_key: PublicKey::parse(&read(&args.platform_key)?)
-            .context("--platform-key")?,
-        sign_type: SignType::Rsa2,
-        charset: Charset::Utf8,
-    })?;
+    let client = args.client.client(SignType::Rsa2, Charset::Utf8)?;
     let bizs = match (&args.biz_file, &args.accounts) {
         (Some(file), _) => read(file)?
             .lines()

@@ -10,6 +10,43 @@ use agreements_client::{Client, ClientConfig};
 use agreements_protocol::{Charset, PrivateKey, PublicKey, SignType};
 use anyhow::Context as _;
 
+/// Who calls which gateway: shared by `call` and `bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// The gateway URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080/gateway.do")]
+    pub gateway: String,
+    /// The calling app.
+    #[arg(long)]
+    pub app_id: String,
+    /// The app's private key file (PKCS#1 or PKCS#8, PEM or bare base64).
+    #[arg(long)]
+    pub app_key: PathBuf,
+    /// The platform public key file that verifies responses.
+    #[arg(long)]
+    pub platform_key: PathBuf,
+}
+
+impl ClientArgs {
+    /// A client signing by `sign_type` in `charset`.
+    pub fn client(&self, sign_type: SignType, charset: Charset) -> anyhow::Result<Client> {
+        Ok(Client::new(ClientConfig {
+            gateway_url: self.gateway.clone(),
+            app_id: self.app_id.clone(),
+            app_private_key: PrivateKey::parse(&read(&self.app_key)?).context("--app-key")?,
+            platform_public_key: PublicKey::parse(&read(&self.platform_key)?)
+                .context("--platform-key")?,
+            sign_type,
+            charset,
+        })?)
+    }
+}
+
+/// A file's text, with its name in the error.
+pub fn read(path: &PathBuf) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The method, e.g. alipay.user.agreement.batch.query.
@@ -25,18 +62,8 @@ pub struct Args {
     /// flight), and the answers are counted by code and sub_code.
     #[arg(long)]
     pub biz_file: Option<PathBuf>,
-    /// The gateway URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080/gateway.do")]
-    pub gateway: String,
-    /// The calling app.
-    #[arg(long)]
-    pub app_id: String,
-    /// The app's private key file (PKCS#1 or PKCS#8, PEM or bare base64).
-    #[arg(long)]
-    pub app_key: PathBuf,
-    /// The platform public key file that verifies responses.
-    #[arg(long)]
-    pub platform_key: PathBuf,
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// RSA2 or RSA.
     #[arg(long, default_value = "RSA2")]
     pub sign_type: String,
@@ -46,38 +73,32 @@ pub struct Args {
     /// Send the call this many times and report the rate instead of the node.
     #[arg(long, default_value_t = 1)]
     pub repeat: u64,
-    /// Calls in flight at once with --repeat.
+    /// Calls in flight at once with --repeat or --biz-file.
     #[arg(long, default_value_t = 1)]
     pub concurrency: u64,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let read = |p: &PathBuf| {
-        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
-    };
-    let config = ClientConfig {
-        gateway_url: args.gateway.clone(),
-        app_id: args.app_id.clone(),
-        app_private_key: PrivateKey::parse(&read(&args.app_key)?).context("--app-key")?,
-        platform_public_key: PublicKey::parse(&read(&args.platform_key)?)
-            .context("--platform-key")?,
-        sign_type: SignType::parse(&args.sign_type)
+    let client = args.client.client(
+        SignType::parse(&args.sign_type)
             .ok_or_else(|| anyhow::anyhow!("--sign-type must be RSA2 or RSA"))?,
-        charset: Charset::from_label(args.charset.as_bytes())
+        Charset::from_label(args.charset.as_bytes())
             .map_err(|_| anyhow::anyhow!("--charset must be utf-8 or GBK"))?,
+    )?;
+    let (bizs, total) = match (&args.biz_file, &args.biz) {
+        (Some(file), _) => {
+            let lines: Vec<String> = read(file)?
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_owned)
+                .collect();
+            let total = lines.len() as u64;
+            (lines, total)
+        }
+        (None, biz) => (vec![biz.clone().unwrap_or_default()], args.repeat),
     };
-    let client = Client::new(config)?;
-    if let Some(file) = &args.biz_file {
-        let lines: Vec<String> = read(file)?
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_owned)
-            .collect();
-        return each_line(Arc::new(client), &args, lines).await;
-    }
-    let biz = args.biz.clone().unwrap_or_default();
-    if args.repeat <= 1 {
-        let answer = client.execute(&args.method, &biz).await?;
+    if args.biz_file.is_none() && args.repeat <= 1 {
+        let answer = client.execute(&args.method, &bizs[0]).await?;
         let mut wrapped = serde_json::Map::new();
         wrapped.insert(
             answer.node_name.clone(),
@@ -85,61 +106,39 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
         eprintln!(
             "response signature verified with {}",
-            args.platform_key.display()
+            args.client.platform_key.display()
         );
         return super::print(&format!("{}\n", serde_json::to_string_pretty(&wrapped)?));
     }
-    let (client, args) = (Arc::new(client), Arc::new(args));
-    let next = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..args.concurrency.max(1))
-        .map(|_| {
-            let (client, args, next, failures) =
-                (client.clone(), args.clone(), next.clone(), failures.clone());
-            tokio::spawn(async move {
-                let biz = args.biz.clone().unwrap_or_default();
-                while next.fetch_add(1, Ordering::Relaxed) < args.repeat {
-                    if client.execute(&args.method, &biz).await.is_err() {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await?;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let failed = failures.load(Ordering::Relaxed);
-    super::print(&format!(
-        "{} calls in {elapsed:.2} s: {:.0} calls/s, {failed} failed (each signed, sent and its response verified)\n",
-        args.repeat,
-        args.repeat as f64 / elapsed
-    ))
+    burst(Arc::new(client), &args, Arc::new(bizs), total).await
 }
 
-/// Sends each line once, `--concurrency` at a time; prints the rate and the answers by code.
-async fn each_line(client: Arc<Client>, args: &Args, lines: Vec<String>) -> anyhow::Result<()> {
-    let total = lines.len();
-    let lines = Arc::new(lines);
+/// Sends `total` calls, the i-th with `bizs[i % len]`, `--concurrency` at a time; prints the rate
+/// and the answers by code.
+async fn burst(
+    client: Arc<Client>,
+    args: &Args,
+    bizs: Arc<Vec<String>>,
+    total: u64,
+) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..args.concurrency.max(1))
         .map(|_| {
-            let (client, lines, next) = (client.clone(), lines.clone(), next.clone());
+            let (client, bizs, next) = (client.clone(), bizs.clone(), next.clone());
             let method = args.method.clone();
             tokio::spawn(async move {
                 let mut answers: BTreeMap<String, u64> = BTreeMap::new();
                 loop {
-                    let i =
-                        usize::try_from(next.fetch_add(1, Ordering::Relaxed)).unwrap_or(usize::MAX);
-                    let Some(biz) = lines.get(i) else { break };
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let biz = usize::try_from(i)
+                        .ok()
+                        .and_then(|i| bizs.get(i % bizs.len().max(1)));
+                    let Some(biz) = biz.filter(|_| i < total) else {
+                        break;
+                    };
                     let key = match client.execute(&method, biz).await {
-                        Ok(answer) => match answer.sub_code() {
-                            Some(sub) => format!("{} {sub}", answer.code()),
-                            None => answer.code().to_owned(),
-                        },
+                        Ok(answer) => answer.outcome(),
                         Err(e) => format!("failed: {e}"),
                     };
                     *answers.entry(key).or_default() += 1;
