@@ -43,8 +43,8 @@ pub struct DeliverySettings {
 }
 
 impl DeliverySettings {
-    /// How long a claimed notification is held by its sender: the send's time limit and a
-    /// second. A sender that dies leaves it due again after this.
+    /// How long a claimed notification is held by its sender: the send's time limit (whole
+    /// seconds) and two more. A sender that dies leaves it due again after this.
     pub fn lease_secs(&self) -> i64 {
         i64::try_from(self.timeout.as_secs()).unwrap_or(i64::MAX / 2) + 2
     }

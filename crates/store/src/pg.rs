@@ -12,7 +12,7 @@ use agreements_domain::ids::{
 use agreements_domain::token::AppAuthToken;
 use agreements_domain::{Agreement, Contract, Merchant, Product, ResolvedUser, Scope};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Row, raw_sql};
+use sqlx::{AssertSqlSafe, Row, raw_sql};
 
 use crate::StoreError;
 use crate::migrations::MIGRATIONS;
@@ -772,7 +772,7 @@ impl PgStore {
         f: &NotificationFilter<'_>,
     ) -> Result<Vec<Notification>, StoreError> {
         let sql = rows::notifications_query(f, |i| format!("${i}"));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut query = sqlx::query(AssertSqlSafe(sql));
         if let Some(state) = f.state {
             query = query.bind(state.as_str());
         }
@@ -784,26 +784,24 @@ impl PgStore {
     }
 
     pub(crate) async fn resend(&self, which: Resend<'_>, now: i64) -> Result<u64, StoreError> {
+        const SET: &str = "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_at = $1, \
+            last_error = NULL, delivered_at = NULL";
         let done = match which {
-            Resend::AllFailed => sqlx::query(
-                "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_at = $1, \
-                 last_error = NULL, delivered_at = NULL WHERE state = 'FAILED'",
-            )
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected(),
-            Resend::Ids(ids) => sqlx::query(
-                "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_at = $1, \
-                 last_error = NULL, delivered_at = NULL WHERE notify_id = ANY($2)",
-            )
-            .bind(now)
-            .bind(ids)
-            .execute(&self.pool)
-            .await?
-            .rows_affected(),
+            Resend::AllFailed => {
+                sqlx::query(AssertSqlSafe(format!("{SET} WHERE state = 'FAILED'")))
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?
+            }
+            Resend::Ids(ids) => {
+                sqlx::query(AssertSqlSafe(format!("{SET} WHERE notify_id = ANY($2)")))
+                    .bind(now)
+                    .bind(ids)
+                    .execute(&self.pool)
+                    .await?
+            }
         };
-        Ok(done)
+        Ok(done.rows_affected())
     }
 }
 

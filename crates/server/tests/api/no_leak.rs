@@ -417,6 +417,48 @@ fn model(world: &World, r: &Request, now: i64) -> Expected {
         )
     };
     let ppc = text("personal_product_code");
+    // §6 locators over the agreements `keep` admits (unsign: also the merchant number given beside
+    // `agreement_no`): the candidates, or the answer that stops there.
+    let locate = |keep: &dyn Fn(&Agreement) -> bool,
+                  check_external: bool|
+     -> Result<Vec<&Agreement>, Expected> {
+        if let Some(no) = text("agreement_no") {
+            let external = text("external_agreement_no").filter(|_| check_external);
+            let Some(a) = world.agreements.iter().find(|a| {
+                a.agreement_no.as_str() == no
+                    && visible(a)
+                    && keep(a)
+                    && match (&a.external_agreement_no, &external) {
+                        (Some(stored), Some(given)) => stored == given,
+                        _ => true,
+                    }
+            }) else {
+                return Err(err("USER_AGREEMENT_NOT_EXIST"));
+            };
+            if !has_contract(a.product_code.as_str()) {
+                return Err(err("MERCHANT_AGREEMENT_IS_NOT_EXIST"));
+            }
+            return Ok(vec![a]);
+        }
+        let ppc = ppc.clone().unwrap();
+        product_rule(&ppc, None)?;
+        let scene = text("sign_scene").unwrap_or_else(|| SignScene::DEFAULT.to_owned());
+        let candidates = world.agreements.iter().filter(|a| {
+            visible(a)
+                && keep(a)
+                && a.personal_product_code.as_str() == ppc
+                && a.sign_scene.as_str() == scene
+        });
+        if let Some(external) = text("external_agreement_no") {
+            return Ok(candidates
+                .filter(|a| a.external_agreement_no.as_deref() == Some(external.as_str()))
+                .collect());
+        }
+        let Some(person) = resolve() else {
+            return Err(err("USER_NOT_EXIST_ERROR"));
+        };
+        Ok(candidates.filter(|a| belongs(a, &person)).collect())
+    };
     match r.method {
         Method::AgreementBatchQuery => {
             let ppc = ppc.unwrap();
@@ -443,99 +485,28 @@ fn model(world: &World, r: &Request, now: i64) -> Expected {
             found.sort_by_key(|a| (a.sign_time, a.agreement_no.clone()));
             Expected::List(found.iter().map(|a| a.agreement_no.to_string()).collect())
         }
-        Method::AgreementQuery => {
-            if let Some(no) = text("agreement_no") {
-                let Some(a) = world
-                    .agreements
-                    .iter()
-                    .find(|a| a.agreement_no.as_str() == no && visible(a) && live(a))
-                else {
-                    return err("USER_AGREEMENT_NOT_EXIST");
-                };
-                if !has_contract(a.product_code.as_str()) {
-                    return err("MERCHANT_AGREEMENT_IS_NOT_EXIST");
-                }
-                return Expected::One(no);
-            }
-            let ppc = ppc.unwrap();
-            if let Err(e) = product_rule(&ppc, None) {
-                return e;
-            }
-            let scene = text("sign_scene").unwrap_or_else(|| SignScene::DEFAULT.to_owned());
-            let candidates = world.agreements.iter().filter(|a| {
-                visible(a)
-                    && live(a)
-                    && a.personal_product_code.as_str() == ppc
-                    && a.sign_scene.as_str() == scene
-            });
-            if let Some(external) = text("external_agreement_no") {
-                return latest(
-                    candidates
-                        .filter(|a| a.external_agreement_no.as_deref() == Some(external.as_str()))
-                        .collect(),
-                );
-            }
-            let Some(person) = resolve() else {
-                return err("USER_NOT_EXIST_ERROR");
-            };
-            latest(candidates.filter(|a| belongs(a, &person)).collect())
-        }
+        Method::AgreementQuery => match locate(&live, false) {
+            Ok(found) => latest(found),
+            Err(answer) => answer,
+        },
         Method::AgreementUnsign => {
             // §7: located as for the query, cancelled ones included; active ones win.
             let alive = |a: &Agreement| a.invalid_time > now;
-            let act_on = |found: Vec<&Agreement>| {
-                let key = |a: &&Agreement| (a.sign_time, a.agreement_no.clone());
-                let (mut active, mut cancelled): (Vec<&Agreement>, Vec<&Agreement>) = found
-                    .into_iter()
-                    .partition(|a| a.status != AgreementStatus::Unsign);
-                active.sort_by_key(key);
-                cancelled.sort_by_key(key);
-                match (active.last(), cancelled.last()) {
-                    (Some(a), _) => Expected::Cancelled(Some(a.agreement_no.to_string())),
-                    (None, Some(_)) => Expected::Cancelled(None),
-                    (None, None) => err("USER_AGREEMENT_NOT_EXIST"),
-                }
+            let found = match locate(&alive, true) {
+                Ok(found) => found,
+                Err(answer) => return answer,
             };
-            if let Some(no) = text("agreement_no") {
-                let external = text("external_agreement_no");
-                let Some(a) = world.agreements.iter().find(|a| {
-                    a.agreement_no.as_str() == no
-                        && visible(a)
-                        && alive(a)
-                        && match (&a.external_agreement_no, &external) {
-                            (Some(stored), Some(given)) => stored == given,
-                            _ => true,
-                        }
-                }) else {
-                    return err("USER_AGREEMENT_NOT_EXIST");
-                };
-                if !has_contract(a.product_code.as_str()) {
-                    return err("MERCHANT_AGREEMENT_IS_NOT_EXIST");
-                }
-                return act_on(vec![a]);
+            let key = |a: &&Agreement| (a.sign_time, a.agreement_no.clone());
+            let (mut active, mut cancelled): (Vec<&Agreement>, Vec<&Agreement>) = found
+                .into_iter()
+                .partition(|a| a.status != AgreementStatus::Unsign);
+            active.sort_by_key(key);
+            cancelled.sort_by_key(key);
+            match (active.last(), cancelled.last()) {
+                (Some(a), _) => Expected::Cancelled(Some(a.agreement_no.to_string())),
+                (None, Some(_)) => Expected::Cancelled(None),
+                (None, None) => err("USER_AGREEMENT_NOT_EXIST"),
             }
-            let ppc = ppc.unwrap();
-            if let Err(e) = product_rule(&ppc, None) {
-                return e;
-            }
-            let scene = text("sign_scene").unwrap_or_else(|| SignScene::DEFAULT.to_owned());
-            let candidates = world.agreements.iter().filter(|a| {
-                visible(a)
-                    && alive(a)
-                    && a.personal_product_code.as_str() == ppc
-                    && a.sign_scene.as_str() == scene
-            });
-            if let Some(external) = text("external_agreement_no") {
-                return act_on(
-                    candidates
-                        .filter(|a| a.external_agreement_no.as_deref() == Some(external.as_str()))
-                        .collect(),
-                );
-            }
-            let Some(person) = resolve() else {
-                return err("USER_NOT_EXIST_ERROR");
-            };
-            act_on(candidates.filter(|a| belongs(a, &person)).collect())
         }
     }
 }
