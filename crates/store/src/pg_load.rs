@@ -221,7 +221,7 @@ impl PgLoader {
                 })
                 .collect();
             self.execute(format!(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (ix integer NOT NULL, {})",
+                "CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (ix integer PRIMARY KEY, {})",
                 defs.join(", ")
             ))
             .await?;
@@ -317,19 +317,33 @@ impl PgLoader {
             .map(|c| format!("s.{}", c.name))
             .collect();
         let keys: Vec<&str> = spec.key_columns().iter().map(|c| c.name).collect();
-        let inserted = self
-            .fetch(format!(
-                "INSERT INTO {table} ({columns}) SELECT {} FROM {stage} s ORDER BY {} \
-                 ON CONFLICT DO NOTHING RETURNING {}",
-                plain.join(", "),
-                keys.iter()
-                    .map(|k| format!("s.{k}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                keys.join(", "),
-                table = spec.table,
-            ))
-            .await?;
+        let insert = format!(
+            "INSERT INTO {table} ({columns}) SELECT {} FROM {stage} s ORDER BY {} \
+             ON CONFLICT DO NOTHING RETURNING {}",
+            plain.join(", "),
+            keys.iter()
+                .map(|k| format!("s.{k}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            keys.join(", "),
+            table = spec.table,
+        );
+        let inserted = if kind == Kind::Agreement {
+            // Each inserted agreement's first history event, in the same statement: the rows
+            // RETURNING gives are exactly the new ones.
+            sqlx::query(AssertSqlSafe(format!(
+                "WITH inserted AS ({insert}, status), \
+                 events AS (INSERT INTO agreement_events (agreement_no, seq, kind, old_status, new_status, actor, reason, at) \
+                   SELECT agreement_no, 1, 'IMPORT', NULL, status, 'import', NULL, $1 FROM inserted) \
+                 SELECT {} FROM inserted",
+                keys.join(", ")
+            )))
+            .bind(crate::unix_now())
+            .fetch_all(&mut *self.conn)
+            .await?
+        } else {
+            self.fetch(insert).await?
+        };
         let by_key: HashMap<&[Cell], i32> =
             by_ix.iter().map(|(ix, row)| (row.key(spec), *ix)).collect();
         let mut written = Vec::with_capacity(inserted.len());
@@ -350,17 +364,6 @@ impl PgLoader {
                 usize::try_from(*ix).is_ok_and(|i| outcomes.get(i).is_some_and(Option::is_none))
             })
             .collect();
-        if kind == Kind::Agreement && !written.is_empty() {
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO agreement_events (agreement_no, seq, kind, old_status, new_status, actor, reason, at) \
-                 SELECT s.agreement_no, 1, 'IMPORT', NULL, s.status, 'import', NULL, $2 FROM {stage} s \
-                 WHERE s.ix = ANY($1)"
-            )))
-            .bind(&written)
-            .bind(crate::unix_now())
-            .execute(&mut *self.conn)
-            .await?;
-        }
         let mut updates = Vec::new();
         let mut old_statuses: HashMap<i32, String> = HashMap::new();
         if !rest.is_empty() {
