@@ -167,6 +167,25 @@ impl PgLoader {
     pub(crate) async fn finish(mut self) -> Result<(), StoreError> {
         if self.options.dry_run {
             raw_sql("ROLLBACK").execute(&mut *self.conn).await?;
+        } else if !self.staged.is_empty() {
+            // Fresh statistics for the tables just loaded: autovacuum analyzes them only when it
+            // gets to it, and until then the planner guesses (the batch query ran at 600 instead
+            // of 800 answers/s on a 10^5 world loaded minutes before).
+            let mut kinds: Vec<Kind> = self.staged.iter().copied().collect();
+            kinds.sort();
+            let mut tables = Vec::new();
+            for kind in kinds {
+                let spec = kind.spec();
+                tables.push(spec.table);
+                tables.extend(spec.children.iter().map(|c| c.table));
+                match kind {
+                    Kind::Account => tables.push("customers"),
+                    Kind::Agreement => tables.push("agreement_events"),
+                    _ => {}
+                }
+            }
+            self.execute(format!("ANALYZE {}", tables.join(", ")))
+                .await?;
         }
         self.conn.close().await?;
         Ok(())

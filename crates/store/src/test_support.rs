@@ -124,6 +124,23 @@ impl TestDatabase {
         format!("postgres://{userinfo}{host_port}{path}")
     }
 
+    /// PostgreSQL's planner estimate of `table`'s rows (`pg_class.reltuples`, -1 until the
+    /// table is first analyzed); `None` on SQLite.
+    pub async fn planner_rows(&self, table: &str) -> Result<Option<f64>, StoreError> {
+        if self.schema.is_none() {
+            return Ok(None);
+        }
+        let mut connection = sqlx::postgres::PgConnection::connect(&self.location).await?;
+        let rows: f64 = sqlx::query_scalar(
+            "SELECT reltuples::float8 FROM pg_class WHERE oid = to_regclass($1)",
+        )
+        .bind(table)
+        .fetch_one(&mut connection)
+        .await?;
+        connection.close().await?;
+        Ok(Some(rows))
+    }
+
     /// `host:port` of the PostgreSQL server, if this is one.
     pub fn postgres_address(&self) -> Option<String> {
         let (url, _) = self.schema.as_ref()?;

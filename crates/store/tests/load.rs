@@ -262,6 +262,13 @@ async fn loading_classifies_every_record_the_same_on_every_backend() {
             }]
         );
         loader.finish().await.unwrap();
+        // PostgreSQL: a load ends by analyzing what it loaded, so the planner knows the tables.
+        if let Some(rows) = db.planner_rows("agreements").await.unwrap() {
+            assert!(
+                rows >= 1.0,
+                "{backend:?}: agreements estimated at {rows} rows"
+            );
+        }
 
         let mut updater = store
             .loader(LoadOptions {
