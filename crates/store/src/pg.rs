@@ -254,22 +254,24 @@ impl PgStore {
         &self,
         code: &PersonalProductCode,
     ) -> Result<Option<Product>, StoreError> {
-        let exists = sqlx::query("SELECT 1 FROM products WHERE personal_product_code = $1")
-            .bind(code.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        if exists.is_none() {
+        // One round trip: no row, the product is unknown; a NULL code, it has no sales products.
+        let found = sqlx::query(
+            "SELECT pp.product_code FROM products p \
+             LEFT JOIN product_pairs pp ON pp.personal_product_code = p.personal_product_code \
+             WHERE p.personal_product_code = $1 ORDER BY pp.product_code",
+        )
+        .bind(code.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        if found.is_empty() {
             return Ok(None);
         }
-        let codes = strings(
-            sqlx::query("SELECT product_code FROM product_pairs WHERE personal_product_code = $1 ORDER BY product_code").bind(code.as_str()),
-            &self.pool,
-        )
-        .await?;
-        let product_codes = codes
-            .into_iter()
-            .map(rows::product_code)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut product_codes = Vec::with_capacity(found.len());
+        for row in &found {
+            if let Some(product_code) = row.try_get::<Option<String>, _>(0)? {
+                product_codes.push(rows::product_code(product_code)?);
+            }
+        }
         Ok(Some(Product {
             personal_product_code: code.clone(),
             product_codes,
