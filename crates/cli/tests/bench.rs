@@ -78,6 +78,7 @@ async fn bench_loads_a_running_gateway_closed_and_open_loop() {
         "{closed}"
     );
     assert!(closed.contains("server CPU: "), "{closed}");
+    assert!(closed.contains("load generator CPU: "), "{closed}");
     let open = bench(&["--rate", "50", "--concurrency", "8"]);
     assert!(open.contains("open loop at 50/s"), "{open}");
     assert!(

@@ -119,9 +119,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ..plan
     };
     let cpu_before = args.server_pid.map(cpu_seconds).transpose()?;
+    let own_before = cpu_seconds(std::process::id()).ok();
     let report = load::run(client, pool, &plan).await;
+    let own_after = cpu_seconds(std::process::id()).ok();
     let cpu_after = args.server_pid.map(cpu_seconds).transpose()?;
     out.push_str(&describe(&report, &plan));
+    if let (Some(before), Some(after)) = (own_before, own_after) {
+        out.push_str(&format!(
+            "load generator CPU: {:.0} µs per request (this process, user + system)\n",
+            (after - before) / report.answered.max(1) as f64 * 1e6
+        ));
+    }
     let server_cpu = cpu_before
         .zip(cpu_after)
         .map(|(a, b)| (b - a) / report.answered.max(1) as f64);
@@ -227,7 +235,7 @@ fn describe(report: &Report, plan: &Plan) -> String {
 /// User + system CPU seconds of a process, from /proc (USER_HZ is 100 on Linux).
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat (--server-pid)"))?;
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let fields: Vec<&str> = rest.split_whitespace().collect();
