@@ -208,8 +208,11 @@ impl SqliteLoader {
         if self.options.dry_run {
             self.conn.execute_batch("ROLLBACK")?;
         } else {
-            // Give the WAL's disk space back. While a server reads the database this may stop
-            // short (it reports busy rather than failing); the server's own checkpoints finish it.
+            // Give the WAL's disk space back. A truncating checkpoint waits for readers and holds
+            // writers off meanwhile, so it gets no busy timeout: if a running server is reading,
+            // SQLite reports busy (a result, not an error) at once and the server's own
+            // checkpoints finish the work.
+            self.conn.busy_timeout(std::time::Duration::ZERO)?;
             self.conn
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         }
