@@ -1,14 +1,15 @@
 //! `agreements bench`: load like real clients against a running gateway, and the machine's RSA
 //! bound measured in the same run, with the ratios between them.
 
-use std::path::PathBuf;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agreements_client::load::{self, Plan, Report};
 use agreements_client::{Client, SignedRequest, now_beijing};
 
-use super::call::{ClientArgs, read};
+use super::call::ClientArgs;
 use agreements_protocol::{Charset, PrivateKey, SignType};
 use anyhow::Context as _;
 
@@ -75,22 +76,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let client = args.client.client(SignType::Rsa2, Charset::Utf8)?;
     let bizs = match (&args.biz_file, &args.accounts) {
-        (Some(file), _) => read(file)?
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .take(args.pool)
-            .map(str::to_owned)
-            .collect::<Vec<_>>(),
-        (None, Some(file)) => read(file)?
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|v| v["user_id"].as_str().map(str::to_owned))
-            .take(args.pool)
-            .map(|user| {
+        (Some(file), _) => pool_lines(file, args.pool, |line| {
+            (!line.trim().is_empty()).then(|| line.to_owned())
+        })?,
+        (None, Some(file)) => pool_lines(file, args.pool, |line| {
+            let account = serde_json::from_str::<serde_json::Value>(line).ok()?;
+            let user = account["user_id"].as_str()?;
+            Some(
                 serde_json::json!({"personal_product_code": args.personal_product_code, "alipay_user_id": user})
-                    .to_string()
-            })
-            .collect(),
+                    .to_string(),
+            )
+        })?,
         (None, None) => Vec::new(),
     };
     anyhow::ensure!(!bizs.is_empty(), "no requests to send: the file is empty");
@@ -124,15 +120,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let own_after = cpu_seconds(std::process::id()).ok();
     let cpu_after = args.server_pid.map(cpu_seconds).transpose()?;
     out.push_str(&describe(&report, &plan));
-    if let (Some(before), Some(after)) = (own_before, own_after) {
+    let per_request =
+        |(before, after): (f64, f64)| (after - before) / report.answered.max(1) as f64;
+    if let Some(own) = own_before.zip(own_after).map(per_request) {
         out.push_str(&format!(
             "load generator CPU: {:.0} µs per request (this process, user + system)\n",
-            (after - before) / report.answered.max(1) as f64 * 1e6
+            own * 1e6
         ));
     }
-    let server_cpu = cpu_before
-        .zip(cpu_after)
-        .map(|(a, b)| (b - a) / report.answered.max(1) as f64);
+    let server_cpu = cpu_before.zip(cpu_after).map(per_request);
     if let Some(cpu) = server_cpu {
         out.push_str(&format!(
             "server CPU: {:.0} µs per request (process {}, user + system)\n",
@@ -146,6 +142,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     super::print(&out)?;
     anyhow::ensure!(report.answered > 0, "no request was answered");
     Ok(())
+}
+
+/// The biz_contents `to_biz` makes of `path`'s lines, at most `pool`: the file is read no further
+/// than needed (a world's accounts file can hold millions of lines).
+fn pool_lines(
+    path: &Path,
+    pool: usize,
+    to_biz: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Vec<String>> {
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bizs = Vec::new();
+    for line in BufReader::new(file).lines() {
+        if bizs.len() >= pool {
+            break;
+        }
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        bizs.extend(to_biz(&line));
+    }
+    Ok(bizs)
 }
 
 /// Signs every biz_content on all cores.
