@@ -86,6 +86,7 @@ async fn bench_loads_a_running_gateway_closed_and_open_loop() {
         "{open}"
     );
     assert!(open.contains("ratio: answers/s ÷ signs/s = "), "{open}");
+    assert!(open.contains(" before, "), "the bound is bracketed: {open}");
     let answered: u64 = open
         .split(" answered")
         .next()

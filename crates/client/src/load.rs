@@ -7,9 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use http_body_util::{BodyExt as _, Full};
+use hyper::Uri;
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use tokio::task::JoinSet;
 
-use crate::{Client, SignedRequest, verify_response};
+use crate::{Client, ClientError, SignedRequest, verify_response};
 
 /// How a run sends.
 #[derive(Debug, Clone)]
@@ -86,53 +90,60 @@ struct Part {
     verified: BTreeMap<String, u64>,
 }
 
-/// Sends `pool` (round robin) by `plan`.
-pub async fn run(client: Arc<Client>, pool: Arc<Vec<SignedRequest>>, plan: &Plan) -> Report {
+/// Sends `pool` (round robin) by `plan` to the client's gateway and measures the answers.
+///
+/// The load runs on the calling thread, on a single-threaded runtime of its own, over
+/// `plan.concurrency` connections opened before the clock starts (each driven by hyper's HTTP/1.1
+/// connection, no pool in between): the generator's own cost per request stays a small share of
+/// the machine it shares with the server. Blocking: call it off any async worker.
+pub fn run(client: &Client, pool: &[SignedRequest], plan: &Plan) -> Result<Report, ClientError> {
+    let target = Target::parse(&client.config().gateway_url)?;
+    let pool: Arc<[Wire]> = pool
+        .iter()
+        .map(|r| Wire::new(&target, r))
+        .collect::<Result<_, _>>()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Malformed(format!("cannot start the load runtime: {e}")))?;
+    runtime.block_on(drive(client, &target, pool, plan))
+}
+
+async fn drive(
+    client: &Client,
+    target: &Target,
+    pool: Arc<[Wire]>,
+    plan: &Plan,
+) -> Result<Report, ClientError> {
+    let mut connections = Vec::with_capacity(plan.concurrency.max(1));
+    for _ in 0..plan.concurrency.max(1) {
+        connections.push(connect(target).await.map_err(ClientError::Malformed)?);
+    }
+    let verify = Arc::new(Verify {
+        every: plan.verify_every,
+        method: plan.method.clone(),
+        client: client.clone(),
+    });
     let started = Instant::now();
     let deadline = started + plan.duration;
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
-    match plan.rate {
-        None => {
-            for _ in 0..plan.concurrency.max(1) {
-                let (client, pool, next, plan) =
-                    (client.clone(), pool.clone(), next.clone(), plan.clone());
-                tasks.spawn(async move {
-                    let mut part = Part::default();
-                    while Instant::now() < deadline {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let sent = Instant::now();
-                        one(&client, &pool, &plan, i, sent, &mut part).await;
-                    }
-                    part
-                });
-            }
-        }
-        Some(rate) => {
-            let slots = Arc::new(tokio::sync::Semaphore::new(plan.concurrency.max(1)));
-            let rate = rate.max(1e-3);
-            let mut i: u64 = 0;
-            while let Ok(offset) = Duration::try_from_secs_f64(i as f64 / rate) {
-                let intended = started + offset;
-                if intended >= deadline {
-                    break;
-                }
-                tokio::time::sleep_until(intended.into()).await;
-                // At most `concurrency` in flight; a send that waits here still counts its
-                // latency from `intended`.
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                let (client, pool, plan) = (client.clone(), pool.clone(), plan.clone());
-                tasks.spawn(async move {
-                    let mut part = Part::default();
-                    one(&client, &pool, &plan, i, intended, &mut part).await;
-                    drop(slot);
-                    part
-                });
-                i += 1;
-            }
-        }
+    for connection in connections {
+        let worker = Worker {
+            pool: pool.clone(),
+            target: target.clone(),
+            verify: verify.clone(),
+            next: next.clone(),
+            schedule: match plan.rate {
+                None => Schedule::Closed,
+                Some(rate) => Schedule::Open {
+                    started,
+                    rate: rate.max(1e-3),
+                },
+            },
+            deadline,
+        };
+        tasks.spawn(worker.run(connection));
     }
     let mut report = Report::default();
     while let Some(part) = tasks.join_next().await {
@@ -142,59 +153,226 @@ pub async fn run(client: Arc<Client>, pool: Arc<Vec<SignedRequest>>, plan: &Plan
     }
     report.elapsed = started.elapsed();
     report.latencies_us.sort_unstable();
-    report
+    Ok(report)
 }
 
-/// Sends the `i`-th request, timed from `since`.
-async fn one(
-    client: &Client,
-    pool: &[SignedRequest],
-    plan: &Plan,
-    i: u64,
-    since: Instant,
-    part: &mut Part,
-) {
-    let Some(request) = usize::try_from(i)
-        .ok()
-        .and_then(|i| pool.get(i % pool.len().max(1)))
-    else {
-        return;
-    };
-    match client.send(request).await {
-        Ok((200, body)) => {
-            let micros = since.elapsed().as_micros();
-            part.latencies_us
-                .push(u32::try_from(micros).unwrap_or(u32::MAX));
-            part.answered += 1;
-            if plan.verify_every > 0 && i.is_multiple_of(plan.verify_every) {
-                let c = client.config();
-                let key = match verify_response(
-                    &body,
-                    &plan.method,
-                    c.charset,
-                    &c.platform_public_key,
-                    c.sign_type,
-                ) {
-                    Ok(answer) => answer.outcome(),
-                    Err(e) => {
-                        *part
-                            .errors
-                            .entry(format!("answer refused: {e}"))
-                            .or_default() += 1;
-                        return;
-                    }
-                };
-                *part.verified.entry(key).or_default() += 1;
-            }
+/// When each request leaves.
+#[derive(Debug, Clone, Copy)]
+enum Schedule {
+    /// As soon as the connection's previous answer came.
+    Closed,
+    /// The `i`-th request at `started + i / rate` (on whichever connection is free then; a request
+    /// that finds none free leaves late and counts its latency from its intended time).
+    Open { started: Instant, rate: f64 },
+}
+
+/// The gateway's address, resolved once.
+#[derive(Debug, Clone)]
+struct Target {
+    addr: std::net::SocketAddr,
+    host: HeaderValue,
+    path: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, ClientError> {
+        let bad = |why: &str| ClientError::Malformed(format!("gateway URL {url}: {why}"));
+        let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad("the load generator speaks plain http only"));
         }
-        Ok((status, _)) => *part.errors.entry(format!("HTTP {status}")).or_default() += 1,
-        Err(e) => *part.errors.entry(format!("transport: {e}")).or_default() += 1,
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        let port = authority.port_u16().unwrap_or(80);
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(authority.host(), port))
+            .map_err(|e| bad(&format!("cannot resolve the host ({e})")))?
+            .next()
+            .ok_or_else(|| bad("the host resolves to no address"))?;
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad("bad host"))?;
+        Ok(Self {
+            addr,
+            host,
+            path: uri.path().to_owned(),
+        })
     }
 }
 
+/// One pooled request in the form hyper sends (cloning it copies no bytes).
+#[derive(Debug)]
+struct Wire {
+    uri: Uri,
+    content_type: HeaderValue,
+    body: Bytes,
+}
+
+impl Wire {
+    fn new(target: &Target, request: &SignedRequest) -> Result<Self, ClientError> {
+        Ok(Self {
+            uri: format!("{}?{}", target.path, request.query)
+                .parse()
+                .map_err(|e| ClientError::Malformed(format!("request URI: {e}")))?,
+            content_type: HeaderValue::from_str(&request.content_type)
+                .map_err(|e| ClientError::Malformed(format!("content type: {e}")))?,
+            body: Bytes::from(request.body.clone()),
+        })
+    }
+}
+
+type Connection = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Opens a keep-alive connection; its I/O runs as a task of the current (single-threaded) runtime.
+async fn connect(target: &Target) -> Result<Connection, String> {
+    let stream = tokio::net::TcpStream::connect(target.addr)
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// What verifying a sample of the answers needs.
+#[derive(Debug)]
+struct Verify {
+    every: u64,
+    method: String,
+    client: Client,
+}
+
+/// One connection's sender.
+struct Worker {
+    pool: Arc<[Wire]>,
+    target: Target,
+    verify: Arc<Verify>,
+    next: Arc<AtomicU64>,
+    schedule: Schedule,
+    deadline: Instant,
+}
+
+impl Worker {
+    async fn run(self, connection: Connection) -> Part {
+        let mut part = Part::default();
+        let mut connection = Some(connection);
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let since = match self.schedule {
+                Schedule::Closed => Instant::now(),
+                Schedule::Open { started, rate } => {
+                    match Duration::try_from_secs_f64(i as f64 / rate) {
+                        Ok(offset) => started + offset,
+                        Err(_) => break,
+                    }
+                }
+            };
+            if since >= self.deadline {
+                break;
+            }
+            tokio::time::sleep_until(since.into()).await;
+            let Some(wire) = usize::try_from(i)
+                .ok()
+                .and_then(|i| self.pool.get(i % self.pool.len().max(1)))
+            else {
+                break;
+            };
+            let sender = match connection.as_mut() {
+                Some(sender) => sender,
+                None => match connect(&self.target).await {
+                    Ok(sender) => connection.insert(sender),
+                    Err(e) => {
+                        *part.errors.entry(format!("transport: {e}")).or_default() += 1;
+                        continue;
+                    }
+                },
+            };
+            match send(sender, &self.target, wire).await {
+                Ok((200, body)) => {
+                    let micros = since.elapsed().as_micros();
+                    part.latencies_us
+                        .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                    part.answered += 1;
+                    if self.verify.every > 0 && i.is_multiple_of(self.verify.every) {
+                        self.verify.sample(&body, &mut part);
+                    }
+                }
+                Ok((status, _)) => {
+                    *part.errors.entry(format!("HTTP {status}")).or_default() += 1;
+                }
+                Err(e) => {
+                    // The connection is not reused after a transport failure.
+                    connection = None;
+                    *part.errors.entry(format!("transport: {e}")).or_default() += 1;
+                }
+            }
+        }
+        part
+    }
+}
+
+impl Verify {
+    fn sample(&self, body: &[u8], part: &mut Part) {
+        let c = self.client.config();
+        match verify_response(
+            body,
+            &self.method,
+            c.charset,
+            &c.platform_public_key,
+            c.sign_type,
+        ) {
+            Ok(answer) => *part.verified.entry(answer.outcome()).or_default() += 1,
+            Err(e) => {
+                *part
+                    .errors
+                    .entry(format!("answer refused: {e}"))
+                    .or_default() += 1;
+            }
+        }
+    }
+}
+
+/// One exchange on a keep-alive connection: the status and the whole body.
+async fn send(
+    sender: &mut Connection,
+    target: &Target,
+    wire: &Wire,
+) -> Result<(u16, Bytes), hyper::Error> {
+    sender.ready().await?;
+    let mut request = hyper::Request::new(Full::new(wire.body.clone()));
+    *request.method_mut() = hyper::Method::POST;
+    *request.uri_mut() = wire.uri.clone();
+    let headers = request.headers_mut();
+    headers.insert(HOST, target.host.clone());
+    headers.insert(CONTENT_TYPE, wire.content_type.clone());
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_target_is_a_plain_http_url() {
+        let target = Target::parse("http://127.0.0.1:8080/gateway.do").unwrap();
+        assert_eq!(target.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(target.host, "127.0.0.1:8080");
+        assert_eq!(target.path, "/gateway.do");
+        assert_eq!(
+            Target::parse("http://127.0.0.1/gateway.do").unwrap().addr,
+            "127.0.0.1:80".parse().unwrap()
+        );
+        for bad in ["https://127.0.0.1/gateway.do", "/gateway.do", "not a url"] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn quantiles_are_nearest_rank() {
