@@ -12,6 +12,7 @@ use agreements_protocol::{Method, Params, PrivateKey, ProtocolError, SignType, f
 use agreements_store::{AppStatus, Store, StoreError};
 
 use crate::apps::{App, AppCache};
+use crate::cache::Catalogue;
 use crate::clock::Clock;
 use crate::failure::Failure;
 use crate::methods::{self, Call, Request};
@@ -43,6 +44,7 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     limits: Limits,
     apps: AppCache,
+    catalogue: Catalogue,
     outbox: Outbox,
 }
 
@@ -69,6 +71,7 @@ impl Gateway {
             clock,
             limits,
             apps: AppCache::default(),
+            catalogue: Catalogue::default(),
             outbox: Outbox::default(),
         }
     }
@@ -241,6 +244,7 @@ impl Gateway {
             method,
             &Call {
                 store: &self.store,
+                catalogue: &self.catalogue,
                 app,
                 caller,
                 now,

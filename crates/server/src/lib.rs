@@ -2,6 +2,7 @@
 //! protocol, and `GET /healthz`.
 
 pub mod apps;
+pub mod cache;
 pub mod cancel;
 pub mod clock;
 pub mod config;

@@ -12,8 +12,11 @@ use crate::failure::Failure;
 pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<String, Failure> {
     let query = BatchQuery::parse(biz)?;
     let scope = call.caller.scope(query.third_party_type)?;
-    let product = call.store.product(&query.personal_product_code).await?;
-    let products = query.contract_products(product.as_ref())?;
+    let product = call
+        .catalogue
+        .product(call.store, &query.personal_product_code)
+        .await?;
+    let products = query.contract_products(product.as_deref())?;
     require_contract(call, &products).await?;
     let person = call
         .store

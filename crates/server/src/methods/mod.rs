@@ -14,6 +14,7 @@ use agreements_store::Store;
 use serde_json::{Map, Value};
 
 use crate::apps::App;
+use crate::cache::Catalogue;
 use crate::failure::Failure;
 use crate::notify::Outbox;
 
@@ -22,6 +23,8 @@ use crate::notify::Outbox;
 pub struct Call<'a> {
     /// The store.
     pub store: &'a Store,
+    /// Products and contracts, cached.
+    pub catalogue: &'a Catalogue,
     /// The calling app.
     pub app: &'a Arc<App>,
     /// The merchant the call acts for.
@@ -62,8 +65,8 @@ pub async fn dispatch(
 /// `products`, else `MERCHANT_AGREEMENT_IS_NOT_EXIST`.
 async fn require_contract(call: &Call<'_>, products: &[&ProductCode]) -> Result<(), Failure> {
     let contracts = call
-        .store
-        .contracts(&call.caller.merchant, products)
+        .catalogue
+        .contracts(call.store, &call.caller.merchant, products)
         .await?;
     if contracts.iter().any(|c| c.is_active(call.now)) {
         Ok(())

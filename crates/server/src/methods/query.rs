@@ -45,7 +45,7 @@ pub(super) async fn candidates(
 ) -> Result<(Vec<FoundAgreement>, Option<ResolvedUser>), Failure> {
     let app = &call.app.record.app_id;
     if let Some(code) = query.personal_product_code() {
-        let product = call.store.product(code).await?;
+        let product = call.catalogue.product(call.store, code).await?;
         let products = product
             .as_ref()
             .map(|p| p.product_codes.iter().collect::<Vec<_>>())
