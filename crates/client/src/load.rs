@@ -127,6 +127,14 @@ async fn drive(
     let started = Instant::now();
     let deadline = started + plan.duration;
     let next = Arc::new(AtomicU64::new(0));
+    let schedule = match plan.rate {
+        None => Schedule::Closed,
+        Some(rate) => Schedule::Open(Arc::new(Pacer::start(
+            started,
+            rate.max(1e-3),
+            plan.duration,
+        ))),
+    };
     let mut tasks = JoinSet::new();
     for connection in connections {
         let worker = Worker {
@@ -134,13 +142,7 @@ async fn drive(
             target: target.clone(),
             verify: verify.clone(),
             next: next.clone(),
-            schedule: match plan.rate {
-                None => Schedule::Closed,
-                Some(rate) => Schedule::Open {
-                    started,
-                    rate: rate.max(1e-3),
-                },
-            },
+            schedule: schedule.clone(),
             deadline,
         };
         tasks.spawn(worker.run(connection));
@@ -157,13 +159,72 @@ async fn drive(
 }
 
 /// When each request leaves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Schedule {
     /// As soon as the connection's previous answer came.
     Closed,
-    /// The `i`-th request at `started + i / rate` (on whichever connection is free then; a request
-    /// that finds none free leaves late and counts its latency from its intended time).
-    Open { started: Instant, rate: f64 },
+    /// At its intended time, released by the pacer.
+    Open(Arc<Pacer>),
+}
+
+/// Releases the open loop's requests at their intended times: the `i`-th at `started + i / rate`,
+/// taken by whichever sender is free then (a request that finds none free leaves late and counts
+/// its latency from its intended time).
+///
+/// The runtime's timers tick in whole milliseconds, which would send every request up to 1 ms
+/// late and count that as the server's latency; the pacer is a thread of its own that sleeps to
+/// each intended time (the OS's sleep overshoots by tens of microseconds) and adds one permit to a
+/// semaphore the senders wait on, in order.
+#[derive(Debug)]
+struct Pacer {
+    started: Instant,
+    rate: f64,
+    /// Requests whose intended time falls within the run.
+    total: u64,
+    released: Arc<tokio::sync::Semaphore>,
+}
+
+impl Pacer {
+    fn start(started: Instant, rate: f64, duration: Duration) -> Self {
+        // Every i with i / rate < duration.
+        let total = (duration.as_secs_f64() * rate).ceil().max(0.0) as u64;
+        let released = Arc::new(tokio::sync::Semaphore::new(0));
+        let pacer = Self {
+            started,
+            rate,
+            total,
+            released: released.clone(),
+        };
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            while sent < total {
+                let due = Self::intended_at(started, rate, sent);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                // Everything due by now (at high rates one wake-up releases several).
+                let elapsed = started.elapsed().as_secs_f64();
+                let due_count = ((elapsed * rate).floor() as u64 + 1).clamp(sent + 1, total);
+                released.add_permits(usize::try_from(due_count - sent).unwrap_or(usize::MAX));
+                sent = due_count;
+            }
+        });
+        pacer
+    }
+
+    fn intended_at(started: Instant, rate: f64, i: u64) -> Instant {
+        started + Duration::from_secs_f64(i as f64 / rate)
+    }
+
+    /// Waits until request `i` is released; its intended time, or `None` past the run.
+    async fn release(&self, i: u64) -> Option<Instant> {
+        if i >= self.total {
+            return None;
+        }
+        self.released.acquire().await.ok()?.forget();
+        Some(Self::intended_at(self.started, self.rate, i))
+    }
 }
 
 /// The gateway's address, resolved once.
@@ -261,19 +322,14 @@ impl Worker {
         let mut connection = Some(connection);
         loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
-            let since = match self.schedule {
-                Schedule::Closed => Instant::now(),
-                Schedule::Open { started, rate } => {
-                    match Duration::try_from_secs_f64(i as f64 / rate) {
-                        Ok(offset) => started + offset,
-                        Err(_) => break,
-                    }
-                }
+            let since = match &self.schedule {
+                Schedule::Closed if Instant::now() < self.deadline => Instant::now(),
+                Schedule::Closed => break,
+                Schedule::Open(pacer) => match pacer.release(i).await {
+                    Some(intended) => intended,
+                    None => break,
+                },
             };
-            if since >= self.deadline {
-                break;
-            }
-            tokio::time::sleep_until(since.into()).await;
             let Some(wire) = usize::try_from(i)
                 .ok()
                 .and_then(|i| self.pool.get(i % self.pool.len().max(1)))
@@ -372,6 +428,20 @@ mod tests {
         for bad in ["https://127.0.0.1/gateway.do", "/gateway.do", "not a url"] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_pacer_releases_each_request_at_its_time_and_no_more() {
+        let started = Instant::now();
+        let pacer = Pacer::start(started, 2_000.0, Duration::from_millis(10));
+        assert_eq!(pacer.total, 20);
+        for i in 0..20 {
+            let intended = pacer.release(i).await.unwrap();
+            assert_eq!(intended, started + Duration::from_micros(500 * i));
+            assert!(Instant::now() >= intended, "request {i} released early");
+        }
+        assert_eq!(pacer.release(20).await, None);
+        assert_eq!(pacer.released.available_permits(), 0);
     }
 
     #[test]
