@@ -485,3 +485,34 @@ fn form_encode(value: &str) -> String {
         })
         .collect()
 }
+
+#[test]
+fn bench_refuses_rates_and_durations_out_of_range_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = [
+        "bench",
+        "--app-id",
+        "2021000000000001",
+        "--app-key",
+        "missing.pem",
+        "--platform-key",
+        "missing.pem",
+        "--biz-file",
+        "missing.txt",
+    ];
+    for (extra, expected) in [
+        (&["--rate", "1e30"][..], "--rate must be a positive number"),
+        (&["--rate", "0"][..], "--rate must be a positive number"),
+        (&["--rate", "NaN"][..], "--rate must be a positive number"),
+        (&["--duration", "0"][..], "--duration must be in"),
+    ] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let out = agreements(&args, dir.path());
+        assert_eq!(out.status.code(), Some(1), "{extra:?}");
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{extra:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}

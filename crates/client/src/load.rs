@@ -131,7 +131,7 @@ async fn drive(
         None => Schedule::Closed,
         Some(rate) => Schedule::Open(Arc::new(Pacer::start(
             started,
-            rate.max(1e-3),
+            rate.clamp(1e-3, MAX_RATE),
             plan.duration,
         ))),
     };
@@ -157,6 +157,9 @@ async fn drive(
     report.latencies_us.sort_unstable();
     Ok(report)
 }
+
+/// The highest open-loop rate (requests per second) a plan may ask for; higher ones are clamped.
+pub const MAX_RATE: f64 = 10_000_000.0;
 
 /// When each request leaves.
 #[derive(Debug, Clone)]

@@ -71,8 +71,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "--duration must be in (0, 86400] seconds and --warmup in [0, 3600]"
     );
     anyhow::ensure!(
-        args.rate.is_none_or(|r| r > 0.0 && r.is_finite()),
-        "--rate must be a positive number of requests per second"
+        args.rate.is_none_or(|r| r > 0.0 && r <= load::MAX_RATE),
+        "--rate must be a positive number of requests per second, at most {}",
+        load::MAX_RATE
     );
     let client = args.client.client(SignType::Rsa2, Charset::Utf8)?;
     let bizs = match (&args.biz_file, &args.accounts) {
