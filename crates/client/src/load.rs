@@ -7,10 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt as _, Full};
-use hyper::Uri;
-use hyper::body::Bytes;
-use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use tokio::task::JoinSet;
 
 use crate::{Client, ClientError, SignedRequest, verify_response};
@@ -234,56 +230,78 @@ impl Pacer {
 #[derive(Debug, Clone)]
 struct Target {
     addr: std::net::SocketAddr,
-    host: HeaderValue,
+    host: String,
     path: String,
 }
 
 impl Target {
     fn parse(url: &str) -> Result<Self, ClientError> {
         let bad = |why: &str| ClientError::Malformed(format!("gateway URL {url}: {why}"));
-        let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
-        if uri.scheme_str() != Some("http") {
+        let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        if parsed.scheme() != "http" {
             return Err(bad("the load generator speaks plain http only"));
         }
-        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
-        let port = authority.port_u16().unwrap_or(80);
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(authority.host(), port))
+        let name = parsed.host_str().ok_or_else(|| bad("no host"))?;
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(name.trim_matches(['[', ']']), port))
             .map_err(|e| bad(&format!("cannot resolve the host ({e})")))?
             .next()
             .ok_or_else(|| bad("the host resolves to no address"))?;
-        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad("bad host"))?;
+        let host = match parsed.port() {
+            Some(port) => format!("{name}:{port}"),
+            None => name.to_owned(),
+        };
         Ok(Self {
             addr,
             host,
-            path: uri.path().to_owned(),
+            path: parsed.path().to_owned(),
         })
     }
 }
 
-/// One pooled request in the form hyper sends (cloning it copies no bytes).
+/// One pooled request, rendered once as the bytes of an HTTP/1.1 request (as `wrk` does): a send
+/// is one write of these bytes.
 #[derive(Debug)]
-struct Wire {
-    uri: Uri,
-    content_type: HeaderValue,
-    body: Bytes,
-}
+struct Wire(Box<[u8]>);
 
 impl Wire {
     fn new(target: &Target, request: &SignedRequest) -> Result<Self, ClientError> {
-        Ok(Self {
-            uri: format!("{}?{}", target.path, request.query)
-                .parse()
-                .map_err(|e| ClientError::Malformed(format!("request URI: {e}")))?,
-            content_type: HeaderValue::from_str(&request.content_type)
-                .map_err(|e| ClientError::Malformed(format!("content type: {e}")))?,
-            body: Bytes::from(request.body.clone()),
-        })
+        for (what, text) in [
+            ("query", &request.query),
+            ("content type", &request.content_type),
+        ] {
+            if text.bytes().any(|b| b.is_ascii_control()) {
+                return Err(ClientError::Malformed(format!(
+                    "the request's {what} holds control characters"
+                )));
+            }
+        }
+        let mut bytes = format!(
+            "POST {}?{} HTTP/1.1\r\nhost: {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n\r\n",
+            target.path,
+            request.query,
+            target.host,
+            request.content_type,
+            request.body.len()
+        )
+        .into_bytes();
+        bytes.extend_from_slice(request.body.as_bytes());
+        Ok(Self(bytes.into_boxed_slice()))
     }
 }
 
-type Connection = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+/// The largest answer head and body the generator reads (the gateway's answers are far smaller;
+/// past these, the exchange fails instead of buffering without bound).
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_BODY: usize = 64 * 1024 * 1024;
 
-/// Opens a keep-alive connection; its I/O runs as a task of the current (single-threaded) runtime.
+/// A keep-alive connection with its read buffer (reused from one answer to the next).
+struct Connection {
+    stream: tokio::net::TcpStream,
+    buffer: Vec<u8>,
+}
+
+/// Opens a keep-alive connection.
 async fn connect(target: &Target) -> Result<Connection, String> {
     let stream = tokio::net::TcpStream::connect(target.addr)
         .await
@@ -291,14 +309,96 @@ async fn connect(target: &Target) -> Result<Connection, String> {
     stream
         .set_nodelay(true)
         .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
-    let (sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+    Ok(Connection {
+        stream,
+        buffer: Vec::with_capacity(16 * 1024),
+    })
+}
+
+/// What one exchange got back.
+struct Answer<'a> {
+    status: u16,
+    body: &'a [u8],
+    /// The server will close the connection (`connection: close`).
+    closing: bool,
+}
+
+impl Connection {
+    /// Sends `wire` and reads the whole answer (framed by its Content-Length; the gateway never
+    /// sends chunked bodies). The head is parsed with `httparse`, hyper's own parser.
+    async fn exchange(&mut self, wire: &Wire) -> Result<Answer<'_>, String> {
+        use tokio::io::AsyncWriteExt as _;
+        self.stream
+            .write_all(&wire.0)
             .await
-            .map_err(|e| format!("HTTP handshake: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
+            .map_err(|e| format!("write: {e}"))?;
+        self.buffer.clear();
+        let (status, head, length, closing) = loop {
+            self.read_more().await?;
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(&self.buffer) {
+                Ok(httparse::Status::Complete(head)) => {
+                    let (length, closing) = framing(response.headers)?;
+                    break (response.code.unwrap_or_default(), head, length, closing);
+                }
+                Ok(httparse::Status::Partial) if self.buffer.len() < MAX_HEAD => {}
+                Ok(httparse::Status::Partial) => {
+                    return Err(format!("an answer head over {MAX_HEAD} bytes"));
+                }
+                Err(e) => return Err(format!("unparseable answer head: {e}")),
+            }
+        };
+        if length > MAX_BODY {
+            return Err(format!("an answer of {length} bytes (over {MAX_BODY})"));
+        }
+        let end = head + length;
+        while self.buffer.len() < end {
+            self.read_more().await?;
+        }
+        if self.buffer.len() > end {
+            return Err("bytes after the answer (nothing was pipelined)".to_owned());
+        }
+        Ok(Answer {
+            status,
+            body: &self.buffer[head..end],
+            closing,
+        })
+    }
+
+    async fn read_more(&mut self) -> Result<(), String> {
+        use tokio::io::AsyncReadExt as _;
+        if self.buffer.capacity() - self.buffer.len() < 4096 {
+            self.buffer.reserve(self.buffer.capacity());
+        }
+        match self.stream.read_buf(&mut self.buffer).await {
+            Ok(0) => Err("the server closed the connection".to_owned()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("read: {e}")),
+        }
+    }
+}
+
+/// The body length and whether the server closes after this answer.
+fn framing(headers: &[httparse::Header<'_>]) -> Result<(usize, bool), String> {
+    let mut length = None;
+    let mut closing = false;
+    for header in headers {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let value = std::str::from_utf8(header.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or("a content-length that is not a number")?;
+            length = Some(value);
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(
+                "a chunked answer (the load generator reads Content-Length only)".to_owned(),
+            );
+        } else if header.name.eq_ignore_ascii_case("connection") {
+            closing = header.value.eq_ignore_ascii_case(b"close");
+        }
+    }
+    Ok((length.ok_or("an answer without content-length")?, closing))
 }
 
 /// What verifying a sample of the answers needs.
@@ -339,34 +439,40 @@ impl Worker {
             else {
                 break;
             };
-            let sender = match connection.as_mut() {
-                Some(sender) => sender,
+            let open = match connection.as_mut() {
+                Some(open) => open,
                 None => match connect(&self.target).await {
-                    Ok(sender) => connection.insert(sender),
+                    Ok(open) => connection.insert(open),
                     Err(e) => {
                         *part.errors.entry(format!("transport: {e}")).or_default() += 1;
                         continue;
                     }
                 },
             };
-            match send(sender, &self.target, wire).await {
-                Ok((200, body)) => {
+            let closing = match open.exchange(wire).await {
+                Ok(answer) if answer.status == 200 => {
                     let micros = since.elapsed().as_micros();
                     part.latencies_us
                         .push(u32::try_from(micros).unwrap_or(u32::MAX));
                     part.answered += 1;
                     if self.verify.every > 0 && i.is_multiple_of(self.verify.every) {
-                        self.verify.sample(&body, &mut part);
+                        self.verify.sample(answer.body, &mut part);
                     }
+                    answer.closing
                 }
-                Ok((status, _)) => {
+                Ok(answer) => {
+                    let status = answer.status;
                     *part.errors.entry(format!("HTTP {status}")).or_default() += 1;
+                    answer.closing
                 }
                 Err(e) => {
                     // The connection is not reused after a transport failure.
-                    connection = None;
                     *part.errors.entry(format!("transport: {e}")).or_default() += 1;
+                    true
                 }
+            };
+            if closing {
+                connection = None;
             }
         }
         part
@@ -392,25 +498,6 @@ impl Verify {
             }
         }
     }
-}
-
-/// One exchange on a keep-alive connection: the status and the whole body.
-async fn send(
-    sender: &mut Connection,
-    target: &Target,
-    wire: &Wire,
-) -> Result<(u16, Bytes), hyper::Error> {
-    sender.ready().await?;
-    let mut request = hyper::Request::new(Full::new(wire.body.clone()));
-    *request.method_mut() = hyper::Method::POST;
-    *request.uri_mut() = wire.uri.clone();
-    let headers = request.headers_mut();
-    headers.insert(HOST, target.host.clone());
-    headers.insert(CONTENT_TYPE, wire.content_type.clone());
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, body))
 }
 
 #[cfg(test)]
@@ -445,6 +532,78 @@ mod tests {
         }
         assert_eq!(pacer.release(20).await, None);
         assert_eq!(pacer.released.available_permits(), 0);
+    }
+
+    #[test]
+    fn an_answer_is_framed_by_its_content_length() {
+        let header = |name, value| httparse::Header { name, value };
+        assert_eq!(
+            framing(&[header("Content-Length", b" 12 ".as_slice())]),
+            Ok((12, false))
+        );
+        assert_eq!(
+            framing(&[
+                header("content-length", b"0".as_slice()),
+                header("Connection", b"Close".as_slice())
+            ]),
+            Ok((0, true))
+        );
+        assert!(framing(&[]).is_err());
+        assert!(framing(&[header("content-length", b"-1".as_slice())]).is_err());
+        assert!(framing(&[header("transfer-encoding", b"chunked".as_slice())]).is_err());
+    }
+
+    /// A server that answers in pieces (head split, body after a pause): the exchange reads
+    /// exactly one answer, and the request arrives as rendered.
+    #[tokio::test]
+    async fn an_exchange_reads_an_answer_sent_in_pieces() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 4096];
+            let mut got = 0;
+            while !request[..got].ends_with(b"biz_content=x") {
+                got += socket.read(&mut request[got..]).await.unwrap();
+            }
+            for piece in [
+                &b"HTTP/1.1 200 OK\r\ncontent-le"[..],
+                b"ngth: 5\r\n\r\nhe",
+                b"llo",
+            ] {
+                socket.write_all(piece).await.unwrap();
+                socket.flush().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            String::from_utf8(request[..got].to_vec()).unwrap()
+        });
+        let target = Target::parse(&format!("http://{addr}/gateway.do")).unwrap();
+        let wire = Wire::new(
+            &target,
+            &SignedRequest {
+                query: "a=1&sign=s".to_owned(),
+                body: "biz_content=x".to_owned(),
+                content_type: "application/x-www-form-urlencoded;charset=utf-8".to_owned(),
+            },
+        )
+        .unwrap();
+        let mut connection = connect(&target).await.unwrap();
+        let answer = connection.exchange(&wire).await.unwrap();
+        assert_eq!(
+            (answer.status, answer.body, answer.closing),
+            (200, &b"hello"[..], false)
+        );
+        assert_eq!(
+            server.await.unwrap(),
+            format!(
+                "POST /gateway.do?a=1&sign=s HTTP/1.1\r\nhost: {addr}\r\n\
+                 content-type: application/x-www-form-urlencoded;charset=utf-8\r\n\
+                 content-length: 13\r\n\r\nbiz_content=x"
+            )
+        );
+        // The server is gone: the next exchange fails instead of hanging.
+        assert!(connection.exchange(&wire).await.is_err());
     }
 
     #[test]
