@@ -89,9 +89,10 @@ struct Part {
 /// Sends `pool` (round robin) by `plan` to the client's gateway and measures the answers.
 ///
 /// The load runs on the calling thread, on a single-threaded runtime of its own, over
-/// `plan.concurrency` connections opened before the clock starts (each driven by hyper's HTTP/1.1
-/// connection, no pool in between): the generator's own cost per request stays a small share of
-/// the machine it shares with the server. Blocking: call it off any async worker.
+/// `plan.concurrency` connections opened before the clock starts (one per sender, no pool in
+/// between; each request rendered to its bytes beforehand): the generator's own cost per request
+/// stays a small share of the machine it shares with the server. Blocking: call it off any async
+/// worker.
 pub fn run(client: &Client, pool: &[SignedRequest], plan: &Plan) -> Result<Report, ClientError> {
     let target = Target::parse(&client.config().gateway_url)?;
     let pool: Arc<[Wire]> = pool

@@ -264,7 +264,7 @@ impl SqliteStore {
         // B-tree. Written as `(CARD …) OR (CUSTOMER …)` the plan was a multi-index OR, which
         // builds an ephemeral table (its own page cache, allocated and freed per execution) to
         // drop duplicates and another to sort — about 100 µs per answer on the project machine.
-        let (_, owner) = scope_filter(f.scope, 7);
+        let owner = scope_owner(f.scope);
         let (app, user, customer) = (
             f.open_id_app.as_str(),
             f.person.user_id.as_str(),
@@ -325,10 +325,7 @@ impl SqliteStore {
                 "a.partner_id IN (SELECT partner_id FROM merchants WHERE group_id = ?5)"
             }
         };
-        let owner = match scope {
-            Scope::Partner(m) => m.as_str(),
-            Scope::Group(g) => g.as_str(),
-        };
+        let owner = scope_owner(scope);
         let sql = format!(
             "{SELECT_FOUND} WHERE {owner_sql} AND a.personal_product_code = ?2 AND a.sign_scene = ?3 \
              AND a.external_agreement_no = ?4 ORDER BY a.sign_time, a.agreement_no"
@@ -572,7 +569,10 @@ fn agreements_sql(scope: &Scope, include_cancelled: bool, scene: bool, sales: bo
     let mut conditions = String::from(
         "AND a.personal_product_code = ?4 AND a.third_party_type = ?5 AND a.invalid_time > ?6 ",
     );
-    conditions.push_str(&scope_filter(scope, 7).0);
+    conditions.push_str(match scope {
+        Scope::Partner(_) => "AND a.partner_id = ?7",
+        Scope::Group(_) => "AND m.group_id = ?7",
+    });
     if !include_cancelled {
         conditions.push_str(" AND a.status IN ('TEMP', 'NORMAL', 'STOP')");
     }
@@ -591,11 +591,11 @@ fn agreements_sql(scope: &Scope, include_cancelled: bool, scene: bool, sales: bo
     )
 }
 
-/// `AND <owner matches the scope>`, with the owner bound to parameter `?n`.
-fn scope_filter(scope: &Scope, n: usize) -> (String, &str) {
+/// The id a scope's owner condition is bound to: the merchant, or the group.
+fn scope_owner(scope: &Scope) -> &str {
     match scope {
-        Scope::Partner(m) => (format!("AND a.partner_id = ?{n}"), m.as_str()),
-        Scope::Group(g) => (format!("AND m.group_id = ?{n}"), g.as_str()),
+        Scope::Partner(m) => m.as_str(),
+        Scope::Group(g) => g.as_str(),
     }
 }
 
