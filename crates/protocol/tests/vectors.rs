@@ -1,4 +1,4 @@
-//! The golden vectors in `../shared/fixtures/openapi-vectors`, produced by the official SDKs,
+//! The golden vectors in `tests/fixtures/openapi-vectors` (copied from the shared fixture set), produced by the official SDKs,
 //! reproduced byte for byte.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/openapi-vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/openapi-vectors")
 }
 
 fn read(name: &str) -> String {

@@ -46,7 +46,7 @@ pub fn backend() -> TestBackend {
 }
 
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/openapi-vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/openapi-vectors")
 }
 
 pub fn fixture(name: &str) -> String {
