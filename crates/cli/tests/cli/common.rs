@@ -1,10 +1,31 @@
-//! Helpers shared by the CLI tests that run a real `agreements serve`.
-
-#![allow(dead_code)] // each test binary uses its own subset
+//! Helpers shared by the CLI tests: running the binary, and a real `agreements serve`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
+
+/// Runs `agreements args…` in `dir`, with no configuration from the environment.
+pub fn agreements(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agreements"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("AGREEMENTS_CONFIG")
+        .env_remove("AGREEMENTS_DATABASE")
+        .output()
+        .unwrap()
+}
+
+/// The standard output of a command that must have succeeded.
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/openapi-vectors")

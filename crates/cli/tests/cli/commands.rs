@@ -3,19 +3,11 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use agreements_protocol::{PrivateKey, PublicKey, SignType};
 
-fn agreements(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agreements"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("AGREEMENTS_CONFIG")
-        .env_remove("AGREEMENTS_DATABASE")
-        .output()
-        .unwrap()
-}
+use crate::common::agreements;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -20,8 +20,7 @@ use agreements_protocol::{Charset, PrivateKey, PublicKey, SignType};
 use agreements_store::test_support::{TestDatabase, backends};
 use agreements_store::{NotificationFilter, Store, demo};
 
-mod common;
-use common::{config, fixture, fixtures, free_port, serve};
+use crate::common::{config, fixture, fixtures, free_port, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const AGREEMENTS: usize = 120;

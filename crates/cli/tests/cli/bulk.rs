@@ -6,32 +6,13 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use agreements_store::test_support::{TestDatabase, backends};
 
+use crate::common::{agreements, ok};
+
 const BATCH: usize = 500;
-
-fn agreements(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agreements"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("AGREEMENTS_CONFIG")
-        .env_remove("AGREEMENTS_DATABASE")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()

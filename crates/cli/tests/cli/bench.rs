@@ -7,8 +7,7 @@ use std::process::Command;
 
 use agreements_store::{Store, demo};
 
-mod common;
-use common::{config, fixture, fixtures, free_port, serve};
+use crate::common::{config, fixture, fixtures, free_port, serve};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_loads_a_running_gateway_closed_and_open_loop() {

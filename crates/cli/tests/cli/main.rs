@@ -1,0 +1,8 @@
+//! The `agreements` binary's integration tests, one binary: the commands as an operator runs them,
+//! and real `agreements serve` processes loaded, killed and restarted.
+
+mod bench;
+mod bulk;
+mod commands;
+mod common;
+mod notify;
