@@ -423,7 +423,7 @@ fn header_map(
         .iter()
         .enumerate()
         .filter(|(i, c)| c.required && !map.contains(i))
-        .map(|(_, c)| c.name)
+        .map(|(_, c)| c.name.as_str())
         .collect();
     if !missing.is_empty() {
         return Err(format!(
@@ -475,13 +475,16 @@ fn csv_row(
     let mut values: Vec<Option<Value<'_>>> = vec![None; columns.len()];
     for (field, &c) in record.iter().zip(map) {
         let text = encoding.decode(field).ok_or_else(|| {
-            Rejection::new(columns[c].name, format!("is not valid {}", encoding.name()))
+            Rejection::new(
+                &columns[c].name,
+                format!("is not valid {}", encoding.name()),
+            )
         })?;
         if !text.is_empty() {
             values[c] = Some(Value::Text(text));
         }
     }
-    columns::parse(kind, &Fields::new(kind, &values))
+    columns::parse(kind, &Fields::new(&values))
 }
 
 fn json_row(kind: Kind, bytes: &[u8], encoding: Encoding) -> Result<Record, Rejection> {
@@ -500,7 +503,7 @@ fn json_row(kind: Kind, bytes: &[u8], encoding: Encoding) -> Result<Record, Reje
             };
             Rejection::new("", reason)
         })?;
-    columns::parse(kind, &Fields::new(kind, &values))
+    columns::parse(kind, &Fields::new(&values))
 }
 
 /// Deserialises one JSON object into the kind's column values, refusing unknown and repeated
@@ -617,7 +620,7 @@ impl RecordWriter {
                 let mut writer = csv::WriterBuilder::new()
                     .buffer_capacity(256 * 1024)
                     .from_writer(file);
-                writer.write_record(columns::columns(kind).iter().map(|c| c.name))?;
+                writer.write_record(columns::columns(kind).iter().map(|c| c.name.as_str()))?;
                 WriterInner::Csv(Box::new(writer))
             }
         };
@@ -661,7 +664,7 @@ impl RecordWriter {
                         self.line.push(',');
                     }
                     first = false;
-                    self.line.push_str(&serde_json::to_string(column.name)?);
+                    self.line.push_str(&serde_json::to_string(&column.name)?);
                     self.line.push(':');
                     match value {
                         Value::Text(t) => self.line.push_str(&serde_json::to_string(t)?),

@@ -8,12 +8,11 @@ use std::io;
 use std::path::Path;
 
 use agreements_domain::ids::{
-    AgreementNo, AppId, CustomerId, GroupId, LogonId, OpenId, PartnerId, PersonalProductCode,
-    ProductCode, SignScene, UserId,
+    AgreementNo, AppId, CustomerId, ExternalAgreementNo, GroupId, LogonId, OpenId, PartnerId,
+    PersonalProductCode, PrincipalId, ProductCode, SignScene, UserId,
 };
 use agreements_domain::{
-    Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, Product,
-    ThirdPartyType,
+    Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, ThirdPartyType,
 };
 use agreements_protocol::timestamp::{format_beijing, parse_beijing};
 use agreements_protocol::{Method, SignType};
@@ -166,11 +165,9 @@ pub fn generate(
     }
     for (personal, sales, name) in PRODUCTS {
         writers.write(&Record::Product(ProductRecord {
-            product: Product {
-                personal_product_code: id(PersonalProductCode::parse(personal))?,
-                product_codes: vec![id(ProductCode::parse(sales))?],
-            },
+            personal_product_code: id(PersonalProductCode::parse(personal))?,
             name: name.to_owned(),
+            product_codes: vec![id(ProductCode::parse(sales))?],
         }))?;
     }
     let contract_from = parse_beijing("2015-01-01 00:00:00").unwrap_or(0);
@@ -213,7 +210,7 @@ pub fn generate(
                     .unwrap_or_else(|| format!("https://bu{m}.example.com/agreements/notify")),
             ),
             keys: keys.clone(),
-            methods: Method::ALL.iter().map(|m| m.name().to_owned()).collect(),
+            methods: Method::ALL.to_vec(),
         }))?;
     }
 
@@ -282,9 +279,9 @@ pub fn generate(
             let m = ((f64::from(merchants) * v * v) as u32).min(merchants - 1);
             let user = users[rng.random_range(0..users.len())].1.clone();
             let (principal_type, principal_id) = if rng.random_bool(0.8) {
-                (PrincipalType::Card, user.as_str().to_owned())
+                (PrincipalType::Card, PrincipalId::from(user.clone()))
             } else {
-                (PrincipalType::Customer, customer.as_str().to_owned())
+                (PrincipalType::Customer, PrincipalId::from(customer.clone()))
             };
             let (personal, sales, _) = PRODUCTS[usize::from(rng.random_bool(0.3))];
             let third_party_type = if merchant_group[m as usize].is_some() && rng.random_bool(0.3) {
@@ -318,7 +315,10 @@ pub fn generate(
                 product_code: id(ProductCode::parse(sales))?,
                 sign_scene: id(SignScene::parse(SCENES[rng.random_range(0..SCENES.len())]))?,
                 third_party_type,
-                external_agreement_no: rng.random_bool(0.6).then(|| format!("EXT{seq:012}")),
+                external_agreement_no: rng
+                    .random_bool(0.6)
+                    .then(|| id(ExternalAgreementNo::parse(format!("EXT{seq:012}"))))
+                    .transpose()?,
                 external_logon_id: rng.random_bool(0.3).then(|| format!("member{seq}")),
                 status,
                 sign_time,

@@ -6,6 +6,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use agreements_domain::clock::{Clock as _, SystemClock};
 use clap::{Parser, Subcommand};
 
 /// A withholding-agreement service behind an Alipay-OpenAPI-compatible gateway.
@@ -63,9 +64,9 @@ enum Command {
     /// Load a running gateway like real clients and compare with the machine's RSA bound.
     Bench(commands::bench::Args),
     /// Show an agreement's history: every change, with its actor and reason.
-    History(commands::notify::HistoryArgs),
+    History(commands::history::Args),
     /// Cancel an agreement as an operator (its signing app is notified).
-    Unsign(commands::notify::UnsignArgs),
+    Unsign(commands::unsign::Args),
     /// List notification deliveries and send them again.
     #[command(subcommand)]
     Notify(commands::notify::NotifyCommand),
@@ -91,6 +92,11 @@ impl DatabaseArgs {
         };
         Ok(agreements_store::Store::open(&location).await?)
     }
+}
+
+/// Now, by the system clock (the commands take the time as an argument).
+fn now() -> i64 {
+    SystemClock.now()
 }
 
 fn main() -> ExitCode {
@@ -120,15 +126,15 @@ fn main() -> ExitCode {
             Command::Product(command) => commands::world::product(command).await,
             Command::Contract(command) => commands::world::contract(command).await,
             Command::Account(command) => commands::world::account(command).await,
-            Command::Token(command) => commands::token::run(command, commands::now()).await,
+            Command::Token(command) => commands::token::run(command, now()).await,
             Command::Call(args) => commands::call::run(args).await,
             Command::Import(args) => commands::bulk::import(args).await,
             Command::Export(args) => commands::bulk::export(args).await,
             Command::GenerateWorld(args) => commands::bulk::generate_world(&args),
             Command::Bench(args) => commands::bench::run(args).await,
-            Command::History(args) => commands::notify::history(args).await,
-            Command::Unsign(args) => commands::notify::unsign(args, commands::now()).await,
-            Command::Notify(command) => commands::notify::notify(command, commands::now()).await,
+            Command::History(args) => commands::history::run(args).await,
+            Command::Unsign(args) => commands::unsign::run(args, now()).await,
+            Command::Notify(command) => commands::notify::notify(command, now()).await,
         }
     });
     match result {

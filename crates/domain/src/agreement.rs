@@ -1,8 +1,8 @@
 //! The withholding agreement (agreements.md §3) and the entities its rules need.
 
 use crate::ids::{
-    AgreementNo, AppId, CustomerId, GroupId, PartnerId, PersonalProductCode, ProductCode,
-    SignScene, UserId,
+    AgreementNo, AppId, CustomerId, ExternalAgreementNo, GroupId, PartnerId, PersonalProductCode,
+    PrincipalId, ProductCode, SignScene, UserId,
 };
 
 macro_rules! wire_enum {
@@ -109,8 +109,8 @@ pub struct Agreement {
     pub sign_app_id: AppId,
     /// `CARD` or `CUSTOMER`.
     pub principal_type: PrincipalType,
-    /// CARD: the account's user id; CUSTOMER: the person's customer id (same shape).
-    pub principal_id: String,
+    /// CARD: the account's user id; CUSTOMER: the person's customer id.
+    pub principal_id: PrincipalId,
     /// The account that performed the signing.
     pub alipay_user_id: UserId,
     /// Agreement product.
@@ -122,7 +122,7 @@ pub struct Agreement {
     /// `PARTNER` or `MERCHANT`.
     pub third_party_type: ThirdPartyType,
     /// The merchant's own number, unique per (partner, product, scene).
-    pub external_agreement_no: Option<String>,
+    pub external_agreement_no: Option<ExternalAgreementNo>,
     /// The user's login at the merchant.
     pub external_logon_id: Option<String>,
     /// Current status.
@@ -201,8 +201,8 @@ impl ResolvedUser {
     /// Whether the agreement's principal is this account (CARD) or its person (CUSTOMER).
     pub fn is_principal_of(&self, agreement: &Agreement) -> bool {
         match agreement.principal_type {
-            PrincipalType::Card => agreement.principal_id == self.user_id.as_str(),
-            PrincipalType::Customer => agreement.principal_id == self.customer_id.as_str(),
+            PrincipalType::Card => agreement.principal_id.as_str() == self.user_id.as_str(),
+            PrincipalType::Customer => agreement.principal_id.as_str() == self.customer_id.as_str(),
         }
     }
 }

@@ -169,7 +169,7 @@ impl Item {
             invalid_time: format_beijing(agreement.invalid_time),
             personal_product_code: agreement.personal_product_code.to_string(),
             pricipal_type: agreement.principal_type,
-            principal_id: agreement.principal_id.clone(),
+            principal_id: agreement.principal_id.to_string(),
             principal_open_id,
             sign_scene: agreement.sign_scene.to_string(),
             sign_time: format_beijing(agreement.sign_time),

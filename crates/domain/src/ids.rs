@@ -94,6 +94,12 @@ id!(
     user_id_shape
 );
 id!(
+    /// Whom an agreement is with (agreements.md §3): for `CARD` the account's `user_id`, for
+    /// `CUSTOMER` the person's `customer_id`; both are `2088` + 12 digits.
+    PrincipalId,
+    user_id_shape
+);
+id!(
     /// A merchant (partner, 商户): `2088` + 12 digits.
     PartnerId,
     user_id_shape
@@ -102,7 +108,7 @@ id!(
     /// An app: 1 to 32 digits.
     AppId,
     |v| {
-        if !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_digit()) {
+        if agreements_protocol::request::is_app_id(v) {
             Ok(())
         } else {
             Err(IdError("must be 1 to 32 digits"))
@@ -147,6 +153,18 @@ id!(
     ExternalAgreementNo,
     |v| code_shape(v, 32)
 );
+
+impl From<UserId> for PrincipalId {
+    fn from(id: UserId) -> Self {
+        Self(id.0)
+    }
+}
+
+impl From<CustomerId> for PrincipalId {
+    fn from(id: CustomerId) -> Self {
+        Self(id.0)
+    }
+}
 
 impl SignScene {
     /// The scene an agreement gets when none is given.

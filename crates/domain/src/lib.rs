@@ -5,6 +5,7 @@
 pub mod agreement;
 pub mod batch_query;
 pub mod biz;
+pub mod clock;
 pub mod error;
 pub mod ids;
 pub mod notify;

@@ -124,7 +124,7 @@ pub fn unsign_params(
         ("unsign_time", format_beijing(unsign_time)),
     ];
     if let Some(no) = &agreement.external_agreement_no {
-        params.push(("external_agreement_no", no.clone()));
+        params.push(("external_agreement_no", no.to_string()));
     }
     if let Some(logon) = &agreement.external_logon_id {
         params.push(("external_logon_id", logon.clone()));
@@ -150,6 +150,7 @@ pub fn notify_id(now: i64, digits: &str) -> String {
 mod tests {
     use super::*;
     use crate::agreement::PrincipalType;
+    use crate::ids::ExternalAgreementNo;
     use crate::testing::agreement;
 
     #[test]
@@ -200,7 +201,7 @@ mod tests {
             "2088101122675263",
             1_716_182_099,
         );
-        a.external_agreement_no = Some("AGR20240520000001".into());
+        a.external_agreement_no = Some(ExternalAgreementNo::parse("AGR20240520000001").unwrap());
         let app = AppId::parse("2021000000000001").unwrap();
         let params = unsign_params(&a, Some("15900000001"), &app, &app, 1_716_253_200);
         let get = |n: &str| {

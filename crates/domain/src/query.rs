@@ -150,8 +150,7 @@ impl AgreementQuery {
             } => {
                 agreement.personal_product_code == *personal_product_code
                     && agreement.sign_scene == *sign_scene
-                    && agreement.external_agreement_no.as_deref()
-                        == Some(external_agreement_no.as_str())
+                    && agreement.external_agreement_no.as_ref() == Some(external_agreement_no)
             }
             Locator::User {
                 personal_product_code,
@@ -212,12 +211,15 @@ impl Response {
         Self {
             agreement_no: agreement.agreement_no.to_string(),
             alipay_logon_id: logon_id.map(mask_logon_id),
-            external_agreement_no: agreement.external_agreement_no.clone(),
+            external_agreement_no: agreement
+                .external_agreement_no
+                .as_ref()
+                .map(ToString::to_string),
             external_logon_id: agreement.external_logon_id.clone(),
             invalid_time: format_beijing(agreement.invalid_time),
             personal_product_code: agreement.personal_product_code.to_string(),
             pricipal_type: agreement.principal_type,
-            principal_id: agreement.principal_id.clone(),
+            principal_id: agreement.principal_id.to_string(),
             principal_open_id,
             sign_scene: agreement.sign_scene.to_string(),
             sign_time: format_beijing(agreement.sign_time),

@@ -2,7 +2,7 @@
 
 use crate::agreement::{Agreement, AgreementStatus, PrincipalType, ThirdPartyType};
 use crate::ids::{
-    AgreementNo, AppId, PartnerId, PersonalProductCode, ProductCode, SignScene, UserId,
+    AgreementNo, AppId, PartnerId, PersonalProductCode, PrincipalId, ProductCode, SignScene, UserId,
 };
 
 /// A NORMAL PARTNER agreement of merchant 2088000000000001 for GENERAL_WITHHOLDING_P.
@@ -17,7 +17,7 @@ pub(crate) fn agreement(
         partner_id: PartnerId::parse("2088000000000001").unwrap(),
         sign_app_id: AppId::parse("2021000000000001").unwrap(),
         principal_type,
-        principal_id: principal.into(),
+        principal_id: PrincipalId::parse(principal).unwrap(),
         alipay_user_id: UserId::parse("2088101122675263").unwrap(),
         personal_product_code: PersonalProductCode::parse("GENERAL_WITHHOLDING_P").unwrap(),
         product_code: ProductCode::parse("GENERAL_WITHHOLDING").unwrap(),

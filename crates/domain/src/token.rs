@@ -1,7 +1,7 @@
 //! ISV authorisations (`app_auth_token`): an ISV's app acting for the merchant that granted it
 //! (agreements.md §4.1, openapi-gateway.md §4.2).
 
-use agreements_protocol::ProtocolError;
+use agreements_protocol::{Method, ProtocolError};
 
 use crate::ids::{AppId, PartnerId};
 
@@ -15,6 +15,9 @@ pub enum TokenStatus {
 }
 
 impl TokenStatus {
+    /// Every status.
+    pub const ALL: &'static [Self] = &[Self::Valid, Self::Revoked];
+
     /// Storage spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,8 +51,8 @@ pub struct AppAuthToken {
     pub status: TokenStatus,
     /// End of validity (Unix seconds), exclusive.
     pub expires_at: i64,
-    /// Method names granted.
-    pub methods: Vec<String>,
+    /// The methods granted.
+    pub methods: Vec<Method>,
 }
 
 impl AppAuthToken {
@@ -58,7 +61,7 @@ impl AppAuthToken {
     pub fn authorize(
         &self,
         app: &AppId,
-        method: &str,
+        method: Method,
         now: i64,
     ) -> Result<&PartnerId, ProtocolError> {
         if self.isv_app_id != *app || self.status == TokenStatus::Revoked {
@@ -67,7 +70,7 @@ impl AppAuthToken {
         if self.expires_at <= now {
             return Err(ProtocolError::AppAuthTokenExpired);
         }
-        if !self.methods.iter().any(|m| m == method) {
+        if !self.methods.contains(&method) {
             return Err(ProtocolError::AppAuthTokenNoApi);
         }
         Ok(&self.partner_id)
@@ -86,7 +89,7 @@ mod tests {
             auth_app_id: AppId::parse("2021000000000001").unwrap(),
             status: TokenStatus::Valid,
             expires_at: 1_000,
-            methods: vec!["alipay.user.agreement.batch.query".into()],
+            methods: vec![Method::AgreementBatchQuery],
         }
     }
 
@@ -94,7 +97,7 @@ mod tests {
     fn a_valid_token_names_the_granting_merchant() {
         let t = token();
         assert_eq!(
-            t.authorize(&t.isv_app_id, "alipay.user.agreement.batch.query", 999)
+            t.authorize(&t.isv_app_id, Method::AgreementBatchQuery, 999)
                 .unwrap(),
             &t.partner_id
         );
@@ -103,7 +106,7 @@ mod tests {
     #[test]
     fn other_apps_revoked_expired_and_ungranted_tokens_are_refused_with_their_codes() {
         let t = token();
-        let m = "alipay.user.agreement.batch.query";
+        let m = Method::AgreementBatchQuery;
         let other = AppId::parse("2021000000000001").unwrap();
         assert_eq!(
             t.authorize(&other, m, 0),
@@ -122,7 +125,7 @@ mod tests {
             Err(ProtocolError::AppAuthTokenExpired)
         );
         assert_eq!(
-            t.authorize(&t.isv_app_id, "alipay.user.agreement.unsign", 0),
+            t.authorize(&t.isv_app_id, Method::AgreementUnsign, 0),
             Err(ProtocolError::AppAuthTokenNoApi)
         );
     }

@@ -58,8 +58,8 @@ impl UnsignRequest {
         let external_matches = match (&self.query.locator, &self.external_agreement_no) {
             (Locator::AgreementNo(_), Some(given)) => agreement
                 .external_agreement_no
-                .as_deref()
-                .is_none_or(|stored| stored == given.as_str()),
+                .as_ref()
+                .is_none_or(|stored| stored == given),
             _ => true,
         };
         external_matches && self.query.locates(scope, agreement, owner_group, now)
@@ -168,7 +168,7 @@ mod tests {
             "2088101122675263",
             10,
         );
-        a.external_agreement_no = Some("EXT1".into());
+        a.external_agreement_no = Some(ExternalAgreementNo::parse("EXT1").unwrap());
         let scope = Scope::Partner(a.partner_id.clone());
         let named = |ext: &str| {
             parse(&format!(

@@ -87,8 +87,9 @@ pub fn resolve(
     Ok(Charset::Utf8)
 }
 
-/// Whether a Content-Type names a multipart body.
-pub(crate) fn is_multipart(content_type: Option<&[u8]>) -> bool {
+/// Whether a Content-Type names a multipart body (the one test, for decoding and for scanning
+/// a broken request).
+pub fn is_multipart(content_type: Option<&[u8]>) -> bool {
     content_type.is_some_and(|ct| {
         ct.trim_ascii_start().len() >= 19
             && ct.trim_ascii_start()[..19].eq_ignore_ascii_case(b"multipart/form-data")

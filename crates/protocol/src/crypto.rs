@@ -23,6 +23,9 @@ pub enum SignType {
 }
 
 impl SignType {
+    /// Every sign type.
+    pub const ALL: &'static [Self] = &[Self::Rsa2, Self::Rsa];
+
     /// Parses the wire name, ASCII case-insensitively (`RSA2`, `RSA`).
     pub fn parse(value: &str) -> Option<Self> {
         if value.eq_ignore_ascii_case("RSA2") {

@@ -1,9 +1,16 @@
-//! The gateway checks of §2.5, as steps the server runs in order around its own lookups:
-//! [`method`] → [`required`] → (app lookup) → [`sign_type`] → (key lookup) → [`verify`] →
-//! [`check_signed`] → (token, permission) → [`biz_content`].
+//! The gateway checks of §2.5, in order: [`check`] runs them all, calling back into the server
+//! (through [`Lookups`]) only at the step that needs what only the server knows — the app, found
+//! before the checks start because it decides how even a failure is answered, and whom the
+//! request acts for. Each step is also a function of its own: [`method`] → [`required`] → (app
+//! known and online) → [`sign_type`] → (key) → [`verify`] → [`check_signed`] → (actor) →
+//! (grant) → [`biz_content`].
 
+use std::future::Future;
+
+use crate::charset::{self, Charset};
 use crate::crypto::{PublicKey, SignType};
 use crate::error::ProtocolError;
+use crate::form;
 use crate::method::Method;
 use crate::params::Params;
 use crate::sign_content::{self, Empties};
@@ -15,6 +22,184 @@ pub const MAX_APP_ID: usize = 32;
 pub const MAX_SIGN: usize = 1024;
 /// Longest accepted `app_auth_token` (the public parameter table).
 pub const MAX_APP_AUTH_TOKEN: usize = 40;
+
+/// Whether `value` has the shape of an `app_id`: 1 to [`MAX_APP_ID`] digits. The one rule,
+/// used by the checks, by [`Head`] and by the domain's `AppId`.
+pub fn is_app_id(value: &str) -> bool {
+    !value.is_empty() && value.len() <= MAX_APP_ID && value.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// What decides how a request is answered, known even when the request is broken: the method
+/// (its response node), the app (whether the answer is signed, with which key), the sign type
+/// and the charset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The method, if one we serve is named.
+    pub method: Option<Method>,
+    /// `app_id`, if it has an app id's shape.
+    pub app_id: Option<String>,
+    /// `sign_type`, RSA2 when missing or invalid.
+    pub sign_type: SignType,
+    /// The request charset (UTF-8 when it cannot be told).
+    pub charset: Charset,
+}
+
+impl Head {
+    /// The head of a decoded request.
+    pub fn of(params: &Params) -> Self {
+        Self::from_lookup(|name| params.get(name).map(str::to_owned), params.charset())
+    }
+
+    /// The head of a request that could not be decoded, from ASCII-safe scans of the query and
+    /// (unless multipart) the form body.
+    pub fn scan(query: &[u8], content_type: Option<&[u8]>, body: &[u8]) -> Self {
+        let charset = charset::resolve(query, content_type, body).unwrap_or(Charset::Utf8);
+        let form_body = !charset::is_multipart(content_type);
+        let get = |name: &str| {
+            form::find_raw(query, name.as_bytes())
+                .or_else(|| form_body.then(|| form::find_raw(body, name.as_bytes()))?)
+                .and_then(|v| String::from_utf8(v).ok())
+        };
+        Self::from_lookup(get, charset)
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>, charset: Charset) -> Self {
+        Self {
+            method: get("method").as_deref().and_then(Method::parse),
+            app_id: get("app_id").filter(|id| is_app_id(id)),
+            sign_type: get("sign_type")
+                .as_deref()
+                .and_then(SignType::parse)
+                .unwrap_or(SignType::Rsa2),
+            charset,
+        }
+    }
+}
+
+/// An app as the checks see it.
+pub trait CallingApp {
+    /// Whether it may call the gateway at all (online).
+    fn is_online(&self) -> bool;
+    /// Whether it has any request-verification key.
+    fn has_keys(&self) -> bool;
+    /// Its key for `sign_type`.
+    fn key(&self, sign_type: SignType) -> Option<&PublicKey>;
+    /// Whether it is granted `method`.
+    fn may_call(&self, method: Method) -> bool;
+}
+
+/// Whom a request acts for, as the checks see it.
+pub trait Actor {
+    /// Whether it may call (a disabled merchant may not).
+    fn is_enabled(&self) -> bool;
+}
+
+/// Why [`check`] refused a request: a protocol answer, or a lookup that failed.
+#[derive(Debug)]
+pub enum Refusal<E> {
+    /// The answer of the step that failed.
+    Protocol(ProtocolError),
+    /// The server could not look something up (its storage failed).
+    Lookup(E),
+}
+
+impl<E> From<ProtocolError> for Refusal<E> {
+    fn from(e: ProtocolError) -> Self {
+        Self::Protocol(e)
+    }
+}
+
+/// What only the server can look up, at the step that needs it.
+pub trait Lookups {
+    /// An app.
+    type App: CallingApp;
+    /// Whom a request acts for.
+    type Actor: Actor;
+    /// A failed lookup.
+    type Error;
+
+    /// Whom a request of `app` for `method` acts for at `now`: with an `app_auth_token`, the
+    /// merchant that granted it (or the token's `20001` answer), else the app's owner.
+    fn actor(
+        &self,
+        app: &Self::App,
+        method: Method,
+        app_auth_token: Option<&str>,
+        now: i64,
+    ) -> impl Future<Output = Result<Self::Actor, Refusal<Self::Error>>> + Send;
+}
+
+/// A request that passed every check.
+#[derive(Debug)]
+pub struct Checked<'a, P, A> {
+    /// The calling app.
+    pub app: &'a P,
+    /// The method.
+    pub method: Method,
+    /// The verified signature's algorithm.
+    pub sign_type: SignType,
+    /// Whom it acts for.
+    pub actor: A,
+    /// `biz_content`, a JSON object.
+    pub biz_content: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Runs the checks of §2.5 on a decoded request, in order: method, required parameters, the app
+/// (`app`, looked up by the server from the request's [`Head`]) known and online, sign type, the
+/// app's key for it, the signature, then on signed content format, version, timestamp (within
+/// `window_secs` of `now`), encryption and the token's length, whom the request acts for, the
+/// app's grant for the method, that actor being enabled, and `biz_content`.
+pub async fn check<'a, L: Lookups>(
+    params: &Params,
+    app: Result<Option<&'a L::App>, L::Error>,
+    lookups: &L,
+    now: i64,
+    window_secs: Option<u64>,
+) -> Result<Checked<'a, L::App, L::Actor>, Refusal<L::Error>> {
+    let method = method(params)?;
+    let required = required(params)?;
+    let app = app
+        .map_err(Refusal::Lookup)?
+        .ok_or(ProtocolError::InvalidAppId {
+            detail: "no such app",
+        })?;
+    if !app.is_online() {
+        return Err(ProtocolError::InvalidAppId {
+            detail: "the app is offline",
+        }
+        .into());
+    }
+    let sign_type = sign_type(&required)?;
+    if !app.has_keys() {
+        return Err(ProtocolError::MissingSignatureKey.into());
+    }
+    let key = app
+        .key(sign_type)
+        .ok_or(ProtocolError::MissingSignatureConfig {
+            sign_type: sign_type.as_str(),
+        })?;
+    verify(params, key, sign_type)?;
+    check_signed(params, now, window_secs)?;
+    let actor = lookups
+        .actor(app, method, params.non_empty("app_auth_token"), now)
+        .await?;
+    if !app.may_call(method) {
+        return Err(ProtocolError::InsufficientIsvPermissions.into());
+    }
+    if !actor.is_enabled() {
+        return Err(ProtocolError::InvalidAppId {
+            detail: "the calling merchant is disabled",
+        }
+        .into());
+    }
+    Ok(Checked {
+        app,
+        method,
+        sign_type,
+        actor,
+        biz_content: biz_content(params)?,
+    })
+}
 
 /// Step 1: the method. Missing or unknown methods are answered in `error_response`.
 pub fn method(params: &Params) -> Result<Method, ProtocolError> {
@@ -41,7 +226,7 @@ pub fn required(params: &Params) -> Result<Required<'_>, ProtocolError> {
     let app_id = params
         .non_empty("app_id")
         .ok_or(ProtocolError::MissingAppId)?;
-    if app_id.len() > MAX_APP_ID || !app_id.bytes().all(|b| b.is_ascii_digit()) {
+    if !is_app_id(app_id) {
         return Err(ProtocolError::InvalidAppId {
             detail: "app_id must be at most 32 digits",
         });
@@ -271,6 +456,306 @@ mod tests {
                 ),
                 "{bad}"
             );
+        }
+    }
+
+    /// The order of [`check`], step by step: a request that breaks one step and every later one
+    /// gets the answer of the one step (the lookups it would need later never run).
+    mod order {
+        use std::cell::Cell;
+        use std::sync::OnceLock;
+        use std::task::{Context, Poll, Waker};
+
+        use super::*;
+        use crate::crypto::PrivateKey;
+
+        const NOW: i64 = 1_716_182_055; // 2024-05-20 13:14:15 Beijing time
+
+        fn key() -> &'static PrivateKey {
+            static KEY: OnceLock<PrivateKey> = OnceLock::new();
+            KEY.get_or_init(|| PrivateKey::generate(2048).unwrap())
+        }
+
+        #[derive(Debug)]
+        struct App {
+            online: bool,
+            keys: Vec<(SignType, PublicKey)>,
+            grants: Vec<Method>,
+        }
+
+        impl App {
+            fn good() -> Self {
+                Self {
+                    online: true,
+                    keys: vec![(SignType::Rsa2, key().public_key().unwrap())],
+                    grants: vec![Method::AgreementQuery],
+                }
+            }
+        }
+
+        impl CallingApp for App {
+            fn is_online(&self) -> bool {
+                self.online
+            }
+            fn has_keys(&self) -> bool {
+                !self.keys.is_empty()
+            }
+            fn key(&self, sign_type: SignType) -> Option<&PublicKey> {
+                self.keys
+                    .iter()
+                    .find(|(t, _)| *t == sign_type)
+                    .map(|(_, k)| k)
+            }
+            fn may_call(&self, method: Method) -> bool {
+                self.grants.contains(&method)
+            }
+        }
+
+        struct Merchant(bool);
+
+        impl Actor for Merchant {
+            fn is_enabled(&self) -> bool {
+                self.0
+            }
+        }
+
+        /// Answers whom a request acts for as told, and counts the calls.
+        struct Fake {
+            actor: Result<bool, ProtocolError>,
+            calls: Cell<u32>,
+        }
+
+        impl Lookups for Fake {
+            type App = App;
+            type Actor = Merchant;
+            type Error = &'static str;
+
+            fn actor(
+                &self,
+                _app: &App,
+                _method: Method,
+                _token: Option<&str>,
+                _now: i64,
+            ) -> impl Future<Output = Result<Merchant, Refusal<&'static str>>> + Send {
+                self.calls.set(self.calls.get() + 1);
+                let answer = self.actor.clone().map(Merchant).map_err(Refusal::Protocol);
+                async move { answer }
+            }
+        }
+
+        fn signed(pairs: &[(&str, &str)]) -> Params {
+            let unsigned = Params::from_pairs(Charset::Utf8, pairs).unwrap();
+            let content = sign_content::request(&unsigned, Empties::Drop);
+            let sign = key().sign(SignType::Rsa2, &content).unwrap();
+            let mut all = pairs.to_vec();
+            all.push(("sign", &sign));
+            Params::from_pairs(Charset::Utf8, &all).unwrap()
+        }
+
+        const GOOD: &[(&str, &str)] = &[
+            ("method", "alipay.user.agreement.query"),
+            ("app_id", "2021000000000001"),
+            ("sign_type", "RSA2"),
+            ("timestamp", "2024-05-20 13:14:15"),
+            ("version", "1.0"),
+            ("biz_content", "{\"agreement_no\":\"1\"}"),
+        ];
+
+        fn replaced(name: &str, value: Option<&'static str>) -> Vec<(&'static str, &'static str)> {
+            let mut pairs: Vec<_> = GOOD.iter().copied().filter(|(n, _)| *n != name).collect();
+            if let Some(value) = value {
+                pairs.push((GOOD.iter().find(|(n, _)| *n == name).unwrap().0, value));
+            }
+            pairs
+        }
+
+        fn run<'a>(
+            params: &Params,
+            app: Result<Option<&'a App>, &'static str>,
+            fake: &Fake,
+        ) -> Result<Checked<'a, App, Merchant>, Refusal<&'static str>> {
+            let mut future = std::pin::pin!(check(params, app, fake, NOW, Some(900)));
+            match future
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+            {
+                Poll::Ready(result) => result,
+                Poll::Pending => panic!("the fake lookups never wait"),
+            }
+        }
+
+        fn fake() -> Fake {
+            Fake {
+                actor: Ok(true),
+                calls: Cell::new(0),
+            }
+        }
+
+        fn refused(
+            result: Result<Checked<'_, App, Merchant>, Refusal<&'static str>>,
+        ) -> ProtocolError {
+            match result {
+                Err(Refusal::Protocol(e)) => e,
+                Err(Refusal::Lookup(e)) => panic!("lookup failure {e}"),
+                Ok(_) => panic!("accepted"),
+            }
+        }
+
+        #[test]
+        fn a_good_request_passes_every_step_and_looks_its_actor_up_once() {
+            let app = App::good();
+            let fake = fake();
+            let checked = run(&signed(GOOD), Ok(Some(&app)), &fake).unwrap();
+            assert_eq!(checked.method, Method::AgreementQuery);
+            assert_eq!(checked.sign_type, SignType::Rsa2);
+            assert_eq!(checked.biz_content["agreement_no"], "1");
+            assert_eq!(fake.calls.get(), 1);
+        }
+
+        #[test]
+        fn each_step_answers_before_the_next_runs() {
+            let app = App::good();
+            let no_such_app: Result<Option<&App>, &str> = Ok(None);
+            // Method first: even with no app and nothing signed.
+            let f = fake();
+            let missing_method =
+                Params::from_pairs(Charset::Utf8, &replaced("method", None)).unwrap();
+            assert_eq!(
+                refused(run(&missing_method, no_such_app, &f)),
+                ProtocolError::MissingMethod
+            );
+            let unknown =
+                Params::from_pairs(Charset::Utf8, &replaced("method", Some("alipay.trade.pay")))
+                    .unwrap();
+            assert_eq!(
+                refused(run(&unknown, no_such_app, &f)),
+                ProtocolError::InvalidMethod
+            );
+            // Then the required parameters, before the app is looked at.
+            let no_version = Params::from_pairs(Charset::Utf8, &replaced("version", None)).unwrap();
+            assert_eq!(
+                refused(run(&no_version, no_such_app, &f)),
+                ProtocolError::MissingSign
+            );
+            assert_eq!(
+                refused(run(&signed(&replaced("version", None)), no_such_app, &f)),
+                ProtocolError::MissingVersion
+            );
+            assert_eq!(
+                refused(run(&signed(GOOD), no_such_app, &f)),
+                ProtocolError::InvalidAppId {
+                    detail: "no such app"
+                }
+            );
+            // A failed app lookup is a lookup failure at the app's step.
+            assert!(matches!(
+                run(&signed(GOOD), Err("down"), &f),
+                Err(Refusal::Lookup("down"))
+            ));
+            // The app: offline, then the sign type, then its keys.
+            let offline = App {
+                online: false,
+                ..App::good()
+            };
+            let bad_type = signed(&replaced("sign_type", Some("MD5")));
+            assert_eq!(
+                refused(run(&bad_type, Ok(Some(&offline)), &f)),
+                ProtocolError::InvalidAppId {
+                    detail: "the app is offline"
+                }
+            );
+            let keyless = App {
+                keys: Vec::new(),
+                ..App::good()
+            };
+            assert_eq!(
+                refused(run(&bad_type, Ok(Some(&keyless)), &f)),
+                ProtocolError::InvalidSignType
+            );
+            assert_eq!(
+                refused(run(&signed(GOOD), Ok(Some(&keyless)), &f)),
+                ProtocolError::MissingSignatureKey
+            );
+            let rsa = signed(&replaced("sign_type", Some("RSA")));
+            assert_eq!(
+                refused(run(&rsa, Ok(Some(&app)), &f)),
+                ProtocolError::MissingSignatureConfig { sign_type: "RSA" }
+            );
+            // The signature, before anything signed is looked at.
+            let mut forged = GOOD.to_vec();
+            forged.push(("sign", "AAAA"));
+            forged.retain(|(n, _)| *n != "timestamp");
+            forged.push(("timestamp", "1999-01-01 00:00:00"));
+            let forged = Params::from_pairs(Charset::Utf8, &forged).unwrap();
+            assert_eq!(
+                refused(run(&forged, Ok(Some(&app)), &f)),
+                ProtocolError::InvalidSignature
+            );
+            // Signed content: the timestamp, before the actor is looked up.
+            let stale = signed(&replaced("timestamp", Some("1999-01-01 00:00:00")));
+            assert!(matches!(
+                refused(run(&stale, Ok(Some(&app)), &f)),
+                ProtocolError::InvalidTimestamp { .. }
+            ));
+            assert_eq!(
+                f.calls.get(),
+                0,
+                "no step before the actor's looked the actor up"
+            );
+            // The actor (a token's answer), then the grant, then the actor being enabled, then
+            // biz_content.
+            let ungranted = App {
+                grants: Vec::new(),
+                ..App::good()
+            };
+            let bad_biz = signed(&replaced("biz_content", Some("[]")));
+            let token_refused = Fake {
+                actor: Err(ProtocolError::AppAuthTokenExpired),
+                calls: Cell::new(0),
+            };
+            assert_eq!(
+                refused(run(&bad_biz, Ok(Some(&ungranted)), &token_refused)),
+                ProtocolError::AppAuthTokenExpired
+            );
+            let disabled = Fake {
+                actor: Ok(false),
+                calls: Cell::new(0),
+            };
+            assert_eq!(
+                refused(run(&bad_biz, Ok(Some(&ungranted)), &disabled)),
+                ProtocolError::InsufficientIsvPermissions
+            );
+            assert_eq!(
+                refused(run(&bad_biz, Ok(Some(&app)), &disabled)),
+                ProtocolError::InvalidAppId {
+                    detail: "the calling merchant is disabled"
+                }
+            );
+            assert!(matches!(
+                refused(run(&bad_biz, Ok(Some(&app)), &fake())),
+                ProtocolError::InvalidParameter { .. }
+            ));
+        }
+
+        #[test]
+        fn the_head_of_a_broken_request_comes_from_a_scan() {
+            let head = Head::scan(
+                b"method=alipay.user.agreement.query&charset=GBK&app_id=2021%30",
+                Some(b"application/x-www-form-urlencoded"),
+                b"sign_type=RSA&x=%ZZ",
+            );
+            assert_eq!(head.method, Some(Method::AgreementQuery));
+            assert_eq!(head.app_id.as_deref(), Some("20210"));
+            assert_eq!(head.sign_type, SignType::Rsa);
+            assert_eq!(head.charset, Charset::Gbk);
+            // A multipart body is not scanned as a form; an app id of the wrong shape is none.
+            let head = Head::scan(
+                b"app_id=12ab",
+                Some(b"multipart/form-data; boundary=x"),
+                b"sign_type=RSA",
+            );
+            assert_eq!(head.app_id, None);
+            assert_eq!(head.sign_type, SignType::Rsa2);
         }
     }
 }

@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use agreements_domain::Merchant;
-use agreements_protocol::{PublicKey, SignType};
-use agreements_store::{AppRecord, Store, StoreError};
+use agreements_domain::ids::AppId;
+use agreements_domain::{EntityStatus, Merchant};
+use agreements_protocol::request::CallingApp;
+use agreements_protocol::{Method, PublicKey, SignType};
+use agreements_store::{AppRecord, AppStatus, Store, StoreError};
 
 use crate::cache::Ttl;
 
@@ -20,32 +22,48 @@ pub struct App {
     pub merchant: Option<Merchant>,
 }
 
-impl App {
-    /// The key for `sign_type`.
-    pub fn key(&self, sign_type: SignType) -> Option<&PublicKey> {
+impl CallingApp for App {
+    fn is_online(&self) -> bool {
+        self.record.status == AppStatus::Online
+    }
+
+    fn has_keys(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    fn key(&self, sign_type: SignType) -> Option<&PublicKey> {
         self.keys
             .iter()
             .find(|(t, _)| *t == sign_type)
             .map(|(_, k)| k)
     }
+
+    fn may_call(&self, method: Method) -> bool {
+        self.record.methods.contains(&method)
+    }
+}
+
+/// Whether a merchant may call (through its apps or an ISV's).
+pub(crate) fn is_enabled(merchant: &Merchant) -> bool {
+    merchant.status == EntityStatus::Normal
 }
 
 /// The cache.
 #[derive(Debug, Default)]
 pub struct AppCache {
-    entries: Ttl<String, Option<Arc<App>>>,
+    entries: Ttl<AppId, Option<Arc<App>>>,
 }
 
 impl AppCache {
     /// The app `app_id`, from the cache or the store.
-    pub async fn get(&self, store: &Store, app_id: &str) -> Result<Option<Arc<App>>, StoreError> {
+    pub async fn get(&self, store: &Store, app_id: &AppId) -> Result<Option<Arc<App>>, StoreError> {
         self.entries
             .get(app_id, async || load(store, app_id).await)
             .await
     }
 }
 
-async fn load(store: &Store, app_id: &str) -> Result<Option<Arc<App>>, StoreError> {
+async fn load(store: &Store, app_id: &AppId) -> Result<Option<Arc<App>>, StoreError> {
     let Some(record) = store.app(app_id).await? else {
         return Ok(None);
     };
@@ -56,7 +74,7 @@ async fn load(store: &Store, app_id: &str) -> Result<Option<Arc<App>>, StoreErro
         .filter_map(|k| match PublicKey::parse(&k.public_key) {
             Ok(key) => Some((k.sign_type, key)),
             Err(e) => {
-                tracing::error!(app_id, sign_type = %k.sign_type, error = %e, "stored app key does not parse");
+                tracing::error!(%app_id, sign_type = %k.sign_type, error = %e, "stored app key does not parse");
                 None
             }
         })

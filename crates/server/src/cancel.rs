@@ -49,7 +49,7 @@ pub async fn cancel(
     let agreement = c.agreement;
     let logon_id = store.logon_id_of(&agreement.alipay_user_id).await?;
     let logon_id = logon_id.as_deref();
-    let sign_app = store.app(agreement.sign_app_id.as_str()).await?;
+    let sign_app = store.app(&agreement.sign_app_id).await?;
     let owner_url = sign_app
         .as_ref()
         .and_then(|app| app.notify_url.as_deref())
@@ -102,7 +102,7 @@ fn queued(
     to: &Destination<'_>,
 ) -> Result<NewNotification, StoreError> {
     let digits = random_digits(26)
-        .map_err(|e| StoreError::Unavailable(format!("no randomness for a notify_id: {e}")))?;
+        .map_err(|e| StoreError::unavailable("drawing a notify_id (no randomness)", e))?;
     Ok(NewNotification {
         notify_id: notify::notify_id(now, &digits),
         agreement_no: agreement.agreement_no.clone(),

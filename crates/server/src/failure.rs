@@ -1,6 +1,7 @@
 //! The one place a failure becomes a wire answer.
 
 use agreements_domain::BizError;
+use agreements_protocol::request::Refusal;
 use agreements_protocol::{ProtocolError, WireError};
 use agreements_store::StoreError;
 
@@ -11,14 +12,32 @@ pub enum Failure {
     Protocol(ProtocolError),
     /// A business answer (`40004`).
     Biz(BizError),
+    /// Storage failed or holds data the rules refuse.
+    Store(StoreError),
 }
 
 impl Failure {
-    /// The wire answer. Exhaustive by construction: each layer maps its own variants.
+    /// The wire answer. Exhaustive by construction: each layer maps its own variants. Storage
+    /// outages are `20000 isp.unknow-error` (the caller retries); inconsistent data is the
+    /// business layer's `SYSTEM_ERROR`. No detail of them reaches the caller.
     pub fn wire(&self) -> WireError {
         match self {
             Self::Protocol(e) => e.wire(),
             Self::Biz(e) => e.wire(),
+            Self::Store(StoreError::Unavailable { .. }) => ProtocolError::ServiceUnavailable.wire(),
+            Self::Store(StoreError::Conflict { .. } | StoreError::Corrupt(_)) => {
+                BizError::SystemError(String::new()).wire()
+            }
+        }
+    }
+
+    /// What the operator must see in the log: the whole cause of a storage failure or of an
+    /// inconsistency; `None` for answers that are the caller's business.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Self::Biz(BizError::SystemError(detail)) => Some(detail.clone()),
+            Self::Store(e) => Some(crate::telemetry::chain(e)),
+            Self::Protocol(_) | Self::Biz(_) => None,
         }
     }
 }
@@ -36,18 +55,16 @@ impl From<BizError> for Failure {
 }
 
 impl From<StoreError> for Failure {
-    /// Storage outages are `20000 isp.unknow-error` (the caller retries); inconsistent data is
-    /// the business layer's `SYSTEM_ERROR`. The detail goes to the log, never to the caller.
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(detail) => {
-                tracing::error!(error = %detail, "storage unavailable");
-                Self::Protocol(ProtocolError::ServiceUnavailable)
-            }
-            StoreError::Conflict(detail) | StoreError::Corrupt(detail) => {
-                tracing::error!(error = %detail, "storage inconsistency");
-                Self::Biz(BizError::SystemError(detail))
-            }
+        Self::Store(e)
+    }
+}
+
+impl From<Refusal<Failure>> for Failure {
+    fn from(refusal: Refusal<Failure>) -> Self {
+        match refusal {
+            Refusal::Protocol(e) => Self::Protocol(e),
+            Refusal::Lookup(failure) => failure,
         }
     }
 }

@@ -1,21 +1,26 @@
 //! The gateway pipeline: bytes in, signed bytes out. Every request gets HTTP 200 and a body;
-//! the body is signed whenever the app can be known (openapi-gateway.md §2.5, §3).
+//! the body is signed whenever the app can be known (openapi-gateway.md §2.5, §3). The checks
+//! and their order are the protocol crate's ([`request::check`]); this file supplies the lookups
+//! they call back for and renders the answer.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use agreements_domain::Caller;
-use agreements_protocol::charset::{self, Charset};
+use agreements_domain::clock::Clock;
+use agreements_domain::ids::AppId;
+use agreements_domain::token::AppAuthToken;
+use agreements_domain::{BizError, Caller, Merchant};
+use agreements_protocol::charset::Charset;
 use agreements_protocol::envelope::{self, Signing};
 use agreements_protocol::method::ERROR_RESPONSE_NODE;
-use agreements_protocol::{Method, Params, PrivateKey, ProtocolError, SignType, form, request};
-use agreements_store::{AppStatus, Store, StoreError};
+use agreements_protocol::request::{self, Head, Lookups, Refusal};
+use agreements_protocol::{GatewayCode, Method, Params, PrivateKey, ProtocolError};
+use agreements_store::{Store, StoreError};
 
-use crate::apps::{App, AppCache};
+use crate::apps::{App, AppCache, is_enabled};
 use crate::cache::Catalogue;
-use crate::clock::Clock;
 use crate::failure::Failure;
-use crate::methods::{self, Call, Request};
+use crate::methods::{self, Answer, Call, Request};
 use crate::notify::Outbox;
 
 /// A rendered answer: the body bytes and the charset they are in.
@@ -48,13 +53,62 @@ pub struct Gateway {
     outbox: Outbox,
 }
 
-/// What is known about a request for answering it, even when it is broken.
-struct Context {
-    method: Option<Method>,
-    app_id: Option<String>,
-    app: Result<Option<Arc<App>>, StoreError>,
-    sign_type: SignType,
-    charset: Charset,
+/// Whom a request acts for: the merchant that granted its ISV token, or its app's owner.
+#[derive(Debug)]
+pub struct Acting {
+    /// The merchant.
+    pub merchant: Merchant,
+    /// The ISV authorisation the request carries, if any.
+    pub token: Option<AppAuthToken>,
+}
+
+impl request::Actor for Acting {
+    fn is_enabled(&self) -> bool {
+        is_enabled(&self.merchant)
+    }
+}
+
+impl Lookups for Gateway {
+    type App = App;
+    type Actor = Acting;
+    type Error = Failure;
+
+    async fn actor(
+        &self,
+        app: &App,
+        method: Method,
+        app_auth_token: Option<&str>,
+        now: i64,
+    ) -> Result<Acting, Refusal<Failure>> {
+        let lookup = |e: StoreError| Refusal::Lookup(Failure::from(e));
+        let inconsistent = |detail: String| Refusal::Lookup(BizError::SystemError(detail).into());
+        let Some(token) = app_auth_token else {
+            let merchant = app.merchant.clone().ok_or_else(|| {
+                inconsistent(format!("app {} has no owner merchant", app.record.app_id))
+            })?;
+            return Ok(Acting {
+                merchant,
+                token: None,
+            });
+        };
+        let token = self
+            .store
+            .app_auth_token(token)
+            .await
+            .map_err(lookup)?
+            .ok_or(ProtocolError::InvalidAppAuthToken)?;
+        let partner = token.authorize(&app.record.app_id, method, now)?;
+        let merchant = self
+            .store
+            .merchant(partner)
+            .await
+            .map_err(lookup)?
+            .ok_or_else(|| inconsistent(format!("token merchant {partner} does not exist")))?;
+        Ok(Acting {
+            merchant,
+            token: Some(token),
+        })
+    }
 }
 
 impl Gateway {
@@ -94,20 +148,19 @@ impl Gateway {
     /// Answers one request made of its raw query string, Content-Type and body.
     pub async fn handle(&self, query: &[u8], content_type: Option<&[u8]>, body: &[u8]) -> Reply {
         let started = Instant::now();
-        let (context, result) = match Params::decode(query, content_type, body) {
+        match Params::decode(query, content_type, body) {
             Ok(params) => {
-                let context = self
-                    .context(|name| params.get(name).map(str::to_owned), params.charset())
-                    .await;
-                let result = self.run(&params, &context).await;
-                (context, result)
+                let head = Head::of(&params);
+                let app = self.app(&head).await;
+                let result = self.run(&params, &app).await;
+                self.reply(&head, &app, result, started)
             }
-            Err(error) => (
-                self.raw_context(query, content_type, body).await,
-                Err(error.into()),
-            ),
-        };
-        self.reply(context, result, started)
+            Err(error) => {
+                let head = Head::scan(query, content_type, body);
+                let app = self.app(&head).await;
+                self.reply(&head, &app, Err(error.into()), started)
+            }
+        }
     }
 
     /// Answers a request whose body was larger than the limit (or could not be read), from what
@@ -119,181 +172,118 @@ impl Gateway {
         error: ProtocolError,
     ) -> Reply {
         let started = Instant::now();
-        let context = self.raw_context(query, content_type, b"").await;
-        self.reply(context, Err(error.into()), started)
+        let head = Head::scan(query, content_type, b"");
+        let app = self.app(&head).await;
+        self.reply(&head, &app, Err(error.into()), started)
     }
 
-    /// Best-effort context from undecodable input: ASCII-safe scans of query and form body.
-    async fn raw_context(&self, query: &[u8], content_type: Option<&[u8]>, body: &[u8]) -> Context {
-        let charset = charset::resolve(query, content_type, body).unwrap_or(Charset::Utf8);
-        let is_form =
-            !content_type.is_some_and(|ct| ct.trim_ascii_start().starts_with(b"multipart"));
-        let get = |name: &str| {
-            form::find_raw(query, name.as_bytes())
-                .or_else(|| {
-                    if is_form {
-                        form::find_raw(body, name.as_bytes())
-                    } else {
-                        None
-                    }
-                })
-                .and_then(|v| String::from_utf8(v).ok())
-        };
-        self.context(get, charset).await
-    }
-
-    async fn context(&self, get: impl Fn(&str) -> Option<String>, charset: Charset) -> Context {
-        let method = get("method").as_deref().and_then(Method::parse);
-        let sign_type = get("sign_type")
-            .as_deref()
-            .and_then(SignType::parse)
-            .unwrap_or(SignType::Rsa2);
-        let app_id = get("app_id").filter(|id| {
-            !id.is_empty()
-                && id.len() <= request::MAX_APP_ID
-                && id.bytes().all(|b| b.is_ascii_digit())
-        });
-        let app = match &app_id {
-            Some(id) => self.apps.get(&self.store, id).await,
-            None => Ok(None),
-        };
-        Context {
-            method,
-            app_id,
-            app,
-            sign_type,
-            charset,
+    /// The app the request names: it decides how even a failure is answered.
+    async fn app(&self, head: &Head) -> Result<Option<Arc<App>>, StoreError> {
+        match head.app_id.as_deref().map(AppId::parse) {
+            Some(Ok(app_id)) => self.apps.get(&self.store, &app_id).await,
+            Some(Err(_)) | None => Ok(None),
         }
     }
 
-    /// The checks of §2.5 in order, then the method.
-    async fn run(&self, params: &Params, context: &Context) -> Result<String, Failure> {
-        let method = request::method(params)?;
-        let required = request::required(params)?;
-        let app = match &context.app {
-            Err(e) => return Err(e.clone().into()),
-            Ok(None) => {
-                return Err(ProtocolError::InvalidAppId {
-                    detail: "no such app",
-                }
-                .into());
-            }
-            Ok(Some(app)) => app,
+    /// The checks of §2.5, then the method.
+    async fn run(
+        &self,
+        params: &Params,
+        app: &Result<Option<Arc<App>>, StoreError>,
+    ) -> Result<Answer, Failure> {
+        let app = match app {
+            Ok(app) => Ok(app.as_deref()),
+            Err(e) => Err(Failure::from(e.clone())),
         };
-        if app.record.status == AppStatus::Offline {
-            return Err(ProtocolError::InvalidAppId {
-                detail: "the app is offline",
-            }
-            .into());
-        }
-        let sign_type = request::sign_type(&required)?;
-        if app.keys.is_empty() {
-            return Err(ProtocolError::MissingSignatureKey.into());
-        }
-        let key = app
-            .key(sign_type)
-            .ok_or(ProtocolError::MissingSignatureConfig {
-                sign_type: sign_type.as_str(),
-            })?;
-        request::verify(params, key, sign_type)?;
         let now = self.clock.now();
-        request::check_signed(params, now, self.limits.timestamp_window)?;
-        // With an ISV token the request acts for the merchant that granted it; otherwise for the
-        // app's owner.
-        let (token, token_merchant) = match params.non_empty("app_auth_token") {
-            None => (None, None),
-            Some(token) => {
-                let token = self
-                    .store
-                    .app_auth_token(token)
-                    .await?
-                    .ok_or(ProtocolError::InvalidAppAuthToken)?;
-                let partner = token.authorize(&app.record.app_id, method.name(), now)?;
-                let merchant = self.store.merchant(partner).await?.ok_or_else(|| {
-                    Failure::from(StoreError::Corrupt(format!(
-                        "token merchant {partner} does not exist"
-                    )))
-                })?;
-                (Some(token), Some(merchant))
-            }
-        };
-        if !app.record.methods.iter().any(|m| m == method.name()) {
-            return Err(ProtocolError::InsufficientIsvPermissions.into());
-        }
-        let merchant = match &token_merchant {
-            Some(merchant) => merchant,
-            None => app.merchant.as_ref().ok_or_else(|| {
-                Failure::from(StoreError::Corrupt(format!(
-                    "app {} has no owner merchant",
-                    app.record.app_id
-                )))
-            })?,
-        };
-        if merchant.status != agreements_domain::EntityStatus::Normal {
-            return Err(ProtocolError::InvalidAppId {
-                detail: "the calling merchant is disabled",
-            }
-            .into());
-        }
-        let biz = request::biz_content(params)?;
-        let caller = Caller {
-            merchant: merchant.partner_id.clone(),
-            group: merchant.group_id.clone(),
-        };
+        let checked = request::check(params, app, self, now, self.limits.timestamp_window).await?;
+        let Acting { merchant, token } = checked.actor;
         methods::dispatch(
-            method,
+            checked.method,
             &Call {
                 store: &self.store,
                 catalogue: &self.catalogue,
-                app,
-                caller,
+                app: checked.app,
+                caller: Caller {
+                    merchant: merchant.partner_id,
+                    group: merchant.group_id,
+                },
                 now,
                 request: Request {
-                    sign_type,
+                    sign_type: checked.sign_type,
                     notify_url: params.non_empty("notify_url"),
                     token,
                 },
                 outbox: &self.outbox,
             },
-            &biz,
+            &checked.biz_content,
         )
         .await
     }
 
     /// Renders the answer: the method's node (or `error_response` when the method is missing or
-    /// unknown), signed when the app is known, in the request charset.
-    fn reply(&self, context: Context, result: Result<String, Failure>, started: Instant) -> Reply {
-        let node = context
+    /// unknown), signed when the app is known, in the request charset; and logs it, with the
+    /// cause of any failure the operator must see.
+    fn reply(
+        &self,
+        head: &Head,
+        app: &Result<Option<Arc<App>>, StoreError>,
+        result: Result<Answer, Failure>,
+        started: Instant,
+    ) -> Reply {
+        let node = head
             .method
             .map_or(ERROR_RESPONSE_NODE, Method::response_node);
-        let (json, code, sub_code) = match &result {
-            Ok(json) => (json.clone(), "10000", ""),
+        let rendered = result.and_then(|answer| {
+            envelope::success_node(&answer)
+                .map_err(|e| Failure::from(BizError::SystemError(e.to_string())))
+        });
+        let (json, code, sub_code, detail) = match rendered {
+            Ok(json) => (json, GatewayCode::Success.code(), "", None),
             Err(failure) => {
                 let wire = failure.wire();
-                (envelope::error_node(&wire), wire.code.code(), wire.sub_code)
+                let json = envelope::error_node(&wire);
+                (json, wire.code.code(), wire.sub_code, failure.detail())
             }
         };
-        let known = matches!(context.app, Ok(Some(_)));
+        let known = matches!(app, Ok(Some(_)));
         let signing = known.then_some(Signing {
             key: &self.platform_key,
-            sign_type: context.sign_type,
+            sign_type: head.sign_type,
         });
-        let body = envelope::render(node, &json, context.charset, signing).unwrap_or_else(|e| {
+        let body = envelope::render(node, &json, head.charset, signing).unwrap_or_else(|e| {
             tracing::error!(error = %e, "signing failed; answering unsigned");
-            envelope::render(node, &json, context.charset, None).unwrap_or_default()
+            envelope::render(node, &json, head.charset, None).unwrap_or_default()
         });
-        tracing::info!(
-            app_id = context.app_id.as_deref().unwrap_or("-"),
-            method = context.method.map_or("-", Method::name),
-            code,
-            sub_code,
-            signed = known,
-            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            "gateway"
-        );
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let app_id = head.app_id.as_deref().unwrap_or("-");
+        let method = head.method.map_or("-", Method::name);
+        match detail {
+            None => tracing::info!(
+                app_id,
+                method,
+                code,
+                sub_code,
+                signed = known,
+                micros,
+                "gateway"
+            ),
+            Some(error) => {
+                tracing::error!(
+                    app_id,
+                    method,
+                    code,
+                    sub_code,
+                    signed = known,
+                    micros,
+                    error,
+                    "gateway"
+                )
+            }
+        }
         Reply {
             body,
-            charset: context.charset,
+            charset: head.charset,
         }
     }
 }

@@ -4,7 +4,6 @@
 pub mod apps;
 pub mod cache;
 pub mod cancel;
-pub mod clock;
 pub mod config;
 pub mod failure;
 pub mod gateway;
@@ -99,7 +98,7 @@ async fn healthz(State(gateway): State<Arc<Gateway>>) -> Response {
     match gateway.store().ping().await {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, "health check failed");
+            tracing::warn!(error = telemetry::chain(&e), "health check failed");
             (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
         }
     }

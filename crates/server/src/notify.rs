@@ -14,7 +14,7 @@ use agreements_protocol::timestamp::format_beijing;
 use agreements_store::{Attempt, Notification, Store};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::clock::Clock;
+use agreements_domain::clock::Clock;
 
 /// The longest answer read from a receiver; a longer one is a failed send.
 pub const MAX_ANSWER_BYTES: usize = 4 * 1024;
@@ -114,7 +114,10 @@ impl Deliverer {
                             });
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "notification outbox unavailable"),
+                    Err(e) => tracing::warn!(
+                        error = crate::telemetry::chain(&e),
+                        "notification outbox unavailable"
+                    ),
                 }
             }
             if claimed > 0 && claimed == free as usize {
@@ -136,7 +139,7 @@ impl Deliverer {
     /// One send of `n` and its record.
     async fn deliver(&self, n: Notification) {
         let attempts = n.attempts + 1;
-        let id = n.queued.notify_id.clone();
+        let id = n.notify_id.clone();
         let result = self.send(&n).await;
         let now = self.clock.now();
         let attempt = match result {
@@ -163,7 +166,7 @@ impl Deliverer {
             .await
         {
             // Not recorded: the claim's lease runs out and it is sent again (a duplicate).
-            tracing::warn!(notify_id = %id, error = %e, "could not record a notification send");
+            tracing::warn!(notify_id = %id, error = crate::telemetry::chain(&e), "could not record a notification send");
         }
     }
 
@@ -171,19 +174,18 @@ impl Deliverer {
     async fn send(&self, n: &Notification) -> Result<(), String> {
         let notify_time = format_beijing(self.clock.now());
         let mut params: Vec<(&str, &str)> = n
-            .queued
             .params
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        params.push(("notify_id", &n.queued.notify_id));
+        params.push(("notify_id", &n.notify_id));
         params.push(("notify_time", &notify_time));
-        let body = notification::sign_form(&params, &self.key, n.queued.sign_type)
+        let body = notification::sign_form(&params, &self.key, n.sign_type)
             .map_err(|e| format!("signing failed: {e}"))?;
         let exchange = async {
             let mut response = self
                 .http
-                .post(&n.queued.url)
+                .post(&n.url)
                 .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
                 .body(body)
                 .send()

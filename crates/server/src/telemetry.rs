@@ -19,3 +19,28 @@ pub fn init(format: LogFormat, filter: &str) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
+
+/// An error and its causes, outermost first, joined by `: ` (what a log line needs; `Display`
+/// alone shows only the outermost).
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_names_every_cause() {
+        let io = std::io::Error::other("disk full");
+        let e = agreements_store::StoreError::unavailable("writing", io);
+        assert_eq!(chain(&e), "storage unavailable: writing: disk full");
+    }
+}

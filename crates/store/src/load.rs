@@ -1,24 +1,29 @@
-//! Bulk loading and export, shared by both backends (agreements.md §8).
+//! Bulk loading and export (agreements.md §8): the record kinds of load files, what loading did
+//! with each record, and the loader and exporter over either backend.
 //!
-//! Every entity kind is described once, by a [`Spec`]: its table, columns, natural key, the
-//! references its foreign keys make and the other unique constraints it must keep. Both
-//! backends drive their loading from the spec — SQLite row by row with prepared statements in one
-//! transaction per batch, PostgreSQL set-based through `COPY` into a staging table — and both
-//! classify each row the same way: [`Outcome`].
+//! Both loaders drive their statements from the tables' descriptions ([`crate::tables`]) and
+//! classify each row the same way ([`Outcome`]): SQLite row by row with prepared statements in
+//! one transaction per batch (`sqlite_load`), PostgreSQL set-based through `COPY` into a staging
+//! table (`pg_load`). The export is written once for both.
 
-use agreements_domain::ids::{
-    AgreementNo, AppId, CustomerId, GroupId, LogonId, OpenId, PartnerId, PersonalProductCode,
-    ProductCode, SignScene, UserId,
-};
-use agreements_domain::{
-    Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, Product,
-    ThirdPartyType,
-};
-use agreements_protocol::SignType;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
-use crate::StoreError;
-use crate::records::{AppKey, AppRecord, AppStatus, NewGroup};
-use crate::rows::{corrupt, id, known};
+use agreements_domain::clock::Clock;
+use agreements_domain::{Agreement, AgreementStatus, Contract, Merchant, PrincipalType};
+
+use crate::db::{Conn, Param, Pool};
+use crate::error::{Invalid, StoreError};
+use crate::records::{
+    AccountRecord, AppRecord, EventKind, LogonIdRecord, NewGroup, OpenIdRecord, ProductRecord,
+};
+use crate::schema::{Cell, Cells, Entity, Reference, Stored, Table};
+use crate::tables::{
+    ACCOUNTS, AGREEMENTS, APPS, LOGON_IDS, MERCHANT_CONTRACTS, MERCHANT_GROUPS, MERCHANTS,
+    OPEN_IDS, PRODUCTS,
+};
+use crate::{Store, pg_load, sqlite_load};
 
 /// The kinds of record a load file holds, in the order they must be loaded: each kind refers
 /// only to kinds before it.
@@ -78,12 +83,13 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    pub(crate) fn spec(self) -> &'static Spec {
+    /// The table its records are stored in (with its child tables).
+    pub fn table(self) -> &'static Table {
         match self {
-            Kind::Group => &GROUPS,
+            Kind::Group => &MERCHANT_GROUPS,
             Kind::Merchant => &MERCHANTS,
             Kind::Product => &PRODUCTS,
-            Kind::Contract => &CONTRACTS,
+            Kind::Contract => &MERCHANT_CONTRACTS,
             Kind::App => &APPS,
             Kind::Account => &ACCOUNTS,
             Kind::LogonId => &LOGON_IDS,
@@ -97,46 +103,6 @@ impl std::fmt::Display for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
-}
-
-/// An account as loaded and exported.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountRecord {
-    /// The account.
-    pub user_id: UserId,
-    /// Its person (created if new).
-    pub customer_id: CustomerId,
-    /// Whether it is usable.
-    pub status: EntityStatus,
-}
-
-/// A logon id naming an account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogonIdRecord {
-    /// The normalised logon id.
-    pub logon_id: LogonId,
-    /// The account it names.
-    pub user_id: UserId,
-}
-
-/// An app-scoped open id naming an account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenIdRecord {
-    /// The app whose namespace it is in.
-    pub app_id: AppId,
-    /// The open id.
-    pub open_id: OpenId,
-    /// The account it names.
-    pub user_id: UserId,
-}
-
-/// An agreement product with its display name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProductRecord {
-    /// The product and its sales products.
-    pub product: Product,
-    /// Display name.
-    pub name: String,
 }
 
 /// One record of a load file, validated.
@@ -160,6 +126,54 @@ pub enum Record {
     OpenId(OpenIdRecord),
     /// An agreement.
     Agreement(Agreement),
+}
+
+impl Record {
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Record::Group(_) => Kind::Group,
+            Record::Merchant(_) => Kind::Merchant,
+            Record::Product(_) => Kind::Product,
+            Record::Contract(_) => Kind::Contract,
+            Record::App(_) => Kind::App,
+            Record::Account(_) => Kind::Account,
+            Record::LogonId(_) => Kind::LogonId,
+            Record::OpenId(_) => Kind::OpenId,
+            Record::Agreement(_) => Kind::Agreement,
+        }
+    }
+
+    /// The record as stored: the cells of its table's columns and its child rows.
+    pub fn to_cells(&self) -> Cells {
+        match self {
+            Record::Group(r) => r.to_cells(),
+            Record::Merchant(r) => r.to_cells(),
+            Record::Product(r) => r.to_cells(),
+            Record::Contract(r) => r.to_cells(),
+            Record::App(r) => r.to_cells(),
+            Record::Account(r) => r.to_cells(),
+            Record::LogonId(r) => r.to_cells(),
+            Record::OpenId(r) => r.to_cells(),
+            Record::Agreement(r) => r.to_cells(),
+        }
+    }
+
+    /// The record of `kind` that `cells` hold; a value the domain's rules refuse is
+    /// [`Invalid`].
+    pub fn from_cells(kind: Kind, cells: Cells) -> Result<Record, Invalid> {
+        Ok(match kind {
+            Kind::Group => Record::Group(Entity::from_cells(cells)?),
+            Kind::Merchant => Record::Merchant(Entity::from_cells(cells)?),
+            Kind::Product => Record::Product(Entity::from_cells(cells)?),
+            Kind::Contract => Record::Contract(Entity::from_cells(cells)?),
+            Kind::App => Record::App(Entity::from_cells(cells)?),
+            Kind::Account => Record::Account(Entity::from_cells(cells)?),
+            Kind::LogonId => Record::LogonId(Entity::from_cells(cells)?),
+            Kind::OpenId => Record::OpenId(Entity::from_cells(cells)?),
+            Kind::Agreement => Record::Agreement(Entity::from_cells(cells)?),
+        })
+    }
 }
 
 /// What loading did with one record.
@@ -200,650 +214,21 @@ pub struct LoadOptions {
     pub dry_run: bool,
 }
 
-/// A stored value.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum Cell {
-    Null,
-    Int(i64),
-    Text(String),
-}
-
-impl Cell {
-    fn text(value: impl Into<String>) -> Cell {
-        Cell::Text(value.into())
-    }
-
-    fn opt(value: Option<impl Into<String>>) -> Cell {
-        value.map_or(Cell::Null, Cell::text)
-    }
-
-    fn opt_int(value: Option<i64>) -> Cell {
-        value.map_or(Cell::Null, Cell::Int)
-    }
-
-    /// The value for a message.
-    pub(crate) fn show(&self) -> String {
-        match self {
-            Cell::Null => "null".to_owned(),
-            Cell::Int(i) => i.to_string(),
-            Cell::Text(t) => t.clone(),
+/// The fields of `stored` and `new` (records of `table`) that differ, list fields included.
+pub(crate) fn diff(table: &Table, stored: &Cells, new: &Cells) -> Vec<&'static str> {
+    let mut fields: Vec<&'static str> = table
+        .columns
+        .iter()
+        .zip(stored.cells.iter().zip(&new.cells))
+        .filter(|(_, (a, b))| a != b)
+        .map(|(c, _)| c.name)
+        .collect();
+    for (i, child) in table.children.iter().enumerate() {
+        if stored.children.get(i) != new.children.get(i) {
+            fields.push(child.field);
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ty {
-    Text,
-    Int,
-}
-
-#[derive(Debug)]
-pub(crate) struct Column {
-    pub(crate) name: &'static str,
-    pub(crate) ty: Ty,
-}
-
-const fn text(name: &'static str) -> Column {
-    Column { name, ty: Ty::Text }
-}
-
-const fn int(name: &'static str) -> Column {
-    Column { name, ty: Ty::Int }
-}
-
-/// A foreign key: column `column` must name a row of `table` by `target`.
-#[derive(Debug)]
-pub(crate) struct Reference {
-    pub(crate) column: usize,
-    pub(crate) table: &'static str,
-    pub(crate) target: &'static str,
-    /// What the referenced thing is called in messages, and which file kind defines it.
-    pub(crate) what: &'static str,
-    pub(crate) defined_by: Kind,
-}
-
-/// A unique constraint besides the key (rows with a NULL in it are exempt).
-#[derive(Debug)]
-pub(crate) struct Unique {
-    pub(crate) columns: &'static [usize],
-}
-
-/// A set of rows stored in a child table, keyed by the parent's key (its first column).
-#[derive(Debug)]
-pub(crate) struct Child {
-    pub(crate) table: &'static str,
-    pub(crate) parent: &'static str,
-    pub(crate) columns: &'static [Column],
-    /// The field name in files and messages.
-    pub(crate) field: &'static str,
-}
-
-#[derive(Debug)]
-pub(crate) struct Spec {
-    pub(crate) table: &'static str,
-    pub(crate) columns: &'static [Column],
-    /// The natural key: the first `key` columns.
-    pub(crate) key: usize,
-    pub(crate) references: &'static [Reference],
-    pub(crate) uniques: &'static [Unique],
-    pub(crate) children: &'static [Child],
-}
-
-impl Spec {
-    pub(crate) fn column_list(&self) -> String {
-        self.columns
-            .iter()
-            .map(|c| c.name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    pub(crate) fn key_columns(&self) -> &[Column] {
-        &self.columns[..self.key]
-    }
-
-    /// The fields of `stored` and `new` that differ, children included.
-    pub(crate) fn diff(&self, stored: &Row, new: &Row) -> Vec<&'static str> {
-        let mut fields: Vec<&'static str> = self
-            .columns
-            .iter()
-            .zip(stored.cells.iter().zip(&new.cells))
-            .filter(|(_, (a, b))| a != b)
-            .map(|(c, _)| c.name)
-            .collect();
-        for (i, child) in self.children.iter().enumerate() {
-            if stored.children.get(i) != new.children.get(i) {
-                fields.push(child.field);
-            }
-        }
-        fields
-    }
-}
-
-static GROUPS: Spec = Spec {
-    table: "merchant_groups",
-    columns: &[text("group_id"), text("name")],
-    key: 1,
-    references: &[],
-    uniques: &[],
-    children: &[],
-};
-
-static MERCHANTS: Spec = Spec {
-    table: "merchants",
-    columns: &[
-        text("partner_id"),
-        text("name"),
-        text("status"),
-        text("group_id"),
-    ],
-    key: 1,
-    references: &[Reference {
-        column: 3,
-        table: "merchant_groups",
-        target: "group_id",
-        what: "merchant group",
-        defined_by: Kind::Group,
-    }],
-    uniques: &[],
-    children: &[],
-};
-
-static PRODUCTS: Spec = Spec {
-    table: "products",
-    columns: &[text("personal_product_code"), text("name")],
-    key: 1,
-    references: &[],
-    uniques: &[],
-    children: &[Child {
-        table: "product_pairs",
-        parent: "personal_product_code",
-        columns: &[text("product_code")],
-        field: "product_codes",
-    }],
-};
-
-static CONTRACTS: Spec = Spec {
-    table: "merchant_contracts",
-    columns: &[
-        text("partner_id"),
-        text("product_code"),
-        text("status"),
-        int("valid_from"),
-        int("valid_to"),
-    ],
-    key: 2,
-    references: &[MERCHANT_OF_COLUMN_0],
-    uniques: &[],
-    children: &[],
-};
-
-const MERCHANT_OF_COLUMN_0: Reference = Reference {
-    column: 0,
-    table: "merchants",
-    target: "partner_id",
-    what: "merchant",
-    defined_by: Kind::Merchant,
-};
-
-static APPS: Spec = Spec {
-    table: "apps",
-    columns: &[
-        text("app_id"),
-        text("partner_id"),
-        text("name"),
-        text("status"),
-        text("notify_url"),
-    ],
-    key: 1,
-    references: &[Reference {
-        column: 1,
-        ..MERCHANT_OF_COLUMN_0
-    }],
-    uniques: &[],
-    children: &[
-        Child {
-            table: "app_keys",
-            parent: "app_id",
-            columns: &[text("sign_type"), text("public_key")],
-            field: "public_keys",
-        },
-        Child {
-            table: "app_methods",
-            parent: "app_id",
-            columns: &[text("method")],
-            field: "methods",
-        },
-    ],
-};
-
-static ACCOUNTS: Spec = Spec {
-    table: "accounts",
-    columns: &[text("user_id"), text("customer_id"), text("status")],
-    key: 1,
-    references: &[],
-    uniques: &[],
-    children: &[],
-};
-
-const ACCOUNT_OF: Reference = Reference {
-    column: 0,
-    table: "accounts",
-    target: "user_id",
-    what: "account",
-    defined_by: Kind::Account,
-};
-
-static LOGON_IDS: Spec = Spec {
-    table: "logon_ids",
-    columns: &[text("logon_id"), text("user_id")],
-    key: 1,
-    references: &[Reference {
-        column: 1,
-        ..ACCOUNT_OF
-    }],
-    uniques: &[],
-    children: &[],
-};
-
-static OPEN_IDS: Spec = Spec {
-    table: "open_ids",
-    columns: &[text("app_id"), text("open_id"), text("user_id")],
-    key: 2,
-    references: &[Reference {
-        column: 2,
-        ..ACCOUNT_OF
-    }],
-    uniques: &[Unique { columns: &[0, 2] }],
-    children: &[],
-};
-
-/// Column positions in [`AGREEMENTS`].
-pub(crate) mod agreement_column {
-    pub(crate) const PRINCIPAL_TYPE: usize = 3;
-    pub(crate) const PRINCIPAL_ID: usize = 4;
-    pub(crate) const ALIPAY_USER_ID: usize = 5;
-    pub(crate) const STATUS: usize = 12;
-}
-
-static AGREEMENTS: Spec = Spec {
-    table: "agreements",
-    columns: &[
-        text("agreement_no"),
-        text("partner_id"),
-        text("sign_app_id"),
-        text("principal_type"),
-        text("principal_id"),
-        text("alipay_user_id"),
-        text("personal_product_code"),
-        text("product_code"),
-        text("sign_scene"),
-        text("third_party_type"),
-        text("external_agreement_no"),
-        text("external_logon_id"),
-        text("status"),
-        int("sign_time"),
-        int("valid_time"),
-        int("invalid_time"),
-        int("unsign_time"),
-    ],
-    key: 1,
-    references: &[
-        Reference {
-            column: 1,
-            ..MERCHANT_OF_COLUMN_0
-        },
-        Reference {
-            column: agreement_column::ALIPAY_USER_ID,
-            ..ACCOUNT_OF
-        },
-    ],
-    uniques: &[Unique {
-        columns: &[1, 6, 8, 10],
-    }],
-    children: &[],
-};
-
-/// A record as stored: its main row and, per child table of its spec, its child rows (sorted).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Row {
-    pub(crate) cells: Vec<Cell>,
-    pub(crate) children: Vec<Vec<Vec<Cell>>>,
-}
-
-impl Row {
-    pub(crate) fn key(&self, spec: &Spec) -> &[Cell] {
-        &self.cells[..spec.key]
-    }
-}
-
-pub(crate) fn sorted(mut rows: Vec<Vec<Cell>>) -> Vec<Vec<Cell>> {
-    rows.sort();
-    rows.dedup();
-    rows
-}
-
-impl Record {
-    /// Its kind.
-    pub fn kind(&self) -> Kind {
-        match self {
-            Record::Group(_) => Kind::Group,
-            Record::Merchant(_) => Kind::Merchant,
-            Record::Product(_) => Kind::Product,
-            Record::Contract(_) => Kind::Contract,
-            Record::App(_) => Kind::App,
-            Record::Account(_) => Kind::Account,
-            Record::LogonId(_) => Kind::LogonId,
-            Record::OpenId(_) => Kind::OpenId,
-            Record::Agreement(_) => Kind::Agreement,
-        }
-    }
-
-    pub(crate) fn to_row(&self) -> Row {
-        let (cells, children) = match self {
-            Record::Group(g) => (
-                vec![Cell::text(g.group_id.as_str()), Cell::text(&g.name)],
-                vec![],
-            ),
-            Record::Merchant(m) => (
-                vec![
-                    Cell::text(m.partner_id.as_str()),
-                    Cell::text(&m.name),
-                    Cell::text(m.status.as_str()),
-                    Cell::opt(m.group_id.as_ref().map(GroupId::as_str)),
-                ],
-                vec![],
-            ),
-            Record::Product(p) => (
-                vec![
-                    Cell::text(p.product.personal_product_code.as_str()),
-                    Cell::text(&p.name),
-                ],
-                vec![sorted(
-                    p.product
-                        .product_codes
-                        .iter()
-                        .map(|c| vec![Cell::text(c.as_str())])
-                        .collect(),
-                )],
-            ),
-            Record::Contract(k) => (
-                vec![
-                    Cell::text(k.partner_id.as_str()),
-                    Cell::text(k.product_code.as_str()),
-                    Cell::text(k.status.as_str()),
-                    Cell::Int(k.valid_from),
-                    Cell::Int(k.valid_to),
-                ],
-                vec![],
-            ),
-            Record::App(a) => (
-                vec![
-                    Cell::text(a.app_id.as_str()),
-                    Cell::text(a.partner_id.as_str()),
-                    Cell::text(&a.name),
-                    Cell::text(a.status.as_str()),
-                    Cell::opt(a.notify_url.as_deref()),
-                ],
-                vec![
-                    sorted(
-                        a.keys
-                            .iter()
-                            .map(|k| {
-                                vec![Cell::text(k.sign_type.as_str()), Cell::text(&k.public_key)]
-                            })
-                            .collect(),
-                    ),
-                    sorted(a.methods.iter().map(|m| vec![Cell::text(m)]).collect()),
-                ],
-            ),
-            Record::Account(a) => (
-                vec![
-                    Cell::text(a.user_id.as_str()),
-                    Cell::text(a.customer_id.as_str()),
-                    Cell::text(a.status.as_str()),
-                ],
-                vec![],
-            ),
-            Record::LogonId(l) => (
-                vec![
-                    Cell::text(l.logon_id.as_str()),
-                    Cell::text(l.user_id.as_str()),
-                ],
-                vec![],
-            ),
-            Record::OpenId(o) => (
-                vec![
-                    Cell::text(o.app_id.as_str()),
-                    Cell::text(o.open_id.as_str()),
-                    Cell::text(o.user_id.as_str()),
-                ],
-                vec![],
-            ),
-            Record::Agreement(a) => (
-                vec![
-                    Cell::text(a.agreement_no.as_str()),
-                    Cell::text(a.partner_id.as_str()),
-                    Cell::text(a.sign_app_id.as_str()),
-                    Cell::text(a.principal_type.as_str()),
-                    Cell::text(&a.principal_id),
-                    Cell::text(a.alipay_user_id.as_str()),
-                    Cell::text(a.personal_product_code.as_str()),
-                    Cell::text(a.product_code.as_str()),
-                    Cell::text(a.sign_scene.as_str()),
-                    Cell::text(a.third_party_type.as_str()),
-                    Cell::opt(a.external_agreement_no.as_deref()),
-                    Cell::opt(a.external_logon_id.as_deref()),
-                    Cell::text(a.status.as_str()),
-                    Cell::Int(a.sign_time),
-                    Cell::Int(a.valid_time),
-                    Cell::Int(a.invalid_time),
-                    Cell::opt_int(a.unsign_time),
-                ],
-                vec![],
-            ),
-        };
-        Row { cells, children }
-    }
-
-    /// The record a stored row holds; values that break the domain's rules are `Corrupt`.
-    pub(crate) fn from_row(kind: Kind, row: Row) -> Result<Record, StoreError> {
-        let table = kind.spec().table;
-        let mut cells = Reader {
-            table,
-            cells: row.cells.into_iter(),
-        };
-        let mut children = row.children.into_iter();
-        Ok(match kind {
-            Kind::Group => Record::Group(NewGroup {
-                group_id: cells.id("group_id", GroupId::parse)?,
-                name: cells.text("name")?,
-            }),
-            Kind::Merchant => Record::Merchant(Merchant {
-                partner_id: cells.id("partner_id", PartnerId::parse)?,
-                name: cells.text("name")?,
-                status: cells.known("status", EntityStatus::parse)?,
-                group_id: cells.opt_id("group_id", GroupId::parse)?,
-            }),
-            Kind::Product => {
-                let personal_product_code =
-                    cells.id("personal_product_code", PersonalProductCode::parse)?;
-                let name = cells.text("name")?;
-                let product_codes = children
-                    .next()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|r| {
-                        Reader {
-                            table: "product_pairs",
-                            cells: r.into_iter(),
-                        }
-                        .id("product_code", ProductCode::parse)
-                    })
-                    .collect::<Result<_, _>>()?;
-                Record::Product(ProductRecord {
-                    product: Product {
-                        personal_product_code,
-                        product_codes,
-                    },
-                    name,
-                })
-            }
-            Kind::Contract => Record::Contract(Contract {
-                partner_id: cells.id("partner_id", PartnerId::parse)?,
-                product_code: cells.id("product_code", ProductCode::parse)?,
-                status: cells.known("status", EntityStatus::parse)?,
-                valid_from: cells.int("valid_from")?,
-                valid_to: cells.int("valid_to")?,
-            }),
-            Kind::App => {
-                let app_id = cells.id("app_id", AppId::parse)?;
-                let partner_id = cells.id("partner_id", PartnerId::parse)?;
-                let name = cells.text("name")?;
-                let status = cells.known("status", AppStatus::parse)?;
-                let notify_url = cells.opt_text("notify_url")?;
-                let keys = children
-                    .next()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|r| {
-                        let mut r = Reader {
-                            table: "app_keys",
-                            cells: r.into_iter(),
-                        };
-                        Ok(AppKey {
-                            sign_type: r.known("sign_type", SignType::parse)?,
-                            public_key: r.text("public_key")?,
-                        })
-                    })
-                    .collect::<Result<_, StoreError>>()?;
-                let methods = children
-                    .next()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|r| {
-                        Reader {
-                            table: "app_methods",
-                            cells: r.into_iter(),
-                        }
-                        .text("method")
-                    })
-                    .collect::<Result<_, _>>()?;
-                Record::App(AppRecord {
-                    app_id,
-                    partner_id,
-                    name,
-                    status,
-                    notify_url,
-                    keys,
-                    methods,
-                })
-            }
-            Kind::Account => Record::Account(AccountRecord {
-                user_id: cells.id("user_id", UserId::parse)?,
-                customer_id: cells.id("customer_id", CustomerId::parse)?,
-                status: cells.known("status", EntityStatus::parse)?,
-            }),
-            Kind::LogonId => Record::LogonId(LogonIdRecord {
-                logon_id: cells.id("logon_id", LogonId::parse)?,
-                user_id: cells.id("user_id", UserId::parse)?,
-            }),
-            Kind::OpenId => Record::OpenId(OpenIdRecord {
-                app_id: cells.id("app_id", AppId::parse)?,
-                open_id: cells.id("open_id", OpenId::parse)?,
-                user_id: cells.id("user_id", UserId::parse)?,
-            }),
-            Kind::Agreement => Record::Agreement(Agreement {
-                agreement_no: cells.id("agreement_no", AgreementNo::parse)?,
-                partner_id: cells.id("partner_id", PartnerId::parse)?,
-                sign_app_id: cells.id("sign_app_id", AppId::parse)?,
-                principal_type: cells.known("principal_type", PrincipalType::parse)?,
-                principal_id: cells.text("principal_id")?,
-                alipay_user_id: cells.id("alipay_user_id", UserId::parse)?,
-                personal_product_code: cells
-                    .id("personal_product_code", PersonalProductCode::parse)?,
-                product_code: cells.id("product_code", ProductCode::parse)?,
-                sign_scene: cells.id("sign_scene", SignScene::parse)?,
-                third_party_type: cells.known("third_party_type", ThirdPartyType::parse)?,
-                external_agreement_no: cells.opt_text("external_agreement_no")?,
-                external_logon_id: cells.opt_text("external_logon_id")?,
-                status: cells.known("status", AgreementStatus::parse)?,
-                sign_time: cells.int("sign_time")?,
-                valid_time: cells.int("valid_time")?,
-                invalid_time: cells.int("invalid_time")?,
-                unsign_time: cells.opt_int("unsign_time")?,
-            }),
-        })
-    }
-}
-
-/// Reads a stored row's cells in column order, naming the column when one is not what the
-/// domain allows.
-struct Reader {
-    table: &'static str,
-    cells: std::vec::IntoIter<Cell>,
-}
-
-impl Reader {
-    fn next(&mut self, column: &str) -> Result<Cell, StoreError> {
-        self.cells
-            .next()
-            .ok_or_else(|| corrupt(&format!("{}.{column}", self.table), "missing"))
-    }
-
-    fn opt_text(&mut self, column: &'static str) -> Result<Option<String>, StoreError> {
-        match self.next(column)? {
-            Cell::Null => Ok(None),
-            Cell::Text(t) => Ok(Some(t)),
-            Cell::Int(i) => Err(corrupt(column, format!("{i} is not text"))),
-        }
-    }
-
-    fn text(&mut self, column: &'static str) -> Result<String, StoreError> {
-        self.opt_text(column)?
-            .ok_or_else(|| corrupt(column, "is null"))
-    }
-
-    fn opt_int(&mut self, column: &'static str) -> Result<Option<i64>, StoreError> {
-        match self.next(column)? {
-            Cell::Null => Ok(None),
-            Cell::Int(i) => Ok(Some(i)),
-            Cell::Text(t) => Err(corrupt(column, format!("{t:?} is not a number"))),
-        }
-    }
-
-    fn int(&mut self, column: &'static str) -> Result<i64, StoreError> {
-        self.opt_int(column)?
-            .ok_or_else(|| corrupt(column, "is null"))
-    }
-
-    fn id<T, E: std::fmt::Display>(
-        &mut self,
-        column: &'static str,
-        parse: impl FnOnce(String) -> Result<T, E>,
-    ) -> Result<T, StoreError> {
-        let value = self.text(column)?;
-        id(column, parse(value))
-    }
-
-    fn opt_id<T, E: std::fmt::Display>(
-        &mut self,
-        column: &'static str,
-        parse: impl FnOnce(String) -> Result<T, E>,
-    ) -> Result<Option<T>, StoreError> {
-        self.opt_text(column)?
-            .map(|v| id(column, parse(v)))
-            .transpose()
-    }
-
-    fn known<T>(
-        &mut self,
-        column: &'static str,
-        parse: impl FnOnce(&str) -> Option<T>,
-    ) -> Result<T, StoreError> {
-        let value = self.text(column)?;
-        known(column, &value, parse(&value))
-    }
+    fields
 }
 
 /// The statements that begin, commit and undo one batch: a savepoint inside a dry run's
@@ -869,40 +254,38 @@ pub(crate) fn settled(outcomes: Vec<Option<Outcome>>) -> Vec<Outcome> {
         .collect()
 }
 
-/// Marks every record whose key repeats an earlier one's in the same batch; returns the rows of
-/// the others, with their indexes, in key order (neighbouring keys share index pages, so writing
+/// Marks every record whose key repeats an earlier one's in the same batch; returns the others
+/// as stored, with their indexes, in key order (neighbouring keys share index pages, so writing
 /// in key order touches far fewer pages than file order).
 pub(crate) fn first_of_each_key(
-    kind: Kind,
+    table: &Table,
     records: &[Record],
     outcomes: &mut [Option<Outcome>],
-) -> Vec<(usize, Row)> {
-    let spec = kind.spec();
-    let mut seen: std::collections::HashMap<Vec<Cell>, usize> =
-        std::collections::HashMap::with_capacity(records.len());
+) -> Vec<(usize, Cells)> {
+    let mut seen: HashMap<Vec<Cell>, usize> = HashMap::with_capacity(records.len());
     let mut rows = Vec::with_capacity(records.len());
     for (i, record) in records.iter().enumerate() {
-        let row = record.to_row();
-        match seen.entry(row.key(spec).to_vec()) {
-            std::collections::hash_map::Entry::Occupied(first) => {
+        let row = record.to_cells();
+        match seen.entry(row.key(table).to_vec()) {
+            Entry::Occupied(first) => {
                 outcomes[i] = Some(Outcome::Duplicate {
                     first: *first.get(),
                 });
             }
-            std::collections::hash_map::Entry::Vacant(slot) => {
+            Entry::Vacant(slot) => {
                 slot.insert(i);
                 rows.push((i, row));
             }
         }
     }
-    rows.sort_unstable_by(|(_, a), (_, b)| a.key(spec).cmp(b.key(spec)));
+    rows.sort_unstable_by(|(_, a), (_, b)| a.key(table).cmp(b.key(table)));
     rows
 }
 
-/// The message for a reference that names nothing.
-pub(crate) fn missing_reference(spec: &Spec, reference: &Reference, value: &Cell) -> Outcome {
+/// The rejection of a reference that names nothing.
+pub(crate) fn missing_reference(reference: &Reference, value: &Cell) -> Outcome {
     Outcome::Rejected {
-        field: spec.columns[reference.column].name,
+        field: reference.column,
         reason: format!(
             "no {} {} (load it first, in a {} file)",
             reference.what,
@@ -912,86 +295,192 @@ pub(crate) fn missing_reference(spec: &Spec, reference: &Reference, value: &Cell
     }
 }
 
-/// The message for a unique value another record already holds.
-pub(crate) fn taken(spec: &Spec, unique: &Unique, holder: &[Cell]) -> Outcome {
-    let names: Vec<&str> = unique
-        .columns
-        .iter()
-        .map(|&c| spec.columns[c].name)
-        .collect();
+/// The rejection of a unique value another record (key `holder`) already holds.
+pub(crate) fn taken(unique: &[&'static str], holder: &[Cell]) -> Outcome {
     let holder: Vec<String> = holder.iter().map(Cell::show).collect();
     Outcome::Rejected {
-        field: spec.columns[unique.columns[unique.columns.len() - 1]].name,
+        field: unique.last().copied().unwrap_or_default(),
         reason: format!(
             "({}) is already used by the record with key {}",
-            names.join(", "),
+            unique.join(", "),
             holder.join(" ")
         ),
     }
 }
 
-/// The message for a CUSTOMER agreement whose principal is not the signing account's person.
-pub(crate) fn wrong_person(customer_id: &str) -> Outcome {
-    Outcome::Rejected {
-        field: "principal_id",
-        reason: format!(
-            "a CUSTOMER agreement's principal_id must be the person of alipay_user_id, which is {customer_id}"
-        ),
+/// A CUSTOMER agreement must name as its principal the person of its signing account: the
+/// columns that say so, and the rejection when it does not.
+pub(crate) mod person_rule {
+    use super::{AGREEMENTS, Cell, Cells, Outcome, PrincipalType};
+    use crate::schema::Spelled as _;
+
+    /// Whether `row` (an agreement) is a CUSTOMER agreement.
+    pub(crate) fn applies(row: &Cells) -> bool {
+        *row.get(&AGREEMENTS, "principal_type")
+            == Cell::Text(PrincipalType::Customer.spelling().to_owned())
+    }
+
+    pub(crate) fn rejection(customer_id: &str) -> Outcome {
+        Outcome::Rejected {
+            field: "principal_id",
+            reason: format!(
+                "a CUSTOMER agreement's principal_id must be the person of alipay_user_id, which is {customer_id}"
+            ),
+        }
     }
 }
 
-/// `SELECT <columns> FROM <table> [WHERE (<key>) > (<params>)] ORDER BY <key> LIMIT <limit>`,
-/// with parameters written by `param(i)` (1-based).
-pub(crate) fn page_query(
-    spec: &Spec,
-    after: bool,
-    limit: usize,
-    param: impl Fn(usize) -> String,
-) -> String {
-    let keys: Vec<&str> = spec.key_columns().iter().map(|c| c.name).collect();
-    let filter = if after {
-        let params: Vec<String> = (1..=spec.key).map(&param).collect();
-        format!("WHERE ({}) > ({})", keys.join(", "), params.join(", "))
-    } else {
-        String::new()
-    };
-    format!(
-        "SELECT {} FROM {} {filter} ORDER BY {} LIMIT {limit}",
-        spec.column_list(),
-        spec.table,
-        keys.join(", ")
-    )
-}
-
-/// The history entry a loaded agreement row gets.
+/// The history entry an agreement loaded as `row` gets: `IMPORT` when it is new (`stored` is
+/// `None`), `UPDATE` with the old status when it overwrote `stored`.
 pub(crate) struct LoadEvent<'a> {
     pub(crate) agreement_no: &'a str,
-    pub(crate) kind: crate::EventKind,
+    pub(crate) kind: EventKind,
     pub(crate) old_status: Option<&'a str>,
     pub(crate) new_status: &'a str,
 }
 
-/// For an agreement row just inserted (`stored` is `None`) or overwritten: its event.
-pub(crate) fn event<'a>(
-    kind: Kind,
-    stored: Option<&'a Row>,
-    row: &'a Row,
-) -> Option<LoadEvent<'a>> {
-    let text = |row: &'a Row, i: usize| match &row.cells[i] {
-        Cell::Text(t) => Some(t.as_str()),
-        Cell::Int(_) | Cell::Null => None,
-    };
-    if kind != Kind::Agreement {
-        return None;
+impl<'a> LoadEvent<'a> {
+    /// The event of an agreement row; `None` for other kinds.
+    pub(crate) fn of(kind: Kind, stored: Option<&'a Cells>, row: &'a Cells) -> Option<Self> {
+        if kind != Kind::Agreement {
+            return None;
+        }
+        let text = |row: &'a Cells, column: &str| match row.get(&AGREEMENTS, column) {
+            Cell::Text(t) => Some(t.as_str()),
+            Cell::Int(_) | Cell::Null => None,
+        };
+        Some(LoadEvent {
+            agreement_no: text(row, "agreement_no")?,
+            kind: if stored.is_some() {
+                EventKind::Update
+            } else {
+                EventKind::Import
+            },
+            old_status: stored.and_then(|s| text(s, "status")),
+            new_status: text(row, "status")?,
+        })
     }
-    Some(LoadEvent {
-        agreement_no: text(row, 0)?,
-        kind: if stored.is_some() {
-            crate::EventKind::Update
-        } else {
-            crate::EventKind::Import
-        },
-        old_status: stored.and_then(|s| text(s, agreement_column::STATUS)),
-        new_status: text(row, agreement_column::STATUS)?,
-    })
+}
+
+/// The actor of loaded agreements' history events.
+pub(crate) const IMPORT_ACTOR: &str = "import";
+
+/// Checks that a stored status spelling is one (the loaders write the events of agreements they
+/// read back).
+pub(crate) fn status(text: &str) -> Result<AgreementStatus, StoreError> {
+    AgreementStatus::from_cell(Cell::Text(text.to_owned()))
+        .map_err(|rule| StoreError::Corrupt(rule.of("agreements", "status")))
+}
+
+/// A bulk load in progress. Dropping it without [`Loader::finish`] keeps the committed batches
+/// (and, in a dry run, discards everything).
+#[derive(Debug)]
+pub struct Loader {
+    backend: LoaderBackend,
+}
+
+#[derive(Debug)]
+enum LoaderBackend {
+    Sqlite(sqlite_load::SqliteLoader),
+    Postgres(pg_load::PgLoader),
+}
+
+impl Loader {
+    /// Loads one batch of records of one kind, in one transaction; returns what happened to each
+    /// record, in order. An `Err` means the database failed and the batch was not applied.
+    ///
+    /// # Panics
+    ///
+    /// When a record is not of `kind` (a caller's mistake, not the data's).
+    pub async fn load(
+        &mut self,
+        kind: Kind,
+        records: &[Record],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        assert!(
+            records.iter().all(|r| r.kind() == kind),
+            "a batch of {kind} holds records of another kind"
+        );
+        match &mut self.backend {
+            LoaderBackend::Sqlite(l) => l.load(kind, records).await,
+            LoaderBackend::Postgres(l) => l.load(kind, records).await,
+        }
+    }
+
+    /// Ends the load: in a dry run, rolls everything back.
+    pub async fn finish(self) -> Result<(), StoreError> {
+        match self.backend {
+            LoaderBackend::Sqlite(l) => l.finish(),
+            LoaderBackend::Postgres(l) => l.finish().await,
+        }
+    }
+}
+
+/// An export in progress: one consistent snapshot of the database, read one kind at a time in
+/// key order (keyset pagination).
+#[derive(Debug)]
+pub struct Exporter<'s> {
+    snapshot: Conn<'s>,
+}
+
+impl Exporter<'_> {
+    /// Up to `limit` records of `kind` whose key follows `after`'s (from the first when `None`),
+    /// in key order.
+    pub async fn page(
+        &mut self,
+        kind: Kind,
+        after: Option<&Record>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let table = kind.table();
+        let after = after.map(Record::to_cells);
+        let key = after
+            .as_ref()
+            .map(|a| Param::row(table, 0, a.key(table)))
+            .unwrap_or_default();
+        let rows = self
+            .snapshot
+            .rows(&table.page(after.is_some(), limit), &key)
+            .await?;
+        let mut records = Vec::with_capacity(rows.len());
+        for cells in rows {
+            let cells = self.snapshot.with_children(table, cells).await?;
+            records.push(Record::from_cells(kind, cells).map_err(StoreError::Corrupt)?);
+        }
+        Ok(records)
+    }
+
+    /// Ends the export and releases its snapshot (dropping it does too).
+    pub async fn finish(self) -> Result<(), StoreError> {
+        self.snapshot.commit().await
+    }
+}
+
+impl Store {
+    /// Starts a bulk load on a connection of its own (agreements.md §8). Each
+    /// [`Loader::load`] call is one batch: applied whole, in one transaction, or not at all.
+    /// History events of loaded agreements are stamped by the store's clock.
+    pub async fn loader(&self, options: LoadOptions) -> Result<Loader, StoreError> {
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        Ok(Loader {
+            backend: match &self.pool {
+                Pool::Sqlite(pool) => LoaderBackend::Sqlite(sqlite_load::SqliteLoader::new(
+                    pool.connect()?,
+                    options,
+                    clock,
+                )?),
+                Pool::Postgres(pool) => LoaderBackend::Postgres(
+                    pg_load::PgLoader::new(pool.acquire().await?, options, clock).await?,
+                ),
+            },
+        })
+    }
+
+    /// Starts an export: pages of one kind at a time, in key order, all from one snapshot (a read
+    /// transaction; repeatable read on PostgreSQL).
+    pub async fn exporter(&self) -> Result<Exporter<'_>, StoreError> {
+        Ok(Exporter {
+            snapshot: self.pool.snapshot().await?,
+        })
+    }
 }

@@ -5,8 +5,8 @@ use agreements_domain::ids::{
     PersonalProductCode, ProductCode, SignScene, UserId,
 };
 use agreements_domain::notify::DeliveryState;
-use agreements_domain::{Agreement, AgreementStatus, ResolvedUser, Scope};
-use agreements_protocol::SignType;
+use agreements_domain::{Agreement, AgreementStatus, EntityStatus, Product, ResolvedUser, Scope};
+use agreements_protocol::{Method, SignType};
 
 /// Whether an app may call the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +18,9 @@ pub enum AppStatus {
 }
 
 impl AppStatus {
+    /// Every status.
+    pub const ALL: &'static [Self] = &[Self::Online, Self::Offline];
+
     /// Storage spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -60,20 +63,72 @@ pub struct AppRecord {
     pub notify_url: Option<String>,
     /// Keys per sign type.
     pub keys: Vec<AppKey>,
-    /// Granted method names.
-    pub methods: Vec<String>,
+    /// The methods it may call.
+    pub methods: Vec<Method>,
 }
 
 /// An app to register.
 pub type NewApp = AppRecord;
 
-/// A merchant group to add.
+/// A merchant group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewGroup {
     /// Its id.
     pub group_id: GroupId,
     /// Display name.
     pub name: String,
+}
+
+/// An account as loaded and exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    /// The account.
+    pub user_id: UserId,
+    /// Its person (created if new).
+    pub customer_id: CustomerId,
+    /// Whether it is usable.
+    pub status: EntityStatus,
+}
+
+/// A logon id naming an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogonIdRecord {
+    /// The normalised logon id.
+    pub logon_id: LogonId,
+    /// The account it names.
+    pub user_id: UserId,
+}
+
+/// An app-scoped open id naming an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenIdRecord {
+    /// The app whose namespace it is in.
+    pub app_id: AppId,
+    /// The open id.
+    pub open_id: OpenId,
+    /// The account it names.
+    pub user_id: UserId,
+}
+
+/// An agreement product with its display name and the sales products it pairs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductRecord {
+    /// The agreement product.
+    pub personal_product_code: PersonalProductCode,
+    /// Display name.
+    pub name: String,
+    /// The sales products it pairs with.
+    pub product_codes: Vec<ProductCode>,
+}
+
+impl ProductRecord {
+    /// The product as the rules see it.
+    pub fn product(&self) -> Product {
+        Product {
+            personal_product_code: self.personal_product_code.clone(),
+            product_codes: self.product_codes.clone(),
+        }
+    }
 }
 
 /// An account to add, with its person, logon ids and open ids.
@@ -133,7 +188,7 @@ pub struct ExternalKey<'a> {
 }
 
 /// What kind of change an agreement event records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
     /// Added by an operator command (or the demo world).
     Create,
@@ -146,6 +201,14 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind.
+    pub const ALL: &'static [Self] = &[Self::Create, Self::Import, Self::Update, Self::Unsign];
+
+    /// Parses the storage spelling.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.as_str() == value)
+    }
+
     /// Storage spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -157,17 +220,25 @@ impl EventKind {
     }
 }
 
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One entry of an agreement's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgreementEvent {
+    /// The agreement.
+    pub agreement_no: AgreementNo,
     /// 1, 2, … per agreement.
     pub seq: i64,
-    /// `CREATE`, `IMPORT`, `UPDATE` or `UNSIGN`.
-    pub kind: String,
+    /// What happened.
+    pub kind: EventKind,
     /// The status before (none for the first event).
-    pub old_status: Option<String>,
+    pub old_status: Option<AgreementStatus>,
     /// The status after.
-    pub new_status: String,
+    pub new_status: AgreementStatus,
     /// Who made the change.
     pub actor: String,
     /// Why (the unsign request's `extend_params`), if given.
@@ -227,12 +298,24 @@ pub struct NewNotification {
 /// A queued notification and its delivery state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
-    /// What was queued.
-    pub queued: NewNotification,
+    /// Unique id, sent as `notify_id` on every attempt.
+    pub notify_id: String,
+    /// The agreement it is about.
+    pub agreement_no: AgreementNo,
+    /// `dut_user_unsign`.
+    pub notify_type: String,
+    /// Where it goes.
+    pub url: String,
+    /// How each send is signed.
+    pub sign_type: SignType,
+    /// The form parameters except `notify_time`, `sign_type` and `sign`.
+    pub params: Vec<(String, String)>,
     /// Pending, delivered or failed.
     pub state: DeliveryState,
     /// Sends so far.
     pub attempts: u32,
+    /// When it was queued (Unix seconds).
+    pub created_at: i64,
     /// When the next send is due (while pending; a send in progress holds it for its lease).
     pub next_attempt_at: i64,
     /// When the last send was made.
@@ -241,6 +324,27 @@ pub struct Notification {
     pub last_error: Option<String>,
     /// When the receiver answered `success`.
     pub delivered_at: Option<i64>,
+}
+
+impl From<NewNotification> for Notification {
+    /// A notification as queued: pending, never sent, due at once.
+    fn from(n: NewNotification) -> Self {
+        Self {
+            notify_id: n.notify_id,
+            agreement_no: n.agreement_no,
+            notify_type: n.notify_type,
+            url: n.url,
+            sign_type: n.sign_type,
+            params: n.params,
+            state: DeliveryState::Pending,
+            attempts: 0,
+            created_at: n.created_at,
+            next_attempt_at: n.created_at,
+            last_attempt_at: None,
+            last_error: None,
+            delivered_at: None,
+        }
+    }
 }
 
 /// The result of one send, to record.
@@ -268,7 +372,7 @@ pub struct NotificationFilter<'a> {
     /// Only this state.
     pub state: Option<DeliveryState>,
     /// Only about this agreement.
-    pub agreement_no: Option<&'a str>,
+    pub agreement_no: Option<&'a AgreementNo>,
     /// At most this many, oldest first.
     pub limit: u32,
 }

@@ -3,16 +3,24 @@
 //! alone). A new row is inserted first and diagnosed only if a constraint refuses it, so the
 //! common case costs one statement.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
-use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, params_from_iter};
+use agreements_domain::clock::Clock;
+use agreements_domain::ids::AgreementNo;
+use rusqlite::Connection;
 
-use crate::StoreError;
+use crate::db::{Conn, Param};
+use crate::error::{Rule, StoreError};
 use crate::load::{
-    Cell, Kind, LoadOptions, Outcome, Record, Row, Spec, agreement_column, batch_statements,
-    first_of_each_key, missing_reference, settled, taken, wrong_person,
+    IMPORT_ACTOR, Kind, LoadEvent, LoadOptions, Outcome, Record, batch_statements, diff,
+    first_of_each_key, missing_reference, person_rule, settled, status, taken,
 };
+use crate::ops::append_event;
+use crate::records::{AgreementEvent, EventKind};
+use crate::schema::{Cell, Cells, Stored as _, Table};
+use crate::sql::{Sql, matches, sql};
+use crate::sqlite::Lease;
+use crate::tables::{AGREEMENTS, CUSTOMERS};
 
 /// Page cache of the loading connection (KiB): index pages of a large table stay in memory.
 const LOAD_CACHE_KIB: i64 = 256 * 1024;
@@ -20,126 +28,13 @@ const LOAD_CACHE_KIB: i64 = 256 * 1024;
 /// dirties pages all over the agreements' B-trees, and every batch writes its dirty pages to the
 /// WAL again; a checkpoint copies only the newest copy of each page, so checkpointing rarely turns
 /// many writes of a page into one (a 10^6-agreement load, one session: 41.5 s at 128 MiB,
-/// 31.4–40.1 s at 1 GiB).
-/// The file is truncated when the load ends.
+/// 31.4–40.1 s at 1 GiB). The file is truncated when the load ends.
 const LOAD_CHECKPOINT_PAGES: i64 = 262_144;
 
-impl ToSql for Cell {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match self {
-            Cell::Null => ToSqlOutput::Borrowed(ValueRef::Null),
-            Cell::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
-            Cell::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
-        })
-    }
-}
-
-fn cell(value: ValueRef<'_>) -> Cell {
-    match value {
-        ValueRef::Null => Cell::Null,
-        ValueRef::Integer(i) => Cell::Int(i),
-        ValueRef::Real(f) => Cell::Text(f.to_string()),
-        ValueRef::Text(t) | ValueRef::Blob(t) => {
-            Cell::Text(String::from_utf8_lossy(t).into_owned())
-        }
-    }
-}
-
-fn read_cells(r: &rusqlite::Row<'_>, n: usize) -> rusqlite::Result<Vec<Cell>> {
-    (0..n).map(|i| r.get_ref(i).map(cell)).collect()
-}
-
-/// The statements of one kind, built once.
-struct Statements {
-    insert: String,
-    select: String,
-    update: String,
-    children: Vec<ChildStatements>,
-}
-
-struct ChildStatements {
-    select: String,
-    delete: String,
-    insert: String,
-    width: usize,
-}
-
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("?{i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn key_match(spec: &Spec) -> String {
-    spec.key_columns()
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("{} = ?{}", c.name, i + 1))
-        .collect::<Vec<_>>()
-        .join(" AND ")
-}
-
-impl Statements {
-    fn new(spec: &Spec) -> Self {
-        let keys: Vec<&str> = spec.key_columns().iter().map(|c| c.name).collect();
-        let sets: Vec<String> = spec.columns[spec.key..]
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{} = ?{}", c.name, spec.key + i + 1))
-            .collect();
-        Self {
-            insert: format!(
-                "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO NOTHING",
-                spec.table,
-                spec.column_list(),
-                placeholders(1, spec.columns.len()),
-                keys.join(", ")
-            ),
-            select: format!(
-                "SELECT {} FROM {} WHERE {}",
-                spec.column_list(),
-                spec.table,
-                key_match(spec)
-            ),
-            update: format!(
-                "UPDATE {} SET {} WHERE {}",
-                spec.table,
-                sets.join(", "),
-                key_match(spec)
-            ),
-            children: spec
-                .children
-                .iter()
-                .map(|child| {
-                    let cols: Vec<&str> = child.columns.iter().map(|c| c.name).collect();
-                    ChildStatements {
-                        select: format!(
-                            "SELECT {} FROM {} WHERE {} = ?1",
-                            cols.join(", "),
-                            child.table,
-                            child.parent
-                        ),
-                        delete: format!("DELETE FROM {} WHERE {} = ?1", child.table, child.parent),
-                        insert: format!(
-                            "INSERT INTO {} ({}, {}) VALUES ({})",
-                            child.table,
-                            child.parent,
-                            cols.join(", "),
-                            placeholders(1, cols.len() + 1)
-                        ),
-                        width: cols.len(),
-                    }
-                })
-                .collect(),
-        }
-    }
-}
-
 pub(crate) struct SqliteLoader {
-    conn: Connection,
+    conn: Conn<'static>,
     options: LoadOptions,
-    statements: HashMap<Kind, Statements>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for SqliteLoader {
@@ -150,54 +45,50 @@ impl std::fmt::Debug for SqliteLoader {
     }
 }
 
-fn is_constraint(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
-}
-
 impl SqliteLoader {
-    pub(crate) fn new(conn: Connection, options: LoadOptions) -> Result<Self, StoreError> {
+    pub(crate) fn new(
+        conn: Connection,
+        options: LoadOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
         conn.pragma_update(None, "cache_size", -LOAD_CACHE_KIB)?;
-        // Checkpoint less often: a page written by many batches is copied to the database once.
         conn.pragma_update(None, "wal_autocheckpoint", LOAD_CHECKPOINT_PAGES)?;
+        let mut lease = Lease::dedicated(conn);
         if options.dry_run {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
+            lease.begin(true)?;
         }
         Ok(Self {
-            conn,
+            conn: Conn::Sqlite(lease),
             options,
-            statements: HashMap::new(),
+            clock,
         })
     }
 
-    pub(crate) fn load(
+    pub(crate) async fn load(
         &mut self,
         kind: Kind,
         records: &[Record],
     ) -> Result<Vec<Outcome>, StoreError> {
+        let table = kind.table();
         let mut outcomes = vec![None; records.len()];
-        let mut rows = first_of_each_key(kind, records, &mut outcomes);
-        // In key order: consecutive rows land on neighbouring pages of the table's B-tree.
-        let spec = kind.spec();
-        rows.sort_unstable_by(|(_, a), (_, b)| a.key(spec).cmp(b.key(spec)));
-        self.statements
-            .entry(kind)
-            .or_insert_with(|| Statements::new(kind.spec()));
+        let rows = first_of_each_key(table, records, &mut outcomes);
         let [begin, commit, rollback] = batch_statements(self.options.dry_run, "BEGIN IMMEDIATE");
-        self.conn.execute_batch(begin)?;
-        let at = crate::unix_now();
-        let run = || -> Result<(), StoreError> {
-            let statements = &self.statements[&kind];
+        self.conn.batch(begin).await?;
+        let at = self.clock.now();
+        let conn = &mut self.conn;
+        let options = self.options;
+        let written = async {
             for (i, row) in rows {
-                let outcome = load_row(&self.conn, kind, statements, row, self.options, at)?;
-                outcomes[i] = Some(outcome);
+                outcomes[i] = Some(load_row(conn, kind, row, options, at).await?);
             }
-            Ok(())
-        };
-        match run() {
-            Ok(()) => self.conn.execute_batch(commit)?,
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        match written {
+            Ok(()) => self.conn.batch(commit).await?,
             Err(e) => {
                 // The batch is undone whole; if even that fails the connection is dropped with it.
-                let _ = self.conn.execute_batch(rollback);
+                let _ = self.conn.batch(rollback).await;
                 return Err(e);
             }
         }
@@ -205,71 +96,76 @@ impl SqliteLoader {
     }
 
     pub(crate) fn finish(self) -> Result<(), StoreError> {
+        let Conn::Sqlite(mut lease) = self.conn else {
+            return Ok(());
+        };
         if self.options.dry_run {
-            self.conn.execute_batch("ROLLBACK")?;
-        } else {
-            // Give the WAL's disk space back. A truncating checkpoint waits for readers and holds
-            // writers off meanwhile, so it gets no busy timeout: if a running server is reading,
-            // SQLite reports busy (a result, not an error) at once and the server's own
-            // checkpoints finish the work.
-            self.conn.busy_timeout(std::time::Duration::ZERO)?;
-            self.conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            // Dropping the lease rolls the load's transaction back.
+            return Ok(());
         }
+        // Give the WAL's disk space back. A truncating checkpoint waits for readers and holds
+        // writers off meanwhile, so it gets no busy timeout: if a running server is reading,
+        // SQLite reports busy (a result, not an error) at once and the server's own checkpoints
+        // finish the work.
+        lease.connection().busy_timeout(std::time::Duration::ZERO)?;
+        lease.rows("PRAGMA wal_checkpoint(TRUNCATE)", &[], None)?;
         Ok(())
     }
 }
 
-fn load_row(
-    conn: &Connection,
+async fn load_row(
+    conn: &mut Conn<'_>,
     kind: Kind,
-    statements: &Statements,
-    row: Row,
+    row: Cells,
     options: LoadOptions,
     at: i64,
 ) -> Result<Outcome, StoreError> {
-    let spec = kind.spec();
-    if let Some(rejected) = check_person(conn, kind, &row)? {
+    let table = kind.table();
+    if kind == Kind::Agreement
+        && let Some(rejected) = check_person(conn, &row).await?
+    {
         return Ok(rejected);
     }
     if kind == Kind::Account {
         // Probe first: the person row is created only for an account that will be written.
-        if let Some(stored) = select(conn, spec, statements, &row)? {
-            return existing(conn, kind, statements, stored, row, options, at);
+        if let Some(stored) = select(conn, table, &row).await? {
+            return existing(conn, kind, stored, row, options, at).await;
         }
-        add_person(conn, &row)?;
+        add_person(conn, &row).await?;
     }
     match conn
-        .prepare_cached(&statements.insert)?
-        .execute(params_from_iter(&row.cells))
+        .execute(&table.sql().insert_new, &Param::row(table, 0, &row.cells))
+        .await
     {
         Ok(1) => {
-            write_children(conn, statements, &row, false)?;
-            record_event(conn, kind, None, &row, at)?;
+            conn.write_children(table, &row, false).await?;
+            record_event(conn, kind, None, &row, at).await?;
             Ok(Outcome::Inserted)
         }
         Ok(_) => {
-            let stored = select(conn, spec, statements, &row)?
-                .ok_or_else(|| StoreError::Unavailable("a stored row vanished".to_owned()))?;
-            existing(conn, kind, statements, stored, row, options, at)
+            let stored = select(conn, table, &row).await?.ok_or_else(|| {
+                StoreError::Corrupt(
+                    Rule::new(None, "vanished during the load").of(table.name, table.key[0]),
+                )
+            })?;
+            existing(conn, kind, stored, row, options, at).await
         }
-        Err(e) if is_constraint(&e) => diagnose(conn, spec, &row, &e),
-        Err(e) => Err(e.into()),
+        Err(e @ StoreError::Conflict { .. }) => diagnose(conn, table, &row, &e).await,
+        Err(e) => Err(e),
     }
 }
 
 /// A row whose key is stored: unchanged, a conflict, or (update mode) overwritten.
-fn existing(
-    conn: &Connection,
+async fn existing(
+    conn: &mut Conn<'_>,
     kind: Kind,
-    statements: &Statements,
-    stored: Row,
-    row: Row,
+    stored: Cells,
+    row: Cells,
     options: LoadOptions,
     at: i64,
 ) -> Result<Outcome, StoreError> {
-    let spec = kind.spec();
-    let fields = spec.diff(&stored, &row);
+    let table = kind.table();
+    let fields = diff(table, &stored, &row);
     if fields.is_empty() {
         return Ok(Outcome::Unchanged);
     }
@@ -277,235 +173,160 @@ fn existing(
         return Ok(Outcome::Conflict { fields });
     }
     if kind == Kind::Account {
-        add_person(conn, &row)?;
+        add_person(conn, &row).await?;
     }
     match conn
-        .prepare_cached(&statements.update)?
-        .execute(params_from_iter(&row.cells))
+        .execute(
+            &table.sql().update_by_key,
+            &Param::row(table, 0, &row.cells),
+        )
+        .await
     {
         Ok(_) => {
-            write_children(conn, statements, &row, true)?;
-            record_event(conn, kind, Some(&stored), &row, at)?;
+            conn.write_children(table, &row, true).await?;
+            record_event(conn, kind, Some(&stored), &row, at).await?;
             Ok(Outcome::Updated)
         }
-        Err(e) if is_constraint(&e) => diagnose(conn, spec, &row, &e),
-        Err(e) => Err(e.into()),
+        Err(e @ StoreError::Conflict { .. }) => diagnose(conn, table, &row, &e).await,
+        Err(e) => Err(e),
     }
 }
 
 /// An imported (`stored` is `None`) or overwritten agreement gets a history entry.
-fn record_event(
-    conn: &Connection,
+async fn record_event(
+    conn: &mut Conn<'_>,
     kind: Kind,
-    stored: Option<&Row>,
-    row: &Row,
+    stored: Option<&Cells>,
+    row: &Cells,
     at: i64,
 ) -> Result<(), StoreError> {
-    let Some(event) = crate::load::event(kind, stored, row) else {
+    let Some(event) = LoadEvent::of(kind, stored, row) else {
         return Ok(());
     };
-    if stored.is_none() {
+    let no = AgreementNo::from_cell(Cell::Text(event.agreement_no.to_owned()))
+        .map_err(|rule| StoreError::Corrupt(rule.of("agreements", "agreement_no")))?;
+    let new_status = status(event.new_status)?;
+    match event.old_status {
         // A new agreement has no history yet: its first event is number 1, written without the
         // `MAX(seq)` lookup (an INSERT … SELECT from its own table costs SQLite a temporary copy).
-        conn.prepare_cached(
-            "INSERT INTO agreement_events (agreement_no, seq, kind, old_status, new_status, actor, reason, at) \
-             VALUES (?1, 1, ?2, NULL, ?3, 'import', NULL, ?4)",
-        )?
-        .execute(rusqlite::params![
-            event.agreement_no,
-            event.kind.as_str(),
-            event.new_status,
-            at
-        ])?;
-        return Ok(());
+        None if event.kind == EventKind::Import => {
+            conn.insert(&AgreementEvent {
+                agreement_no: no,
+                seq: 1,
+                kind: EventKind::Import,
+                old_status: None,
+                new_status,
+                actor: IMPORT_ACTOR.to_owned(),
+                reason: None,
+                at,
+            })
+            .await
+        }
+        old => {
+            let old = old.map(status).transpose()?;
+            append_event(
+                conn,
+                &no,
+                event.kind,
+                old,
+                new_status,
+                IMPORT_ACTOR,
+                None,
+                at,
+            )
+            .await
+        }
     }
-    crate::sqlite::insert_event(
-        conn,
-        event.agreement_no,
-        event.kind,
-        event.old_status,
-        event.new_status,
-        "import",
-        None,
-        at,
-    )
 }
 
-fn add_person(conn: &Connection, row: &Row) -> Result<(), StoreError> {
-    conn.prepare_cached("INSERT OR IGNORE INTO customers (customer_id) VALUES (?1)")?
-        .execute([&row.cells[1]])?;
+async fn add_person(conn: &mut Conn<'_>, row: &Cells) -> Result<(), StoreError> {
+    let person = row.get(&crate::tables::ACCOUNTS, "customer_id");
+    conn.execute(
+        &CUSTOMERS.sql().insert_new,
+        &[Param::cell(person, CUSTOMERS.columns[0].ty)],
+    )
+    .await?;
     Ok(())
 }
 
 /// A CUSTOMER agreement's principal must be the person of its signing account.
-fn check_person(conn: &Connection, kind: Kind, row: &Row) -> Result<Option<Outcome>, StoreError> {
-    if kind != Kind::Agreement
-        || row.cells[agreement_column::PRINCIPAL_TYPE] != Cell::Text("CUSTOMER".to_owned())
-    {
+async fn check_person(conn: &mut Conn<'_>, row: &Cells) -> Result<Option<Outcome>, StoreError> {
+    if !person_rule::applies(row) {
         return Ok(None);
     }
-    let person: Option<String> = conn
-        .prepare_cached("SELECT customer_id FROM accounts WHERE user_id = ?1")?
-        .query_row([&row.cells[agreement_column::ALIPAY_USER_ID]], |r| r.get(0))
-        .optional()?;
-    Ok(person.and_then(|person| {
-        (Cell::Text(person.clone()) != row.cells[agreement_column::PRINCIPAL_ID])
-            .then(|| wrong_person(&person))
-    }))
-}
-
-fn select(
-    conn: &Connection,
-    spec: &Spec,
-    statements: &Statements,
-    row: &Row,
-) -> Result<Option<Row>, StoreError> {
-    let n = spec.columns.len();
-    let Some(cells) = conn
-        .prepare_cached(&statements.select)?
-        .query_row(params_from_iter(row.key(spec)), |r| read_cells(r, n))
-        .optional()?
-    else {
+    let user = row.get(&AGREEMENTS, "alipay_user_id");
+    let person = conn
+        .row(
+            sql!("SELECT customer_id FROM accounts WHERE user_id = $1"),
+            &[Param::cell(user, AGREEMENTS.column("alipay_user_id").ty)],
+        )
+        .await?;
+    let Some(Some(Cell::Text(person))) = person.map(|r| r.into_iter().next()) else {
         return Ok(None);
     };
-    let mut children = Vec::with_capacity(statements.children.len());
-    for child in &statements.children {
-        let mut stmt = conn.prepare_cached(&child.select)?;
-        let rows = stmt
-            .query_map([&cells[0]], |r| read_cells(r, child.width))?
-            .collect::<Result<Vec<_>, _>>()?;
-        children.push(crate::load::sorted(rows));
-    }
-    Ok(Some(Row { cells, children }))
+    let principal = row.get(&AGREEMENTS, "principal_id");
+    Ok((Cell::Text(person.clone()) != *principal).then(|| person_rule::rejection(&person)))
 }
 
-fn write_children(
-    conn: &Connection,
-    statements: &Statements,
-    row: &Row,
-    replace: bool,
-) -> Result<(), StoreError> {
-    for (child, rows) in statements.children.iter().zip(&row.children) {
-        if replace {
-            conn.prepare_cached(&child.delete)?
-                .execute([&row.cells[0]])?;
-        }
-        let mut insert = conn.prepare_cached(&child.insert)?;
-        for cells in rows {
-            insert.execute(params_from_iter(
-                std::iter::once(&row.cells[0]).chain(cells),
-            ))?;
-        }
-    }
-    Ok(())
+async fn select(
+    conn: &mut Conn<'_>,
+    table: &Table,
+    row: &Cells,
+) -> Result<Option<Cells>, StoreError> {
+    let key = Param::row(table, 0, row.key(table));
+    let Some(cells) = conn.row(&table.sql().select_by_key, &key).await? else {
+        return Ok(None);
+    };
+    Ok(Some(conn.with_children(table, cells).await?))
 }
 
 /// Why a constraint refused `row`: a reference that names nothing, or a unique value taken.
-fn diagnose(
-    conn: &Connection,
-    spec: &Spec,
-    row: &Row,
-    error: &rusqlite::Error,
+async fn diagnose(
+    conn: &mut Conn<'_>,
+    table: &Table,
+    row: &Cells,
+    error: &StoreError,
 ) -> Result<Outcome, StoreError> {
-    for reference in spec.references {
-        let value = &row.cells[reference.column];
+    for reference in table.references {
+        let value = row.get(table, reference.column);
         if *value == Cell::Null {
             continue;
         }
-        let sql = format!(
-            "SELECT 1 FROM {} WHERE {} = ?1",
-            reference.table, reference.target
-        );
+        let exists = Sql::new(format!(
+            "SELECT 1 FROM {} WHERE {} = $1",
+            reference.to, reference.target
+        ));
+        let ty = table.column(reference.column).ty;
         if conn
-            .prepare_cached(&sql)?
-            .query_row([value], |_| Ok(()))
-            .optional()?
+            .row(&exists, &[Param::cell(value, ty)])
+            .await?
             .is_none()
         {
-            return Ok(missing_reference(spec, reference, value));
+            return Ok(missing_reference(reference, value));
         }
     }
-    for unique in spec.uniques {
-        if unique.columns.iter().any(|&c| row.cells[c] == Cell::Null) {
+    for unique in table.uniques {
+        let values: Vec<Param<'_>> = unique
+            .iter()
+            .map(|c| Param::cell(row.get(table, c), table.column(c).ty))
+            .collect();
+        if values.iter().any(|v| matches!(v, Param::Null(_))) {
             continue;
         }
-        let matches: Vec<String> = unique
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| format!("{} = ?{}", spec.columns[c].name, i + 1))
-            .collect();
-        let keys: Vec<&str> = spec.key_columns().iter().map(|c| c.name).collect();
-        let sql = format!(
+        let holder = Sql::new(format!(
             "SELECT {} FROM {} WHERE {}",
-            keys.join(", "),
-            spec.table,
-            matches.join(" AND ")
-        );
-        let holder = conn
-            .prepare_cached(&sql)?
-            .query_row(
-                params_from_iter(unique.columns.iter().map(|&c| &row.cells[c])),
-                |r| read_cells(r, spec.key),
-            )
-            .optional()?;
-        if let Some(holder) = holder
-            && holder != row.key(spec)
+            table.key.join(", "),
+            table.name,
+            matches(unique.iter().copied(), None, 1)
+        ));
+        if let Some(holder) = conn.row(&holder, &values).await?
+            && holder != row.key(table)
         {
-            return Ok(taken(spec, unique, &holder));
+            return Ok(taken(unique, &holder));
         }
     }
     Ok(Outcome::Rejected {
-        field: spec.columns[0].name,
+        field: table.columns[0].name,
         reason: format!("refused by the database: {error}"),
     })
-}
-
-/// Reads one kind page by page, in key order, from one snapshot (a read transaction held for the
-/// exporter's life).
-#[derive(Debug)]
-pub(crate) struct SqliteExporter {
-    conn: Connection,
-}
-
-impl SqliteExporter {
-    pub(crate) fn new(conn: Connection) -> Result<Self, StoreError> {
-        conn.execute_batch("BEGIN")?;
-        Ok(Self { conn })
-    }
-
-    pub(crate) fn page(
-        &mut self,
-        kind: Kind,
-        after: Option<&Record>,
-        limit: usize,
-    ) -> Result<Vec<Record>, StoreError> {
-        let spec = kind.spec();
-        let statements = Statements::new(spec);
-        let after = after.map(Record::to_row);
-        let sql = crate::load::page_query(spec, after.is_some(), limit, |i| format!("?{i}"));
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let key: &[Cell] = after.as_ref().map_or(&[], |row| row.key(spec));
-        let mains = stmt
-            .query_map(params_from_iter(key), |r| read_cells(r, spec.columns.len()))?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut records = Vec::with_capacity(mains.len());
-        for cells in mains {
-            let mut children = Vec::with_capacity(statements.children.len());
-            for child in &statements.children {
-                let mut stmt = self.conn.prepare_cached(&child.select)?;
-                let rows = stmt
-                    .query_map([&cells[0]], |r| read_cells(r, child.width))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                children.push(crate::load::sorted(rows));
-            }
-            records.push(Record::from_row(kind, Row { cells, children })?);
-        }
-        Ok(records)
-    }
-
-    pub(crate) fn finish(self) -> Result<(), StoreError> {
-        self.conn.execute_batch("ROLLBACK")?;
-        Ok(())
-    }
 }

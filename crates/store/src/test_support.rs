@@ -71,8 +71,8 @@ impl TestDatabase {
     pub async fn new(backend: &TestBackend) -> Result<Self, StoreError> {
         match backend {
             TestBackend::Sqlite => {
-                let dir =
-                    tempfile::tempdir().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                let dir = tempfile::tempdir()
+                    .map_err(|e| StoreError::unavailable("creating a temporary directory", e))?;
                 let location = dir
                     .path()
                     .join("agreements.db")

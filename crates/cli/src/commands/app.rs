@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use agreements_domain::ids::{AppId, PartnerId};
-use agreements_protocol::{Method, PublicKey, SignType};
+use agreements_protocol::{PublicKey, SignType};
 use agreements_store::{AppKey, AppStatus, NewApp};
 use anyhow::Context as _;
 
@@ -76,17 +76,7 @@ async fn add(args: AddArgs) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("--sign-types: {t:?} is not RSA2 or RSA"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let methods = if args.methods.is_empty() {
-        Method::ALL.iter().map(|m| m.name().to_owned()).collect()
-    } else {
-        for m in &args.methods {
-            anyhow::ensure!(
-                Method::parse(m).is_some(),
-                "--method {m:?} is not a served method"
-            );
-        }
-        args.methods.clone()
-    };
+    let methods = super::methods(&args.methods)?;
     if let Some(url) = &args.notify_url {
         agreements_domain::notify::check_url(url)
             .map_err(|e| anyhow::anyhow!("--notify-url {e}"))?;
@@ -97,7 +87,7 @@ async fn add(args: AddArgs) -> anyhow::Result<()> {
         "merchant {partner_id} does not exist"
     );
     anyhow::ensure!(
-        store.app(app_id.as_str()).await?.is_none(),
+        store.app(&app_id).await?.is_none(),
         "app {app_id} already exists"
     );
     let name = args.name.clone().unwrap_or_else(|| format!("app {app_id}"));
@@ -124,7 +114,12 @@ async fn list(db: &DatabaseArgs) -> anyhow::Result<()> {
         "APP_ID", "MERCHANT", "STATUS", "SIGN", "METHODS"
     );
     for app in apps {
-        let sign: Vec<&str> = app.keys.iter().map(|k| k.sign_type.as_str()).collect();
+        let sign: Vec<&str> = SignType::ALL
+            .iter()
+            .filter(|t| app.keys.iter().any(|k| k.sign_type == **t))
+            .map(|t| t.as_str())
+            .collect();
+        let methods: Vec<&str> = app.methods.iter().map(|m| m.name()).collect();
         let _ = writeln!(
             out,
             "{:<20} {:<18} {:<8} {:<10} {}",
@@ -132,7 +127,7 @@ async fn list(db: &DatabaseArgs) -> anyhow::Result<()> {
             app.partner_id,
             app.status.as_str(),
             sign.join(","),
-            app.methods.join(",")
+            methods.join(",")
         );
     }
     super::print(&out)

@@ -38,6 +38,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let app = keygen::write_pair(dir, "app", true)?;
         let public = std::fs::read_to_string(&app.public_spki_b64)?;
         let store = Store::open_sqlite(&database)
+            .await
             .with_context(|| format!("creating {}", database.display()))?;
         demo::load(&store, public.trim()).await?;
         tracing::info!(data_dir = %dir.display(), "created the demo world");

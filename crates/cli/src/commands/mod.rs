@@ -5,19 +5,28 @@ pub mod bench;
 pub mod bulk;
 pub mod call;
 pub mod demo;
+pub mod history;
 pub mod keygen;
 pub mod notify;
 pub mod serve;
 pub mod token;
+pub mod unsign;
 pub mod world;
 
 use std::io::Write as _;
 
-/// Now, in Unix seconds.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+/// The methods `--method` flags name; every served method when none is given.
+pub fn methods(names: &[String]) -> anyhow::Result<Vec<agreements_protocol::Method>> {
+    use agreements_protocol::Method;
+    if names.is_empty() {
+        return Ok(Method::ALL.to_vec());
+    }
+    names
+        .iter()
+        .map(|m| {
+            Method::parse(m).ok_or_else(|| anyhow::anyhow!("--method {m:?} is not a served method"))
+        })
+        .collect()
 }
 
 /// Writes to stdout, reporting a closed pipe as an error that `main` treats as success.

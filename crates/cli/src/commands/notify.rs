@@ -1,44 +1,18 @@
-//! Operator commands on agreements' later life: `history`, `unsign`, `notify list|resend`.
+//! `agreements notify list|resend|receive`: the notification outbox for operators, and a
+//! verifying receiver.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use agreements_domain::ids::{AgreementNo, AppId};
+use agreements_domain::ids::AgreementNo;
 use agreements_domain::notify::DeliveryState;
-use agreements_domain::unsign::Actor;
 use agreements_protocol::timestamp::format_beijing;
 use agreements_protocol::{PublicKey, SignType, form, sign_content};
-use agreements_server::cancel::{Cancellation, cancel};
-use agreements_store::{NotificationFilter, Resend, UnsignOutcome};
+use agreements_store::{NotificationFilter, Resend};
 use anyhow::Context as _;
 
 use super::world::arg;
 use crate::DatabaseArgs;
-
-#[derive(Debug, clap::Args)]
-pub struct HistoryArgs {
-    #[command(flatten)]
-    pub db: DatabaseArgs,
-    /// The agreement.
-    pub agreement_no: String,
-    /// One JSON object per event instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct UnsignArgs {
-    #[command(flatten)]
-    pub db: DatabaseArgs,
-    /// The agreement to cancel.
-    pub agreement_no: String,
-    /// Who cancels it (recorded in the history as `operator NAME`).
-    #[arg(long)]
-    pub operator: String,
-    /// Why (recorded in the history).
-    #[arg(long)]
-    pub reason: Option<String>,
-}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum NotifyCommand {
@@ -84,94 +58,6 @@ pub enum NotifyCommand {
     },
 }
 
-pub async fn history(args: HistoryArgs) -> anyhow::Result<()> {
-    let no = arg("AGREEMENT_NO", &args.agreement_no, AgreementNo::parse)?;
-    let store = args.db.open().await?;
-    let events = store.history(&no).await?;
-    anyhow::ensure!(
-        !events.is_empty(),
-        "agreement {no} has no history (no such agreement?)"
-    );
-    let mut out = String::new();
-    if !args.json {
-        out.push_str("seq  time (Beijing)       kind    status            actor / reason\n");
-    }
-    for e in &events {
-        if args.json {
-            let line = serde_json::json!({
-                "agreement_no": no.as_str(),
-                "seq": e.seq,
-                "kind": e.kind,
-                "old_status": e.old_status,
-                "new_status": e.new_status,
-                "actor": e.actor,
-                "reason": e.reason,
-                "at": format_beijing(e.at),
-            });
-            out.push_str(&format!("{line}\n"));
-        } else {
-            let change = format!(
-                "{} → {}",
-                e.old_status.as_deref().unwrap_or("-"),
-                e.new_status
-            );
-            let reason = e
-                .reason
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default();
-            out.push_str(&format!(
-                "{:<4} {}  {:<7} {:<17} {}{reason}\n",
-                e.seq,
-                format_beijing(e.at),
-                e.kind,
-                change,
-                e.actor
-            ));
-        }
-    }
-    super::print(&out)
-}
-
-pub async fn unsign(args: UnsignArgs, now: i64) -> anyhow::Result<()> {
-    let no = arg("AGREEMENT_NO", &args.agreement_no, AgreementNo::parse)?;
-    let operator = args.operator.trim();
-    anyhow::ensure!(
-        !operator.is_empty()
-            && operator.chars().count() <= 64
-            && !operator.chars().any(char::is_control),
-        "--operator must be a name of 1 to 64 printable characters"
-    );
-    let store = args.db.open().await?;
-    // Any app id will do: only the agreement is read, not an open id.
-    let any_app = AppId::parse("0").map_err(anyhow::Error::msg)?;
-    let found = store
-        .agreement_by_no(&no, &any_app)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no agreement {no}"))?;
-    let actor = Actor::Operator(operator.to_owned());
-    let (outcome, queued) = cancel(
-        &store,
-        &Cancellation {
-            agreement: &found.agreement,
-            actor: &actor,
-            reason: args.reason.as_deref(),
-            also_notify: None,
-            now,
-        },
-    )
-    .await?;
-    match outcome {
-        UnsignOutcome::Unsigned { old_status } => super::print(&format!(
-            "cancelled {no} ({old_status} → UNSIGN); {queued} notification(s) queued\n"
-        )),
-        UnsignOutcome::AlreadyUnsigned => {
-            super::print(&format!("{no} was already cancelled; nothing changed\n"))
-        }
-        UnsignOutcome::NotFound => anyhow::bail!("no agreement {no}"),
-    }
-}
-
 pub async fn notify(command: NotifyCommand, now: i64) -> anyhow::Result<()> {
     match command {
         NotifyCommand::List {
@@ -187,11 +73,14 @@ pub async fn notify(command: NotifyCommand, now: i64) -> anyhow::Result<()> {
                     })
                 })
                 .transpose()?;
+            let agreement_no = agreement_no
+                .map(|no| arg("--agreement-no", &no, AgreementNo::parse))
+                .transpose()?;
             let store = db.open().await?;
             let list = store
                 .notifications(&NotificationFilter {
                     state,
-                    agreement_no: agreement_no.as_deref(),
+                    agreement_no: agreement_no.as_ref(),
                     limit,
                 })
                 .await?;
@@ -213,12 +102,12 @@ pub async fn notify(command: NotifyCommand, now: i64) -> anyhow::Result<()> {
                     .unwrap_or_default();
                 out.push_str(&format!(
                     "{:<35} {:<10} {:<6} {:<20} {:<21} {}{error}\n",
-                    n.queued.notify_id,
+                    n.notify_id,
                     n.state.as_str(),
                     n.attempts,
                     when,
-                    n.queued.agreement_no,
-                    n.queued.url
+                    n.agreement_no,
+                    n.url
                 ));
             }
             super::print(&out)

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use agreements_domain::clock::SystemClock;
 use agreements_protocol::PrivateKey;
-use agreements_server::clock::SystemClock;
 use agreements_server::config::Config;
 use agreements_server::notify::Deliverer;
 use agreements_server::{Gateway, Limits, router, serve, shutdown_signal, telemetry};

@@ -2,7 +2,6 @@
 
 use agreements_domain::ids::{AppId, PartnerId};
 use agreements_domain::token::{AppAuthToken, TokenStatus};
-use agreements_protocol::Method;
 use agreements_protocol::crypto::random_alphanumeric;
 use agreements_protocol::timestamp::format_beijing;
 
@@ -56,20 +55,10 @@ pub async fn run(command: Command, now: i64) -> anyhow::Result<()> {
                 Some(id) => arg("--auth-app-id", &id, AppId::parse)?,
                 None => isv_app_id.clone(),
             };
-            for m in &methods {
-                anyhow::ensure!(
-                    Method::parse(m).is_some(),
-                    "--method {m:?} is not a served method"
-                );
-            }
-            let methods = if methods.is_empty() {
-                Method::ALL.iter().map(|m| m.name().to_owned()).collect()
-            } else {
-                methods
-            };
+            let methods = super::methods(&methods)?;
             let store = db.open().await?;
             anyhow::ensure!(
-                store.app(isv_app_id.as_str()).await?.is_some(),
+                store.app(&isv_app_id).await?.is_some(),
                 "app {isv_app_id} does not exist"
             );
             anyhow::ensure!(
@@ -98,7 +87,12 @@ pub async fn run(command: Command, now: i64) -> anyhow::Result<()> {
                 token.isv_app_id,
                 token.partner_id,
                 format_beijing(token.expires_at),
-                token.methods.join(", ")
+                token
+                    .methods
+                    .iter()
+                    .map(|m| m.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             Ok(())
         }

@@ -5,9 +5,9 @@ use agreements_domain::ids::{
     AppId, CustomerId, GroupId, LogonId, OpenId, PartnerId, PersonalProductCode, ProductCode,
     UserId,
 };
-use agreements_domain::{Contract, EntityStatus, Merchant, Product};
+use agreements_domain::{Contract, EntityStatus, Merchant};
 use agreements_protocol::timestamp::parse_beijing;
-use agreements_store::{NewAccount, NewGroup, Store};
+use agreements_store::{NewAccount, NewGroup, ProductRecord, Store};
 
 use crate::DatabaseArgs;
 
@@ -202,13 +202,11 @@ pub async fn product(command: ProductCommand) -> anyhow::Result<()> {
     let name = name.unwrap_or_else(|| personal_product_code.to_string());
     db.open()
         .await?
-        .add_product(
-            &Product {
-                personal_product_code: personal_product_code.clone(),
-                product_codes,
-            },
-            &name,
-        )
+        .add_product(&ProductRecord {
+            personal_product_code: personal_product_code.clone(),
+            name,
+            product_codes,
+        })
         .await?;
     super::print(&format!(
         "product {personal_product_code} is in the catalog\n"

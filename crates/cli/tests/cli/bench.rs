@@ -1,8 +1,6 @@
 //! `agreements bench` against a real `agreements serve` (a smoke run of seconds: it keeps the
 //! benchmark working; its figures are not asserted — speed is measured by the benchmark itself).
 
-#![allow(clippy::unwrap_used)] // tests fail loudly by design
-
 use std::process::Command;
 
 use agreements_store::{Store, demo};

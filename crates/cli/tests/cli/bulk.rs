@@ -2,8 +2,6 @@
 //! killed with SIGKILL, then run again, ends exactly where an uninterrupted one does; round trips
 //! through every format and encoding are identical; dry runs write nothing.
 
-#![allow(clippy::unwrap_used)] // tests fail loudly by design
-
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -290,7 +288,7 @@ fn dry_run_checks_everything_writes_nothing_and_reports_problems() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!(
-            "agreements.jsonl:{total}: rejected: principal_type: is required"
+            "agreements.jsonl:{total}: rejected: partner_id: is required"
         )),
         "{stderr}"
     );
@@ -302,7 +300,7 @@ fn dry_run_checks_everything_writes_nothing_and_reports_problems() {
         .collect();
     assert_eq!(problems.len(), 1, "{report}");
     assert_eq!(problems[0]["line"], total);
-    assert_eq!(problems[0]["field"], "principal_type");
+    assert_eq!(problems[0]["field"], "partner_id");
     assert_eq!(problems[0]["problem"], "rejected");
     assert!(
         problems[0]["file"]

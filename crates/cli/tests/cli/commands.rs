@@ -1,7 +1,5 @@
 //! The `agreements` binary as an operator uses it.
 
-#![allow(clippy::unwrap_used)] // tests fail loudly by design
-
 use std::path::Path;
 use std::process::Command;
 
@@ -127,7 +125,9 @@ fn app_add_validates_input_and_app_list_shows_the_app() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let store = agreements_store::Store::open_sqlite(Path::new(db)).unwrap();
+        let store = agreements_store::Store::open_sqlite(Path::new(db))
+            .await
+            .unwrap();
         agreements_store::demo::load(&store, "unused")
             .await
             .unwrap();
@@ -193,8 +193,8 @@ fn app_add_validates_input_and_app_list_shows_the_app() {
 #[test]
 fn an_operator_builds_a_world_that_the_gateway_serves() {
     use agreements_client::verify_response;
+    use agreements_domain::clock::FixedClock;
     use agreements_protocol::{Charset, Params};
-    use agreements_server::clock::FixedClock;
     use agreements_server::{Gateway, Limits};
 
     let dir = tempfile::tempdir().unwrap();
@@ -365,13 +365,17 @@ fn an_operator_builds_a_world_that_the_gateway_serves() {
         .enable_all()
         .build()
         .unwrap();
-    let store = std::sync::Arc::new(agreements_store::Store::open_sqlite(Path::new(db)).unwrap());
+    let store = std::sync::Arc::new(
+        runtime
+            .block_on(agreements_store::Store::open_sqlite(Path::new(db)))
+            .unwrap(),
+    );
     let agreement = agreements_domain::Agreement {
         agreement_no: agreements_domain::ids::AgreementNo::parse("20260101000000000001").unwrap(),
         partner_id: agreements_domain::ids::PartnerId::parse("2088000000000011").unwrap(),
         sign_app_id: agreements_domain::ids::AppId::parse("2021000000000101").unwrap(),
         principal_type: agreements_domain::PrincipalType::Card,
-        principal_id: "2088100000000001".into(),
+        principal_id: agreements_domain::ids::PrincipalId::parse("2088100000000001").unwrap(),
         alipay_user_id: agreements_domain::ids::UserId::parse("2088100000000001").unwrap(),
         personal_product_code: agreements_domain::ids::PersonalProductCode::parse(
             "GENERAL_WITHHOLDING_P",

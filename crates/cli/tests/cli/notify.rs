@@ -2,8 +2,6 @@
 //! load, with notifications still queued and in flight, is killed with SIGKILL and started again;
 //! every committed cancellation is then announced (at least once), none is lost.
 
-#![allow(clippy::unwrap_used)] // tests fail loudly by design
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use std::process::{Command, Stdio};
@@ -13,7 +11,7 @@ use std::time::Duration;
 use agreements_client::{Client, ClientConfig, now_beijing};
 use agreements_domain::agreement::{Agreement, AgreementStatus, PrincipalType, ThirdPartyType};
 use agreements_domain::ids::{
-    AgreementNo, AppId, PartnerId, PersonalProductCode, ProductCode, SignScene, UserId,
+    AgreementNo, AppId, PartnerId, PersonalProductCode, PrincipalId, ProductCode, SignScene, UserId,
 };
 use agreements_domain::notify::DeliveryState;
 use agreements_protocol::{Charset, PrivateKey, PublicKey, SignType};
@@ -123,7 +121,7 @@ async fn world(store: &Store, receiver: &str) {
                 partner_id: PartnerId::parse(demo::MERCHANT_VIDEO).unwrap(),
                 sign_app_id: AppId::parse(demo::APP_ID).unwrap(),
                 principal_type: PrincipalType::Card,
-                principal_id: demo::USER_OTHER.to_owned(),
+                principal_id: PrincipalId::parse(demo::USER_OTHER).unwrap(),
                 alipay_user_id: UserId::parse(demo::USER_OTHER).unwrap(),
                 personal_product_code: PersonalProductCode::parse("GENERAL_WITHHOLDING_P").unwrap(),
                 product_code: ProductCode::parse("GENERAL_WITHHOLDING").unwrap(),
@@ -228,7 +226,7 @@ async fn a_killed_server_sends_every_committed_notification_after_restart() {
         for i in 0..AGREEMENTS {
             let no = AgreementNo::parse(agreement_no(i)).unwrap();
             let events = store.history(&no).await.unwrap();
-            if events.iter().any(|e| e.kind == "UNSIGN") {
+            if events.iter().any(|e| e.kind.as_str() == "UNSIGN") {
                 cancelled.insert(agreement_no(i));
             }
         }

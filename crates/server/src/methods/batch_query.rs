@@ -2,14 +2,13 @@
 
 use agreements_domain::BizError;
 use agreements_domain::batch_query::{BatchQuery, Item, Response};
-use agreements_protocol::envelope;
 use agreements_store::AgreementFilter;
 use serde_json::{Map, Value};
 
 use super::{Call, require_contract};
 use crate::failure::Failure;
 
-pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<String, Failure> {
+pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<Response, Failure> {
     let query = BatchQuery::parse(biz)?;
     let scope = call.caller.scope(query.third_party_type)?;
     let product = call
@@ -51,11 +50,10 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
         ))
         .into());
     }
-    let response = Response {
+    Ok(Response {
         usage_agreement_info_list: found
             .into_iter()
             .map(|f| Item::new(&f.agreement, f.principal_open_id))
             .collect(),
-    };
-    envelope::success_node(&response).map_err(|e| BizError::SystemError(e.to_string()).into())
+    })
 }

@@ -4,13 +4,12 @@ mod batch_query;
 mod query;
 mod unsign;
 
-use std::sync::Arc;
-
 use agreements_domain::ids::ProductCode;
 use agreements_domain::token::AppAuthToken;
 use agreements_domain::{BizError, Caller};
 use agreements_protocol::{Method, SignType};
 use agreements_store::Store;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::apps::App;
@@ -26,7 +25,7 @@ pub struct Call<'a> {
     /// Products and contracts, cached.
     pub catalogue: &'a Catalogue,
     /// The calling app.
-    pub app: &'a Arc<App>,
+    pub app: &'a App,
     /// The merchant the call acts for.
     pub caller: Caller,
     /// Now, in Unix seconds.
@@ -48,16 +47,30 @@ pub struct Request<'a> {
     pub token: Option<AppAuthToken>,
 }
 
-/// Runs `method`; returns the success node's JSON.
+/// A method's answer: the fields of its success node after `code` and `msg`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// `alipay.user.agreement.batch.query`.
+    BatchQuery(agreements_domain::batch_query::Response),
+    /// `alipay.user.agreement.query`.
+    Query(Box<agreements_domain::query::Response>),
+    /// `alipay.user.agreement.unsign`: no fields of its own.
+    Unsign {},
+}
+
+/// Runs `method`.
 pub async fn dispatch(
     method: Method,
     call: &Call<'_>,
     biz: &Map<String, Value>,
-) -> Result<String, Failure> {
+) -> Result<Answer, Failure> {
     match method {
-        Method::AgreementBatchQuery => batch_query::handle(call, biz).await,
-        Method::AgreementQuery => query::handle(call, biz).await,
-        Method::AgreementUnsign => unsign::handle(call, biz).await,
+        Method::AgreementBatchQuery => batch_query::handle(call, biz).await.map(Answer::BatchQuery),
+        Method::AgreementQuery => query::handle(call, biz)
+            .await
+            .map(|r| Answer::Query(Box::new(r))),
+        Method::AgreementUnsign => unsign::handle(call, biz).await.map(|()| Answer::Unsign {}),
     }
 }
 

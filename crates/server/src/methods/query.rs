@@ -3,14 +3,13 @@
 use agreements_domain::BizError;
 use agreements_domain::query::{AgreementQuery, Locator, Response, choose};
 use agreements_domain::{ResolvedUser, Scope};
-use agreements_protocol::envelope;
 use agreements_store::{AgreementFilter, ExternalKey, FoundAgreement};
 use serde_json::{Map, Value};
 
 use super::{Call, require_contract};
 use crate::failure::Failure;
 
-pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<String, Failure> {
+pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<Response, Failure> {
     let query = AgreementQuery::parse(biz)?;
     let scope = call.caller.scope(query.third_party_type)?;
     let (candidates, person) = candidates(call, &query, &scope, false).await?;
@@ -26,12 +25,11 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
         .store
         .logon_id_of(&found.agreement.alipay_user_id)
         .await?;
-    let response = Response::new(
+    Ok(Response::new(
         &found.agreement,
         logon_id.as_deref(),
         found.principal_open_id.clone(),
-    );
-    envelope::success_node(&response).map_err(|e| BizError::SystemError(e.to_string()).into())
+    ))
 }
 
 /// The agreements a query-style locator names (after the product and contract checks of the

@@ -3,7 +3,6 @@
 use agreements_domain::BizError;
 use agreements_domain::notify;
 use agreements_domain::unsign::{Actor, Target, UnsignRequest, target};
-use agreements_protocol::envelope;
 use agreements_store::UnsignOutcome;
 use serde_json::{Map, Value};
 
@@ -11,7 +10,7 @@ use super::{Call, query};
 use crate::cancel::{Cancellation, Destination, cancel};
 use crate::failure::Failure;
 
-pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<String, Failure> {
+pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<(), Failure> {
     let request = UnsignRequest::parse(biz)?;
     if let Some(url) = call.request.notify_url {
         notify::check_url(url)
@@ -59,5 +58,5 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
             (UnsignOutcome::NotFound, _) => return Err(BizError::UserAgreementNotExist.into()),
         }
     }
-    envelope::success_node(&Map::new()).map_err(|e| BizError::SystemError(e.to_string()).into())
+    Ok(())
 }

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use crate::chaos::ChaosProxy;
 use agreements_client::{Answer, Client, ClientConfig, ClientError, verify_response};
+use agreements_domain::clock::FixedClock;
 use agreements_domain::ids::{AppId, PartnerId};
 use agreements_domain::token::{AppAuthToken, TokenStatus};
 use agreements_protocol::sign_content::{self, Empties};
 use agreements_protocol::timestamp::parse_beijing;
 use agreements_protocol::{Charset, Params, PrivateKey, PublicKey, SignType};
-use agreements_server::clock::FixedClock;
 use agreements_server::{ConnectionLimits, Gateway, Limits, router, serve};
 use agreements_store::test_support::{TestBackend, TestDatabase, postgres_url};
 use agreements_store::{AppKey, AppStatus, NewApp, Store, demo};
@@ -96,10 +96,7 @@ impl TestApp {
                 public_key: key.trim().to_owned(),
             }]
         };
-        let all_methods: Vec<String> = agreements_protocol::Method::ALL
-            .iter()
-            .map(|m| m.name().to_owned())
-            .collect();
+        let all_methods = agreements_protocol::Method::ALL.to_vec();
         for (app_id, partner, status, keys, methods) in [
             (
                 APP_MUSIC,
@@ -178,7 +175,7 @@ impl TestApp {
                 TOKEN_NO_API,
                 TokenStatus::Valid,
                 "2099-01-01 00:00:00",
-                vec!["alipay.user.agreement.unsign".to_owned()],
+                vec![agreements_protocol::Method::AgreementUnsign],
             ),
         ] {
             let token = AppAuthToken {
@@ -230,7 +227,7 @@ impl TestApp {
 
     /// The fixed clock's time.
     pub fn clock_now(&self) -> i64 {
-        use agreements_server::clock::Clock as _;
+        use agreements_domain::clock::Clock as _;
         self.clock.now()
     }
 

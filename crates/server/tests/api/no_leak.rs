@@ -9,21 +9,20 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use agreements_client::verify_response;
+use agreements_domain::clock::FixedClock;
 use agreements_domain::ids::{
-    AgreementNo, AppId, CustomerId, GroupId, LogonId, OpenId, PartnerId, PersonalProductCode,
-    ProductCode, SignScene, UserId,
+    AgreementNo, AppId, CustomerId, ExternalAgreementNo, GroupId, LogonId, OpenId, PartnerId,
+    PersonalProductCode, PrincipalId, ProductCode, SignScene, UserId,
 };
 use agreements_domain::token::{AppAuthToken, TokenStatus};
 use agreements_domain::{
-    Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, Product,
-    ThirdPartyType,
+    Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, ThirdPartyType,
 };
 use agreements_protocol::sign_content::Empties;
 use agreements_protocol::timestamp::parse_beijing;
 use agreements_protocol::{Charset, Method, PrivateKey, PublicKey, SignType};
-use agreements_server::clock::FixedClock;
 use agreements_server::{Gateway, Limits};
-use agreements_store::{AppKey, AppStatus, NewAccount, NewApp, NewGroup, Store};
+use agreements_store::{AppKey, AppStatus, NewAccount, NewApp, NewGroup, ProductRecord, Store};
 
 use crate::helpers::{VECTOR_TIME, backend, fixture, signed_form};
 use agreements_store::test_support::TestDatabase;
@@ -126,7 +125,7 @@ fn generate(rng: &mut Rng, now: i64) -> World {
         apps.insert(format!("2021000000{i:06}"), m.partner_id.to_string());
     }
     let app_ids: Vec<String> = apps.keys().cloned().collect();
-    let methods: Vec<String> = Method::ALL.iter().map(|m| m.name().to_owned()).collect();
+    let methods: Vec<Method> = Method::ALL.to_vec();
     let tokens: Vec<AppAuthToken> = (0..30)
         .map(|i| AppAuthToken {
             token: format!("202405BBtok{i:024}"),
@@ -197,7 +196,7 @@ fn generate(rng: &mut Rng, now: i64) -> World {
             partner_id: merchant,
             sign_app_id: AppId::parse(rng.pick(&app_ids).clone()).unwrap(),
             principal_type,
-            principal_id,
+            principal_id: PrincipalId::parse(principal_id).unwrap(),
             alipay_user_id: UserId::parse(signer).unwrap(),
             personal_product_code: PersonalProductCode::parse(ppc).unwrap(),
             product_code: ProductCode::parse(pc).unwrap(),
@@ -207,7 +206,7 @@ fn generate(rng: &mut Rng, now: i64) -> World {
             } else {
                 ThirdPartyType::Partner
             },
-            external_agreement_no: external,
+            external_agreement_no: external.map(|e| ExternalAgreementNo::parse(e).unwrap()),
             external_logon_id: None,
             status: *rng.pick(STATUSES),
             sign_time,
@@ -246,11 +245,12 @@ async fn load(store: &Store, world: &World, app_key: &str) {
         store.add_merchant(m).await.unwrap();
     }
     for (ppc, pc) in PRODUCTS {
-        let product = Product {
+        let product = ProductRecord {
             personal_product_code: PersonalProductCode::parse(*ppc).unwrap(),
+            name: (*ppc).to_owned(),
             product_codes: vec![ProductCode::parse(*pc).unwrap()],
         };
-        store.add_product(&product, ppc).await.unwrap();
+        store.add_product(&product).await.unwrap();
     }
     for c in &world.contracts {
         store.add_contract(c).await.unwrap();
@@ -266,7 +266,7 @@ async fn load(store: &Store, world: &World, app_key: &str) {
                 sign_type: SignType::Rsa2,
                 public_key: app_key.to_owned(),
             }],
-            methods: Method::ALL.iter().map(|m| m.name().to_owned()).collect(),
+            methods: Method::ALL.to_vec(),
         };
         store.add_app(&new).await.unwrap();
     }
@@ -347,7 +347,7 @@ fn model(world: &World, r: &Request, now: i64) -> Expected {
             if t.expires_at <= now {
                 return err("aop.app-auth-token-time-out");
             }
-            if !t.methods.iter().any(|m| m == r.method.name()) {
+            if !t.methods.contains(&r.method) {
                 return err("aop.invalid-app-auth-token-no-api");
             }
             t.partner_id.to_string()
@@ -406,8 +406,8 @@ fn model(world: &World, r: &Request, now: i64) -> Expected {
         Some((user, customer))
     };
     let belongs = |a: &Agreement, (user, customer): &(String, String)| match a.principal_type {
-        PrincipalType::Card => a.principal_id == *user,
-        PrincipalType::Customer => a.principal_id == *customer,
+        PrincipalType::Card => a.principal_id.as_str() == user,
+        PrincipalType::Customer => a.principal_id.as_str() == customer,
     };
     let latest = |mut found: Vec<&Agreement>| {
         found.sort_by_key(|a| (a.sign_time, a.agreement_no.clone()));
@@ -429,7 +429,7 @@ fn model(world: &World, r: &Request, now: i64) -> Expected {
                     && visible(a)
                     && keep(a)
                     && match (&a.external_agreement_no, &external) {
-                        (Some(stored), Some(given)) => stored == given,
+                        (Some(stored), Some(given)) => stored.as_str() == given,
                         _ => true,
                     }
             }) else {
@@ -451,7 +451,12 @@ fn model(world: &World, r: &Request, now: i64) -> Expected {
         });
         if let Some(external) = text("external_agreement_no") {
             return Ok(candidates
-                .filter(|a| a.external_agreement_no.as_deref() == Some(external.as_str()))
+                .filter(|a| {
+                    a.external_agreement_no
+                        .as_ref()
+                        .map(ExternalAgreementNo::as_str)
+                        == Some(external.as_str())
+                })
                 .collect());
         }
         let Some(person) = resolve() else {
@@ -631,7 +636,7 @@ fn random_request(rng: &mut Rng, world: &World) -> Request {
                 put("agreement_no", agreement.agreement_no.to_string());
                 if method == Method::AgreementUnsign && rng.chance(40) {
                     let given = match &agreement.external_agreement_no {
-                        Some(ext) if rng.chance(50) => ext.clone(),
+                        Some(ext) if rng.chance(50) => ext.to_string(),
                         _ => "MISMATCH1".to_owned(),
                     };
                     put("external_agreement_no", given);
@@ -639,7 +644,7 @@ fn random_request(rng: &mut Rng, world: &World) -> Request {
             }
             1 => {
                 if let Some(ext) = &agreement.external_agreement_no {
-                    put("external_agreement_no", ext.clone());
+                    put("external_agreement_no", ext.to_string());
                     put("sign_scene", agreement.sign_scene.to_string());
                 }
             }

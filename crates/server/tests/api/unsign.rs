@@ -1,6 +1,7 @@
 //! `alipay.user.agreement.unsign`: agreements.md §7 — what it changes, what it records, what it
 //! queues, and every refusal.
 
+use agreements_domain::AgreementStatus;
 use agreements_domain::ids::{AgreementNo, AppId, PartnerId};
 use agreements_domain::token::{AppAuthToken, TokenStatus};
 use agreements_store::{AgreementEvent, Notification, NotificationFilter, demo};
@@ -26,7 +27,7 @@ async fn history(app: &TestApp, no: &str) -> Vec<AgreementEvent> {
 async fn notifications(app: &TestApp, no: &str) -> Vec<Notification> {
     app.store
         .notifications(&NotificationFilter {
-            agreement_no: Some(no),
+            agreement_no: Some(&AgreementNo::parse(no).unwrap()),
             limit: 100,
             ..NotificationFilter::default()
         })
@@ -35,8 +36,7 @@ async fn notifications(app: &TestApp, no: &str) -> Vec<Notification> {
 }
 
 fn param<'a>(n: &'a Notification, name: &str) -> Option<&'a str> {
-    n.queued
-        .params
+    n.params
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
@@ -90,25 +90,25 @@ async fn unsign_cancels_records_the_event_and_queues_both_notifications_in_one_g
     // History: created, then cancelled by the app, with the reason.
     let events = history(&app, no).await;
     assert_eq!(events.len(), 2, "{events:?}");
-    assert_eq!(events[0].kind, "CREATE");
+    assert_eq!(events[0].kind.as_str(), "CREATE");
     let e = &events[1];
     assert_eq!((e.seq, e.kind.as_str()), (2, "UNSIGN"));
-    assert_eq!(e.old_status.as_deref(), Some("NORMAL"));
-    assert_eq!(e.new_status, "UNSIGN");
+    assert_eq!(e.old_status.map(AgreementStatus::as_str), Some("NORMAL"));
+    assert_eq!(e.new_status.as_str(), "UNSIGN");
     assert_eq!(e.actor, format!("app {}", demo::APP_ID));
     assert_eq!(e.reason.as_deref(), Some(r#"{"reason":"user asked"}"#));
     assert_eq!(e.at, app.clock_now());
     // Two notifications: the signing app's address and the request's.
     let queued = notifications(&app, no).await;
-    let mut urls: Vec<&str> = queued.iter().map(|n| n.queued.url.as_str()).collect();
+    let mut urls: Vec<&str> = queued.iter().map(|n| n.url.as_str()).collect();
     urls.sort_unstable();
     assert_eq!(urls, [OWNER_URL, CALLER_URL]);
     for n in &queued {
         assert_eq!(n.state.as_str(), "PENDING");
         assert_eq!(n.attempts, 0);
         assert_eq!(n.next_attempt_at, app.clock_now());
-        assert_eq!(n.queued.notify_id.len(), 34);
-        assert!(n.queued.notify_id.starts_with("20240520"));
+        assert_eq!(n.notify_id.len(), 34);
+        assert!(n.notify_id.starts_with("20240520"));
         assert_eq!(param(n, "notify_type"), Some("dut_user_unsign"));
         assert_eq!(param(n, "status"), Some("UNSIGN"));
         assert_eq!(param(n, "agreement_no"), Some(no));
@@ -140,7 +140,7 @@ async fn temp_and_paused_agreements_are_cancelled_dead_and_foreign_ones_do_not_e
     assert_eq!(
         history(&app, "20240102000000000003").await[1]
             .old_status
-            .as_deref(),
+            .map(AgreementStatus::as_str),
         Some("TEMP")
     );
     // Cancelled before: success, no event, no notification.
@@ -169,7 +169,7 @@ async fn temp_and_paused_agreements_are_cancelled_dead_and_foreign_ones_do_not_e
     assert_eq!(
         history(&app, "20231120000000000002").await[1]
             .old_status
-            .as_deref(),
+            .map(AgreementStatus::as_str),
         Some("STOP")
     );
     // Parameter rules.
@@ -233,7 +233,7 @@ async fn isv_tokens_need_the_unsign_grant_and_are_recorded_without_the_secret() 
             auth_app_id: AppId::parse(demo::APP_ID).unwrap(),
             status: TokenStatus::Valid,
             expires_at: app.clock_now() + 86_400,
-            methods: vec![QUERY.to_owned()],
+            methods: vec![agreements_protocol::Method::AgreementQuery],
         })
         .await
         .unwrap();

@@ -1,17 +1,14 @@
 //! Bulk loading and export through the store API, on every configured backend: the same records
 //! get the same outcomes on SQLite and PostgreSQL.
 
-#![allow(clippy::unwrap_used)] // tests fail loudly by design
-
 use agreements_domain::ids::{
-    AgreementNo, AppId, CustomerId, GroupId, LogonId, OpenId, PartnerId, PersonalProductCode,
-    ProductCode, SignScene, UserId,
+    AgreementNo, AppId, CustomerId, ExternalAgreementNo, GroupId, LogonId, OpenId, PartnerId,
+    PersonalProductCode, PrincipalId, ProductCode, SignScene, UserId,
 };
 use agreements_domain::{
-    Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, Product,
-    ThirdPartyType,
+    Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, ThirdPartyType,
 };
-use agreements_protocol::SignType;
+use agreements_protocol::{Method, SignType};
 use agreements_store::test_support::{TestDatabase, backends};
 use agreements_store::{
     AccountRecord, AppKey, AppRecord, AppStatus, Kind, LoadOptions, LogonIdRecord, NewGroup,
@@ -53,7 +50,7 @@ fn agreement(no: &str, principal_type: PrincipalType, principal: &str, user: &st
         partner_id: PartnerId::parse(M1).unwrap(),
         sign_app_id: AppId::parse(APP).unwrap(),
         principal_type,
-        principal_id: principal.into(),
+        principal_id: PrincipalId::parse(principal).unwrap(),
         alipay_user_id: UserId::parse(user).unwrap(),
         personal_product_code: PersonalProductCode::parse("GENERAL_WITHHOLDING_P").unwrap(),
         product_code: ProductCode::parse("GENERAL_WITHHOLDING").unwrap(),
@@ -70,7 +67,7 @@ fn agreement(no: &str, principal_type: PrincipalType, principal: &str, user: &st
 }
 
 fn with_external(mut a: Agreement, external: &str) -> Agreement {
-    a.external_agreement_no = Some(external.into());
+    a.external_agreement_no = Some(ExternalAgreementNo::parse(external).unwrap());
     a
 }
 
@@ -89,12 +86,9 @@ fn entities() -> Vec<(Kind, Vec<Record>)> {
         (
             Kind::Product,
             vec![Record::Product(ProductRecord {
-                product: Product {
-                    personal_product_code: PersonalProductCode::parse("GENERAL_WITHHOLDING_P")
-                        .unwrap(),
-                    product_codes: vec![ProductCode::parse("GENERAL_WITHHOLDING").unwrap()],
-                },
+                personal_product_code: PersonalProductCode::parse("GENERAL_WITHHOLDING_P").unwrap(),
                 name: "General".into(),
+                product_codes: vec![ProductCode::parse("GENERAL_WITHHOLDING").unwrap()],
             })],
         ),
         (
@@ -119,10 +113,7 @@ fn entities() -> Vec<(Kind, Vec<Record>)> {
                     sign_type: SignType::Rsa2,
                     public_key: "KEY".into(),
                 }],
-                methods: vec![
-                    "alipay.user.agreement.query".into(),
-                    "alipay.user.agreement.batch.query".into(),
-                ],
+                methods: vec![Method::AgreementQuery, Method::AgreementBatchQuery],
             })],
         ),
         (Kind::Account, vec![account(U1, U1), account(U2, U1)]),
@@ -296,7 +287,7 @@ async fn loading_classifies_every_record_the_same_on_every_backend() {
                 (
                     e.seq,
                     e.kind.as_str(),
-                    e.old_status.as_deref(),
+                    e.old_status.map(AgreementStatus::as_str),
                     e.new_status.as_str(),
                     e.actor.as_str(),
                 )
@@ -311,8 +302,12 @@ async fn loading_classifies_every_record_the_same_on_every_backend() {
             "{backend:?}"
         );
         updater.finish().await.unwrap();
-        let app = store.app(APP).await.unwrap().unwrap();
-        assert_eq!(app.methods, ["alipay.user.agreement.query"]);
+        let app = store
+            .app(&AppId::parse(APP).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(app.methods, [Method::AgreementQuery]);
 
         // A dry run checks against the database and writes nothing.
         let mut dry = store

@@ -2,8 +2,6 @@
 //! exclusive leases (two workers never get the same notification), a lapsed lease makes it due
 //! again, and results are recorded.
 
-#![allow(clippy::unwrap_used)] // tests fail loudly by design
-
 use std::collections::BTreeSet;
 
 use agreements_domain::AgreementStatus;
@@ -77,10 +75,7 @@ async fn claims_are_exclusive_leases_and_results_are_recorded() {
             .await
             .unwrap();
         assert_eq!(events.len(), 2, "{backend:?}: {events:?}");
-        assert_eq!(
-            events[1].old_status.as_deref(),
-            Some(AgreementStatus::Stop.as_str())
-        );
+        assert_eq!(events[1].old_status, Some(AgreementStatus::Stop));
 
         // Two workers claim at once: disjoint sets, together all twelve.
         let lease = NOW + 12;
@@ -90,7 +85,7 @@ async fn claims_are_exclusive_leases_and_results_are_recorded() {
         );
         let (a, b) = (a.unwrap(), b.unwrap());
         let ids = |list: &[agreements_store::Notification]| -> BTreeSet<String> {
-            list.iter().map(|n| n.queued.notify_id.clone()).collect()
+            list.iter().map(|n| n.notify_id.clone()).collect()
         };
         assert!(ids(&a).is_disjoint(&ids(&b)), "{backend:?}");
         assert_eq!(a.len() + b.len(), 12, "{backend:?}");
@@ -102,12 +97,12 @@ async fn claims_are_exclusive_leases_and_results_are_recorded() {
                 .unwrap()
                 .is_empty()
         );
-        let first = &a[0].queued.notify_id;
+        let first = &a[0].notify_id;
         store
             .record_attempt(first, 1, NOW + 1, &Attempt::Delivered)
             .await
             .unwrap();
-        let second = &a[1].queued.notify_id;
+        let second = &a[1].notify_id;
         store
             .record_attempt(
                 second,
@@ -120,7 +115,7 @@ async fn claims_are_exclusive_leases_and_results_are_recorded() {
             )
             .await
             .unwrap();
-        let third = &a[2].queued.notify_id;
+        let third = &a[2].notify_id;
         store
             .record_attempt(
                 third,
@@ -158,7 +153,7 @@ async fn claims_are_exclusive_leases_and_results_are_recorded() {
         assert_eq!(failed[0].last_error.as_deref(), Some("gone"));
         let of_one = store
             .notifications(&NotificationFilter {
-                agreement_no: Some(NUMBERS[0]),
+                agreement_no: Some(&AgreementNo::parse(NUMBERS[0]).unwrap()),
                 limit: 100,
                 ..NotificationFilter::default()
             })
@@ -173,7 +168,7 @@ async fn claims_are_exclusive_leases_and_results_are_recorded() {
             .await
             .unwrap();
         assert_eq!(all.len(), 12);
-        let retried = all.iter().find(|n| &n.queued.notify_id == second).unwrap();
+        let retried = all.iter().find(|n| &n.notify_id == second).unwrap();
         assert_eq!(retried.state, DeliveryState::Pending);
         assert_eq!((retried.attempts, retried.next_attempt_at), (1, NOW + 241));
         assert_eq!(retried.last_error.as_deref(), Some("HTTP 500"));
@@ -184,10 +179,7 @@ async fn claims_are_exclusive_leases_and_results_are_recorded() {
             .notifications(&by(DeliveryState::Pending))
             .await
             .unwrap();
-        let resent = pending
-            .iter()
-            .find(|n| &n.queued.notify_id == third)
-            .unwrap();
+        let resent = pending.iter().find(|n| &n.notify_id == third).unwrap();
         assert_eq!((resent.attempts, resent.next_attempt_at), (0, NOW + 9));
         assert_eq!(resent.last_error, None);
         let unknown = ["nope".to_owned()];

@@ -1,4 +1,5 @@
-//! The clock, injected so that tests (and the SDK vectors, made at 2024-05-20 13:14:15) are
+//! The clock, injected wherever time is read (the gateway, the delivery worker, the store's
+//! writes, the loaders) so that tests, and the SDK vectors made at 2024-05-20 13:14:15, are
 //! deterministic.
 
 use std::sync::atomic::{AtomicI64, Ordering};

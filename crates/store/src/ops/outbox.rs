@@ -1,0 +1,146 @@
+//! The notification outbox: claims by the delivery worker, results, operators' lists and resends.
+
+use std::sync::LazyLock;
+
+use agreements_domain::notify::DeliveryState;
+
+use crate::Store;
+use crate::db::{Param, params};
+use crate::error::StoreError;
+use crate::records::{Attempt, Notification, NotificationFilter, Resend};
+use crate::sql::{Sql, sql};
+use crate::tables::NOTIFICATIONS;
+
+/// Takes the due pending notifications (`$1` now) up to `$3`, holding each until `$2`: an
+/// ordered range scan of `notifications_due` that stops at the limit. PostgreSQL skips rows
+/// another worker is claiming (SQLite has no row locks: its writers take turns).
+static CLAIM: LazyLock<Sql> = LazyLock::new(|| {
+    let claim = |lock: &str| {
+        format!(
+            "UPDATE notifications SET next_attempt_at = $2 WHERE notify_id IN \
+             (SELECT notify_id FROM notifications WHERE state = 'PENDING' AND next_attempt_at <= $1 \
+              ORDER BY next_attempt_at, notify_id LIMIT $3{lock}) RETURNING {}",
+            NOTIFICATIONS.column_list(None)
+        )
+    };
+    let sqlite = Sql::new(claim("")).sqlite;
+    Sql {
+        postgres: claim(" FOR UPDATE SKIP LOCKED").into(),
+        sqlite,
+    }
+});
+
+impl Store {
+    /// Takes up to `limit` pending notifications due at `now` for sending: each is held until
+    /// `lease_until` (so no other worker sends it meanwhile; if this one dies, it is due again
+    /// then).
+    pub async fn claim_notifications(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.pool
+            .conn()
+            .await?
+            .all(&CLAIM, &params![now, lease_until, limit])
+            .await
+    }
+
+    /// Records the result of a notification's `attempts`-th send, made at `now`.
+    pub async fn record_attempt(
+        &self,
+        notify_id: &str,
+        attempts: u32,
+        now: i64,
+        attempt: &Attempt,
+    ) -> Result<(), StoreError> {
+        let (state, next, error, delivered) = match attempt {
+            Attempt::Delivered => (DeliveryState::Delivered, None, None, Some(now)),
+            Attempt::Retry { at, error } => (
+                DeliveryState::Pending,
+                Some(*at),
+                Some(error.as_str()),
+                None,
+            ),
+            Attempt::Failed { error } => (DeliveryState::Failed, None, Some(error.as_str()), None),
+        };
+        self.pool
+            .conn()
+            .await?
+            .execute(
+                sql!(
+                    "UPDATE notifications SET state = $2, attempts = $3, last_attempt_at = $4, \
+                     next_attempt_at = COALESCE($5, next_attempt_at), last_error = $6, delivered_at = $7 \
+                     WHERE notify_id = $1"
+                ),
+                &params![notify_id, state.as_str(), attempts, now, next, error, delivered],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Queued notifications, oldest first.
+    pub async fn notifications(
+        &self,
+        f: &NotificationFilter<'_>,
+    ) -> Result<Vec<Notification>, StoreError> {
+        // Only the conditions the filter sets, so that each uses its index.
+        let mut conditions = Vec::new();
+        let mut values: Vec<Param<'_>> = Vec::new();
+        if let Some(state) = f.state {
+            values.push(state.as_str().into());
+            conditions.push(format!("state = ${}", values.len()));
+        }
+        if let Some(no) = f.agreement_no {
+            values.push(no.into());
+            conditions.push(format!("agreement_no = ${}", values.len()));
+        }
+        values.push(f.limit.into());
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let sql = Sql::new(format!(
+            "SELECT {} FROM notifications {filter} ORDER BY created_at, notify_id LIMIT ${}",
+            NOTIFICATIONS.column_list(None),
+            values.len()
+        ));
+        self.pool.conn().await?.all(&sql, &values).await
+    }
+
+    /// Makes notifications pending again, due at `now`, with a fresh schedule; returns how many.
+    pub async fn resend(&self, which: Resend<'_>, now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin(true).await?;
+        let changed = match which {
+            Resend::AllFailed => {
+                tx.execute(
+                    sql!(
+                        "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_at = $1, \
+                         last_error = NULL, delivered_at = NULL WHERE state = 'FAILED'"
+                    ),
+                    &params![now],
+                )
+                .await?
+            }
+            Resend::Ids(ids) => {
+                let mut changed = 0;
+                for id in ids {
+                    changed += tx
+                        .execute(
+                            sql!(
+                                "UPDATE notifications SET state = 'PENDING', attempts = 0, next_attempt_at = $1, \
+                                 last_error = NULL, delivered_at = NULL WHERE notify_id = $2"
+                            ),
+                            &params![now, id],
+                        )
+                        .await?;
+                }
+                changed
+            }
+        };
+        tx.commit().await?;
+        Ok(changed)
+    }
+}
