@@ -88,7 +88,10 @@ impl DatabaseArgs {
     pub async fn open(&self) -> anyhow::Result<agreements_store::Store> {
         let location = match &self.database {
             Some(location) => location.clone(),
-            None => agreements_server::config::Config::load(self.config.as_deref())?.database,
+            None => agreements_server::config::Config::load(self.config.as_deref())?
+                .database
+                .expose()
+                .to_owned(),
         };
         Ok(agreements_store::Store::open(&location).await?)
     }

@@ -1,6 +1,8 @@
 //! Configuration: defaults, then a TOML file, then `AGREEMENTS_*` environment variables, parsed
 //! once at start into typed values.
 
+use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,14 +20,82 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the database is: a SQLite file path, or a `postgres://` URL. Shown (`Debug`,
+/// `Display`) with any password replaced by `***`, so that no log or error message can carry it;
+/// [`DatabaseUrl::expose`] gives the real location to the one caller that opens it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The location as given, password included: only for opening the database.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(location: String) -> Self {
+        Self(location)
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(location: &str) -> Self {
+        Self(location.to_owned())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    /// The location with the password of its user info and of a `password` query parameter
+    /// replaced by `***`; a file path as it is.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.0.contains("://") {
+            return f.write_str(&self.0);
+        }
+        let Ok(mut url) = url::Url::parse(&self.0) else {
+            // Not a URL that can be taken apart: show its scheme only.
+            let scheme = self.0.split("://").next().unwrap_or_default();
+            return write!(f, "{scheme}://***");
+        };
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        if url
+            .query_pairs()
+            .any(|(k, _)| k.eq_ignore_ascii_case("password"))
+        {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k.eq_ignore_ascii_case("password") {
+                        "***".to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        f.write_str(url.as_str())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.to_string())
+    }
+}
+
 /// Everything `agreements serve` needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port.
-    pub listen: String,
+    pub listen: SocketAddr,
     /// The database: a SQLite file path (created if missing), or a `postgres://` URL.
-    pub database: String,
+    pub database: DatabaseUrl,
     /// The platform private key that signs responses (PKCS#1 or PKCS#8, PEM or bare base64).
     pub platform_private_key: PathBuf,
     /// Accepted distance between a request `timestamp` and the gateway clock, in seconds;
@@ -56,7 +126,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: "127.0.0.1:8080".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database: "agreements.db".into(),
             platform_private_key: "platform_private_key.pem".into(),
             timestamp_window_secs: 15 * 60,
@@ -74,22 +144,14 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Every key, as in the file (and, upper-cased with the prefix, in the environment).
-    pub const KEYS: &'static [&'static str] = &[
-        "listen",
-        "database",
-        "platform_private_key",
-        "timestamp_window_secs",
-        "max_body_bytes",
-        "request_timeout_ms",
-        "header_read_timeout_ms",
-        "max_connections",
-        "log_format",
-        "log_filter",
-        "notify_concurrency",
-        "notify_timeout_ms",
-        "notify_poll_ms",
-    ];
+    /// Every key, as in the file (and, upper-cased with the prefix, in the environment): the
+    /// fields of this struct, as serde names them.
+    pub fn keys() -> Vec<String> {
+        match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(fields)) => fields.into_iter().map(|(k, _)| k).collect(),
+            _ => Vec::new(),
+        }
+    }
 
     /// Defaults, overridden by `file` (when given), overridden by `AGREEMENTS_<FIELD>` variables
     /// (e.g. `AGREEMENTS_LISTEN=0.0.0.0:8080`).
@@ -100,10 +162,9 @@ impl Config {
         }
         // Only this struct's keys: other AGREEMENTS_* variables (AGREEMENTS_CONFIG, the tests'
         // AGREEMENTS_TEST_*) are not configuration and must not be refused as unknown.
-        let known = |key: &figment::value::UncasedStr| {
-            Self::KEYS
-                .iter()
-                .any(|k| key.as_str().eq_ignore_ascii_case(k))
+        let keys = Self::keys();
+        let known = move |key: &figment::value::UncasedStr| {
+            keys.iter().any(|k| key.as_str().eq_ignore_ascii_case(k))
         };
         figment
             .merge(Env::prefixed("AGREEMENTS_").filter(known))
@@ -162,8 +223,8 @@ impl Config {
              notify_concurrency = {}\n\n\
              # Longest time of one notification send (connect, post, read the answer).\nnotify_timeout_ms = {}\n\n\
              # How often the outbox is checked for due retries.\nnotify_poll_ms = {}\n",
-            d.listen,
-            d.database,
+            d.listen.to_string(),
+            d.database.expose(),
             d.platform_private_key.display().to_string(),
             d.timestamp_window_secs,
             d.max_body_bytes,
@@ -192,18 +253,45 @@ mod tests {
     }
 
     #[test]
-    fn keys_lists_every_field() {
-        let value = serde_json::to_value(Config::default()).unwrap();
-        let mut fields: Vec<&str> = value
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        let mut keys = Config::KEYS.to_vec();
-        fields.sort_unstable();
-        keys.sort_unstable();
-        assert_eq!(fields, keys);
+    fn every_field_is_a_key_the_environment_may_set() {
+        let keys = Config::keys();
+        assert_eq!(keys.len(), 13, "{keys:?}");
+        for key in ["listen", "database", "notify_poll_ms"] {
+            assert!(keys.iter().any(|k| k == key), "{key}");
+        }
+    }
+
+    #[test]
+    fn database_passwords_never_show() {
+        for (location, shown) in [
+            (
+                "postgres://u:secret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            ("postgres://u:p%40ss@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:p@ss@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://u@h/db?sslmode=require&password=secret",
+                "postgres://u@h/db?sslmode=require&password=***",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("agreements.db", "agreements.db"),
+        ] {
+            let url = DatabaseUrl::from(location);
+            assert_eq!(url.to_string(), shown, "{location}");
+            assert!(!format!("{url:?}").contains("secret"), "{location}");
+            assert!(
+                !format!(
+                    "{:?}",
+                    Config {
+                        database: url.clone(),
+                        ..Config::default()
+                    }
+                )
+                .contains("secret")
+            );
+            assert_eq!(url.expose(), location);
+        }
     }
 
     #[test]
@@ -216,7 +304,7 @@ mod tests {
         )
         .unwrap();
         let config = Config::load(Some(&path)).unwrap();
-        assert_eq!(config.listen, "127.0.0.1:0");
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 0)));
         assert_eq!(config.timestamp_window(), None);
         std::fs::write(&path, "lisen = \"x\"\n").unwrap();
         assert!(Config::load(Some(&path)).is_err());

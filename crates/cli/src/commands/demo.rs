@@ -17,7 +17,7 @@ pub struct Args {
     pub data_dir: PathBuf,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: String,
+    pub listen: std::net::SocketAddr,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -45,7 +45,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let config = Config {
         listen: args.listen,
-        database: database.to_string_lossy().into_owned(),
+        database: database.to_string_lossy().into_owned().into(),
         platform_private_key: platform_key,
         ..config
     };
