@@ -137,11 +137,6 @@ impl BatchQuery {
     }
 }
 
-/// Result order: `sign_time` ascending, then `agreement_no` ascending.
-pub fn sort(agreements: &mut [Agreement]) {
-    agreements.sort_by(|a, b| (a.sign_time, &a.agreement_no).cmp(&(b.sign_time, &b.agreement_no)));
-}
-
 /// One `usage_agreement_info_list` entry: exactly the seed's fields, in the byte order the
 /// official SDK's vectors show (alphabetical), `pricipal_type` spelled as on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -328,38 +323,14 @@ mod tests {
     }
 
     #[test]
-    fn items_sort_by_sign_time_then_number_and_serialize_like_the_seed() {
-        let mut list = vec![
-            agreement(
-                "20245920000000000003",
-                PrincipalType::Card,
-                "2088101122675263",
-                20,
-            ),
-            agreement(
-                "20245920000000000002",
-                PrincipalType::Card,
-                "2088101122675263",
-                10,
-            ),
-            agreement(
-                "20245920000000000001",
-                PrincipalType::Card,
-                "2088101122675263",
-                20,
-            ),
-        ];
-        sort(&mut list);
-        let order: Vec<&str> = list.iter().map(|a| a.agreement_no.as_str()).collect();
-        assert_eq!(
-            order,
-            [
-                "20245920000000000002",
-                "20245920000000000001",
-                "20245920000000000003"
-            ]
+    fn items_serialize_like_the_seed() {
+        let a = agreement(
+            "20245920000000000002",
+            PrincipalType::Card,
+            "2088101122675263",
+            10,
         );
-        let item = serde_json::to_string(&Item::new(&list[0], None)).unwrap();
+        let item = serde_json::to_string(&Item::new(&a, None)).unwrap();
         assert_eq!(
             item,
             r#"{"agreement_no":"20245920000000000002","invalid_time":"2096-10-02 15:06:40","personal_product_code":"GENERAL_WITHHOLDING_P","pricipal_type":"CARD","principal_id":"2088101122675263","sign_scene":"INDUSTRY|DIGITAL_MEDIA","sign_time":"1970-01-01 08:00:10","status":"NORMAL","third_party_type":"PARTNER","valid_time":"1970-01-01 08:00:10"}"#

@@ -70,11 +70,11 @@ async fn found_rows(
 /// parameter is bound (`$n IS NULL OR …`) makes SQLite prepare the statement again at every
 /// call (its plan depends on the value). The two principals are two SELECTs joined by UNION ALL
 /// (a row has one principal type, so they never overlap): each is one range scan of
-/// `agreements_by_principal` that yields rows in (sign_time, agreement_no) order, and both
-/// databases merge them without sorting. Written as `(CARD …) OR (CUSTOMER …)`, SQLite's plan
-/// was a multi-index OR, which builds an ephemeral table (its own page cache, allocated and freed
-/// per execution) to drop duplicates and another to sort — about 100 µs per answer on the
-/// project machine.
+/// `agreements_by_principal` that yields rows in (sign_time, agreement_no) order; SQLite merges
+/// them, PostgreSQL appends and sorts the few rows. Written as `(CARD …) OR (CUSTOMER …)`, the
+/// query gets SQLite's multi-index OR, which builds an ephemeral table (its own page cache,
+/// allocated and freed per execution) to drop duplicates and another to sort — about 100 µs per
+/// answer on the project machine.
 static BY_PERSON: LazyLock<Vec<Sql>> = LazyLock::new(|| {
     (0..16)
         .map(|i| by_person_sql(i & 1 != 0, i & 2 != 0, i & 4 != 0, i & 8 != 0))
