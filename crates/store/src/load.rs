@@ -11,12 +11,12 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use agreements_domain::clock::Clock;
-use agreements_domain::{Agreement, AgreementStatus, Contract, Merchant, PrincipalType};
+use agreements_domain::{Agreement, Contract, Merchant, PrincipalType};
 
 use crate::db::{Conn, Param, Pool};
 use crate::error::{Invalid, StoreError};
 use crate::records::{
-    AccountRecord, AppRecord, EventKind, LogonIdRecord, NewGroup, OpenIdRecord, ProductRecord,
+    AccountRecord, AppRecord, LogonIdRecord, NewGroup, OpenIdRecord, ProductRecord,
 };
 use crate::schema::{Cell, Cells, Entity, Reference, Stored, Table};
 use crate::tables::{
@@ -311,13 +311,18 @@ pub(crate) fn taken(unique: &[&'static str], holder: &[Cell]) -> Outcome {
 /// A CUSTOMER agreement must name as its principal the person of its signing account: the
 /// columns that say so, and the rejection when it does not.
 pub(crate) mod person_rule {
+    use std::sync::LazyLock;
+
     use super::{AGREEMENTS, Cell, Cells, Outcome, PrincipalType};
     use crate::schema::Spelled as _;
 
-    /// Whether `row` (an agreement) is a CUSTOMER agreement.
+    /// Whether `row` (an agreement) is a CUSTOMER agreement. (Every agreement of a load asks:
+    /// the column's position is looked up once.)
     pub(crate) fn applies(row: &Cells) -> bool {
-        *row.get(&AGREEMENTS, "principal_type")
-            == Cell::Text(PrincipalType::Customer.spelling().to_owned())
+        static PRINCIPAL_TYPE: LazyLock<usize> =
+            LazyLock::new(|| AGREEMENTS.index("principal_type"));
+        matches!(row.cells.get(*PRINCIPAL_TYPE),
+            Some(Cell::Text(t)) if t == PrincipalType::Customer.spelling())
     }
 
     pub(crate) fn rejection(customer_id: &str) -> Outcome {
@@ -330,46 +335,17 @@ pub(crate) mod person_rule {
     }
 }
 
-/// The history entry an agreement loaded as `row` gets: `IMPORT` when it is new (`stored` is
-/// `None`), `UPDATE` with the old status when it overwrote `stored`.
-pub(crate) struct LoadEvent<'a> {
-    pub(crate) agreement_no: &'a str,
-    pub(crate) kind: EventKind,
-    pub(crate) old_status: Option<&'a str>,
-    pub(crate) new_status: &'a str,
-}
-
-impl<'a> LoadEvent<'a> {
-    /// The event of an agreement row; `None` for other kinds.
-    pub(crate) fn of(kind: Kind, stored: Option<&'a Cells>, row: &'a Cells) -> Option<Self> {
-        if kind != Kind::Agreement {
-            return None;
-        }
-        let text = |row: &'a Cells, column: &str| match row.get(&AGREEMENTS, column) {
-            Cell::Text(t) => Some(t.as_str()),
-            Cell::Int(_) | Cell::Null => None,
-        };
-        Some(LoadEvent {
-            agreement_no: text(row, "agreement_no")?,
-            kind: if stored.is_some() {
-                EventKind::Update
-            } else {
-                EventKind::Import
-            },
-            old_status: stored.and_then(|s| text(s, "status")),
-            new_status: text(row, "status")?,
-        })
-    }
-}
-
 /// The actor of loaded agreements' history events.
 pub(crate) const IMPORT_ACTOR: &str = "import";
 
-/// Checks that a stored status spelling is one (the loaders write the events of agreements they
-/// read back).
-pub(crate) fn status(text: &str) -> Result<AgreementStatus, StoreError> {
-    AgreementStatus::from_cell(Cell::Text(text.to_owned()))
-        .map_err(|rule| StoreError::Corrupt(rule.of("agreements", "status")))
+/// The value of `column` in a row of `table`, decoded as stored values are.
+pub(crate) fn field<T: Stored>(
+    table: &'static Table,
+    cells: &Cells,
+    column: &'static str,
+) -> Result<T, StoreError> {
+    T::from_cell(cells.get(table, column).clone())
+        .map_err(|rule| StoreError::Corrupt(rule.of(table.name, column)))
 }
 
 /// A bulk load in progress. Dropping it without [`Loader::finish`] keeps the committed batches

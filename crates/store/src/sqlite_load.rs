@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use agreements_domain::AgreementStatus;
 use agreements_domain::clock::Clock;
 use agreements_domain::ids::AgreementNo;
 use rusqlite::Connection;
@@ -12,12 +13,12 @@ use rusqlite::Connection;
 use crate::db::{Conn, Param};
 use crate::error::{Rule, StoreError};
 use crate::load::{
-    IMPORT_ACTOR, Kind, LoadEvent, LoadOptions, Outcome, Record, batch_statements, diff,
-    first_of_each_key, missing_reference, person_rule, settled, status, taken,
+    IMPORT_ACTOR, Kind, LoadOptions, Outcome, Record, batch_statements, diff, field,
+    first_of_each_key, missing_reference, person_rule, settled, taken,
 };
 use crate::ops::append_event;
 use crate::records::{AgreementEvent, EventKind};
-use crate::schema::{Cell, Cells, Stored as _, Table};
+use crate::schema::{Cell, Cells, Table};
 use crate::sql::{Sql, matches, sql};
 use crate::sqlite::Lease;
 use crate::tables::{AGREEMENTS, CUSTOMERS};
@@ -200,16 +201,15 @@ async fn record_event(
     row: &Cells,
     at: i64,
 ) -> Result<(), StoreError> {
-    let Some(event) = LoadEvent::of(kind, stored, row) else {
+    if kind != Kind::Agreement {
         return Ok(());
-    };
-    let no = AgreementNo::from_cell(Cell::Text(event.agreement_no.to_owned()))
-        .map_err(|rule| StoreError::Corrupt(rule.of("agreements", "agreement_no")))?;
-    let new_status = status(event.new_status)?;
-    match event.old_status {
+    }
+    let no: AgreementNo = field(&AGREEMENTS, row, "agreement_no")?;
+    let new_status: AgreementStatus = field(&AGREEMENTS, row, "status")?;
+    match stored {
         // A new agreement has no history yet: its first event is number 1, written without the
         // `MAX(seq)` lookup (an INSERT … SELECT from its own table costs SQLite a temporary copy).
-        None if event.kind == EventKind::Import => {
+        None => {
             conn.insert(&AgreementEvent {
                 agreement_no: no,
                 seq: 1,
@@ -222,13 +222,13 @@ async fn record_event(
             })
             .await
         }
-        old => {
-            let old = old.map(status).transpose()?;
+        Some(stored) => {
+            let old: AgreementStatus = field(&AGREEMENTS, stored, "status")?;
             append_event(
                 conn,
                 &no,
-                event.kind,
-                old,
+                EventKind::Update,
+                Some(old),
                 new_status,
                 IMPORT_ACTOR,
                 None,
