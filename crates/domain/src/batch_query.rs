@@ -158,14 +158,14 @@ pub struct Item {
 impl Item {
     /// The wire view of `agreement`; `principal_open_id` when the principal has an open id in the
     /// calling app.
-    pub fn new(agreement: &Agreement, principal_open_id: Option<String>) -> Self {
+    pub fn new(agreement: &Agreement, principal_open_id: Option<&OpenId>) -> Self {
         Self {
             agreement_no: agreement.agreement_no.to_string(),
             invalid_time: format_beijing(agreement.invalid_time),
             personal_product_code: agreement.personal_product_code.to_string(),
             pricipal_type: agreement.principal_type,
             principal_id: agreement.principal_id.to_string(),
-            principal_open_id,
+            principal_open_id: principal_open_id.map(ToString::to_string),
             sign_scene: agreement.sign_scene.to_string(),
             sign_time: format_beijing(agreement.sign_time),
             status: agreement.status,

@@ -4,7 +4,7 @@
 use agreements_protocol::timestamp::format_beijing;
 
 use crate::agreement::Agreement;
-use crate::ids::{AppId, mask_logon_id};
+use crate::ids::{AppId, LogonId};
 
 /// `notify_type` of a cancellation.
 pub const DUT_USER_UNSIGN: &str = "dut_user_unsign";
@@ -99,7 +99,7 @@ pub fn check_url(text: &str) -> Result<(), &'static str> {
 /// `logon_id` (of the signing account) is masked here; absent values are left out.
 pub fn unsign_params(
     agreement: &Agreement,
-    logon_id: Option<&str>,
+    logon_id: Option<&LogonId>,
     app_id: &AppId,
     auth_app_id: &AppId,
     unsign_time: i64,
@@ -130,7 +130,7 @@ pub fn unsign_params(
         params.push(("external_logon_id", logon.clone()));
     }
     if let Some(logon_id) = logon_id {
-        params.push(("alipay_logon_id", mask_logon_id(logon_id)));
+        params.push(("alipay_logon_id", logon_id.masked()));
     }
     params
 }
@@ -203,7 +203,8 @@ mod tests {
         );
         a.external_agreement_no = Some(ExternalAgreementNo::parse("AGR20240520000001").unwrap());
         let app = AppId::parse("2021000000000001").unwrap();
-        let params = unsign_params(&a, Some("15900000001"), &app, &app, 1_716_253_200);
+        let logon_id = LogonId::parse("15900000001").unwrap();
+        let params = unsign_params(&a, Some(&logon_id), &app, &app, 1_716_253_200);
         let get = |n: &str| {
             params
                 .iter()

@@ -10,7 +10,7 @@ use crate::batch_query::{UserLocator, user_locator};
 use crate::biz::Fields;
 use crate::error::BizError;
 use crate::ids::{
-    AgreementNo, ExternalAgreementNo, GroupId, PersonalProductCode, SignScene, mask_logon_id,
+    AgreementNo, ExternalAgreementNo, GroupId, LogonId, OpenId, PersonalProductCode, SignScene,
 };
 use crate::visibility::Scope;
 
@@ -205,12 +205,12 @@ impl Response {
     /// The wire view; `logon_id` (of the signing account) is masked here.
     pub fn new(
         agreement: &Agreement,
-        logon_id: Option<&str>,
-        principal_open_id: Option<String>,
+        logon_id: Option<&LogonId>,
+        principal_open_id: Option<&OpenId>,
     ) -> Self {
         Self {
             agreement_no: agreement.agreement_no.to_string(),
-            alipay_logon_id: logon_id.map(mask_logon_id),
+            alipay_logon_id: logon_id.map(LogonId::masked),
             external_agreement_no: agreement
                 .external_agreement_no
                 .as_ref()
@@ -220,7 +220,7 @@ impl Response {
             personal_product_code: agreement.personal_product_code.to_string(),
             pricipal_type: agreement.principal_type,
             principal_id: agreement.principal_id.to_string(),
-            principal_open_id,
+            principal_open_id: principal_open_id.map(ToString::to_string),
             sign_scene: agreement.sign_scene.to_string(),
             sign_time: format_beijing(agreement.sign_time),
             status: agreement.status,

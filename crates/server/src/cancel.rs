@@ -3,7 +3,7 @@
 //! store transaction.
 
 use agreements_domain::agreement::Agreement;
-use agreements_domain::ids::AppId;
+use agreements_domain::ids::{AppId, LogonId};
 use agreements_domain::notify::{self, DUT_USER_UNSIGN};
 use agreements_domain::unsign::Actor;
 use agreements_protocol::SignType;
@@ -48,7 +48,7 @@ pub async fn cancel(
 ) -> Result<(UnsignOutcome, usize), StoreError> {
     let agreement = c.agreement;
     let logon_id = store.logon_id_of(&agreement.alipay_user_id).await?;
-    let logon_id = logon_id.as_deref();
+    let logon_id = logon_id.as_ref();
     let sign_app = store.app(&agreement.sign_app_id).await?;
     let owner_url = sign_app
         .as_ref()
@@ -98,7 +98,7 @@ pub async fn cancel(
 fn queued(
     now: i64,
     agreement: &Agreement,
-    logon_id: Option<&str>,
+    logon_id: Option<&LogonId>,
     to: &Destination<'_>,
 ) -> Result<NewNotification, StoreError> {
     let digits = random_digits(26)

@@ -173,7 +173,7 @@ pub struct FoundAgreement {
     /// Its owner's group.
     pub owner_group: Option<GroupId>,
     /// The principal's open id in the filter's app.
-    pub principal_open_id: Option<String>,
+    pub principal_open_id: Option<OpenId>,
 }
 
 /// The natural key of an agreement at its merchant: product, scene and the merchant's number.

@@ -53,7 +53,7 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
     Ok(Response {
         usage_agreement_info_list: found
             .into_iter()
-            .map(|f| Item::new(&f.agreement, f.principal_open_id))
+            .map(|f| Item::new(&f.agreement, f.principal_open_id.as_ref()))
             .collect(),
     })
 }

@@ -27,8 +27,8 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
         .await?;
     Ok(Response::new(
         &found.agreement,
-        logon_id.as_deref(),
-        found.principal_open_id.clone(),
+        logon_id.as_ref(),
+        found.principal_open_id.as_ref(),
     ))
 }
 

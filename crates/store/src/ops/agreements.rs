@@ -3,7 +3,7 @@
 use std::sync::LazyLock;
 
 use agreements_domain::batch_query::UserLocator;
-use agreements_domain::ids::{AgreementNo, AppId, GroupId, UserId};
+use agreements_domain::ids::{AgreementNo, AppId, GroupId, LogonId, OpenId, UserId};
 use agreements_domain::{Agreement, AgreementStatus, ResolvedUser, Scope};
 
 use crate::Store;
@@ -40,7 +40,7 @@ fn found(mut cells: Vec<Cell>) -> Result<FoundAgreement, StoreError> {
     .map_err(StoreError::Corrupt)?;
     let owner_group = Option::<GroupId>::from_cell(extra.next().unwrap_or(Cell::Null))
         .map_err(|rule| StoreError::Corrupt(rule.of("merchants", "group_id")))?;
-    let principal_open_id = Option::<String>::from_cell(extra.next().unwrap_or(Cell::Null))
+    let principal_open_id = Option::<OpenId>::from_cell(extra.next().unwrap_or(Cell::Null))
         .map_err(|rule| StoreError::Corrupt(rule.of("open_ids", "open_id")))?;
     Ok(FoundAgreement {
         agreement,
@@ -252,7 +252,7 @@ impl Store {
     }
 
     /// One logon id of an account (the first in order), for masked display.
-    pub async fn logon_id_of(&self, user_id: &UserId) -> Result<Option<String>, StoreError> {
+    pub async fn logon_id_of(&self, user_id: &UserId) -> Result<Option<LogonId>, StoreError> {
         let row = self
             .pool
             .conn()
@@ -264,7 +264,7 @@ impl Store {
             .await?;
         row.and_then(|r| r.into_iter().next())
             .map(|cell| {
-                String::from_cell(cell)
+                LogonId::from_cell(cell)
                     .map_err(|rule| StoreError::Corrupt(rule.of("logon_ids", "logon_id")))
             })
             .transpose()
