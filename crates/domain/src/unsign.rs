@@ -75,18 +75,27 @@ pub enum Target<T> {
     Cancelled(T),
 }
 
-/// Among located candidates, the one to act on: the latest signed active agreement, else the
-/// latest signed cancelled one (so that a retried request succeeds again).
+/// Among located candidates, the one to act on: the one active agreement; with none active, the
+/// latest signed cancelled one (a retried request succeeds again and changes nothing). Several
+/// active ones are refused: a request that names a user (or a merchant number shared in a group)
+/// must name one agreement, or each retry of it would cancel another (agreements.md §7,
+/// PROTOCOL.md).
 pub fn target<T>(
     candidates: impl IntoIterator<Item = T>,
     agreement: impl Fn(&T) -> &Agreement,
-) -> Option<Target<T>> {
-    let (active, cancelled): (Vec<T>, Vec<T>) = candidates
+) -> Result<Target<T>, BizError> {
+    let (mut active, cancelled): (Vec<T>, Vec<T>) = candidates
         .into_iter()
         .partition(|c| agreement(c).status != AgreementStatus::Unsign);
-    choose(active, &agreement)
-        .map(Target::Active)
-        .or_else(|| choose(cancelled, &agreement).map(Target::Cancelled))
+    match active.len() {
+        0 => choose(cancelled, &agreement)
+            .map(Target::Cancelled)
+            .ok_or(BizError::UserAgreementNotExist),
+        1 => Ok(Target::Active(active.remove(0))),
+        n => Err(BizError::InvalidParameter(format!(
+            "{n} active agreements match; name the one to cancel by agreement_no or external_agreement_no"
+        ))),
+    }
 }
 
 /// Who changed an agreement, as recorded in its history.
@@ -189,14 +198,28 @@ mod tests {
         new.status = AgreementStatus::Unsign;
         assert_eq!(
             target([old.clone(), new.clone()], |a| a),
-            Some(Target::Active(old.clone()))
+            Ok(Target::Active(old.clone()))
         );
         old.status = AgreementStatus::Unsign;
         assert_eq!(
             target([old, new.clone()], |a| a),
-            Some(Target::Cancelled(new))
+            Ok(Target::Cancelled(new))
         );
-        assert_eq!(target(Vec::<Agreement>::new(), |a| a), None);
+        assert_eq!(
+            target(Vec::<Agreement>::new(), |a| a),
+            Err(BizError::UserAgreementNotExist)
+        );
+    }
+
+    /// A request that names a user could otherwise cancel one agreement per retry.
+    #[test]
+    fn several_active_agreements_are_refused_not_picked() {
+        let a = agreement("1", PrincipalType::Card, "2088101122675263", 10);
+        let b = agreement("2", PrincipalType::Card, "2088101122675263", 20);
+        assert!(matches!(
+            target([a, b], |a| a),
+            Err(BizError::InvalidParameter(m)) if m.starts_with("2 active agreements match")
+        ));
     }
 
     #[test]

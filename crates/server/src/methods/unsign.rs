@@ -24,7 +24,7 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
                 .as_ref()
                 .is_none_or(|p| p.is_principal_of(&f.agreement))
     });
-    let target = target(located, |f| &f.agreement).ok_or(BizError::UserAgreementNotExist)?;
+    let target = target(located, |f| &f.agreement)?;
     let (Target::Active(found) | Target::Cancelled(found)) = &target;
     query::require_product_contract(call, &request.query, found).await?;
     if let Target::Active(found) = &target {

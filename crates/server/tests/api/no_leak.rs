@@ -495,7 +495,8 @@ fn model(world: &World, r: &Request, now: i64) -> Expected {
             Err(answer) => answer,
         },
         Method::AgreementUnsign => {
-            // §7: located as for the query, cancelled ones included; active ones win.
+            // §7: located as for the query, cancelled ones included; the one active agreement, or
+            // with none a cancelled one (nothing changes); several active: refused.
             let alive = |a: &Agreement| a.invalid_time > now;
             let found = match locate(&alive, true) {
                 Ok(found) => found,
@@ -507,10 +508,11 @@ fn model(world: &World, r: &Request, now: i64) -> Expected {
                 .partition(|a| a.status != AgreementStatus::Unsign);
             active.sort_by_key(key);
             cancelled.sort_by_key(key);
-            match (active.last(), cancelled.last()) {
-                (Some(a), _) => Expected::Cancelled(Some(a.agreement_no.to_string())),
-                (None, Some(_)) => Expected::Cancelled(None),
-                (None, None) => err("USER_AGREEMENT_NOT_EXIST"),
+            match (active.as_slice(), cancelled.last()) {
+                ([a], _) => Expected::Cancelled(Some(a.agreement_no.to_string())),
+                ([], Some(_)) => Expected::Cancelled(None),
+                ([], None) => err("USER_AGREEMENT_NOT_EXIST"),
+                _ => err("INVALID_PARAMETER"),
             }
         }
     }

@@ -201,6 +201,60 @@ async fn by_user_the_active_agreement_is_cancelled_and_a_retry_still_succeeds() 
     assert_eq!(sub_code(&unknown), "USER_NOT_EXIST_ERROR");
 }
 
+/// A retried unsign that names a user must not cancel one agreement per send: with two active
+/// agreements in the scene it is refused and nothing changes, however often it is sent.
+#[tokio::test]
+async fn by_user_several_active_agreements_are_refused_and_retries_cancel_nothing() {
+    let app = TestApp::spawn().await;
+    let first = AgreementNo::parse("20245920000000000001").unwrap();
+    let any_app = AppId::parse(demo::APP_ID).unwrap();
+    let mut twin = app
+        .store
+        .agreement_by_no(&first, &any_app)
+        .await
+        .unwrap()
+        .unwrap()
+        .agreement;
+    twin.agreement_no = AgreementNo::parse("20245921000000000011").unwrap();
+    twin.sign_time += 60;
+    app.store.add_agreement(&twin).await.unwrap();
+    let biz = r#"{"personal_product_code":"GENERAL_WITHHOLDING_P","alipay_user_id":"2088101122675263","sign_scene":"INDUSTRY|DIGITAL_MEDIA"}"#;
+    for _ in 0..3 {
+        let answer = app.call(UNSIGN, biz).await;
+        assert_eq!(sub_code(&answer), "INVALID_PARAMETER", "{:?}", answer.node);
+        assert!(
+            answer.node["sub_msg"]
+                .as_str()
+                .unwrap()
+                .contains("2 active agreements match"),
+            "{:?}",
+            answer.node
+        );
+    }
+    for no in ["20245920000000000001", "20245921000000000011"] {
+        assert_eq!(history(&app, no).await.len(), 1, "{no} was changed");
+    }
+    // Named by number, each is cancelled once.
+    for no in ["20245920000000000001", "20245921000000000011"] {
+        let biz = format!(r#"{{"agreement_no":"{no}"}}"#);
+        assert_eq!(app.call(UNSIGN, &biz).await.code(), "10000");
+        assert_eq!(app.call(UNSIGN, &biz).await.code(), "10000");
+        assert_eq!(history(&app, no).await.len(), 2);
+    }
+}
+
+/// Concurrent sends of one user-named unsign cancel the one active agreement once.
+#[tokio::test]
+async fn by_user_concurrent_retries_cancel_once() {
+    let app = TestApp::spawn().await;
+    let biz = r#"{"personal_product_code":"GENERAL_WITHHOLDING_P","alipay_user_id":"2088101122675263","sign_scene":"INDUSTRY|DIGITAL_MEDIA"}"#;
+    let answers = futures_util::future::join_all((0..4).map(|_| app.call(UNSIGN, biz))).await;
+    for answer in &answers {
+        assert_eq!(answer.code(), "10000", "{:?}", answer.node);
+    }
+    assert_eq!(history(&app, "20245920000000000001").await.len(), 2);
+}
+
 #[tokio::test]
 async fn group_agreements_are_cancelled_within_the_group_only() {
     let app = TestApp::spawn().await;
