@@ -121,6 +121,11 @@ pub struct Config {
     /// How often the outbox is checked for due retries, in milliseconds (new notifications of
     /// this process are sent at once).
     pub notify_poll_ms: u64,
+    /// SQLite: how long a write waits for the database's write lock (another write, an import)
+    /// before it is answered `20000`, in milliseconds. It waits off the request workers.
+    pub write_wait_ms: u64,
+    /// SQLite: writes waiting for the write lock at most; one more is answered `20000` at once.
+    pub max_waiting_writes: usize,
 }
 
 impl Default for Config {
@@ -139,6 +144,8 @@ impl Default for Config {
             notify_concurrency: 16,
             notify_timeout_ms: 10_000,
             notify_poll_ms: 1_000,
+            write_wait_ms: 2_000,
+            max_waiting_writes: 64,
         }
     }
 }
@@ -199,6 +206,18 @@ impl Config {
         })
     }
 
+    /// How the store is opened.
+    pub fn store_options(
+        &self,
+        clock: std::sync::Arc<dyn agreements_domain::clock::Clock>,
+    ) -> agreements_store::Options {
+        agreements_store::Options {
+            clock,
+            write_wait: Duration::from_millis(self.write_wait_ms),
+            max_waiting_writes: self.max_waiting_writes,
+        }
+    }
+
     /// A commented example configuration file with the defaults.
     pub fn example() -> String {
         let d = Config::default();
@@ -222,7 +241,11 @@ impl Config {
              # Notification sends in flight at most; 0 = this process does not deliver notifications.\n\
              notify_concurrency = {}\n\n\
              # Longest time of one notification send (connect, post, read the answer).\nnotify_timeout_ms = {}\n\n\
-             # How often the outbox is checked for due retries.\nnotify_poll_ms = {}\n",
+             # How often the outbox is checked for due retries.\nnotify_poll_ms = {}\n\n\
+             # SQLite: how long a write waits for the write lock (another write, an import) before it\n\
+             # is answered 20000; it waits off the request workers.\nwrite_wait_ms = {}\n\n\
+             # SQLite: writes waiting for the write lock at most; one more is answered 20000 at once.\n\
+             max_waiting_writes = {}\n",
             d.listen.to_string(),
             d.database.expose(),
             d.platform_private_key.display().to_string(),
@@ -235,6 +258,8 @@ impl Config {
             d.notify_concurrency,
             d.notify_timeout_ms,
             d.notify_poll_ms,
+            d.write_wait_ms,
+            d.max_waiting_writes,
         )
     }
 }
@@ -255,7 +280,7 @@ mod tests {
     #[test]
     fn every_field_is_a_key_the_environment_may_set() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 13, "{keys:?}");
+        assert_eq!(keys.len(), 15, "{keys:?}");
         for key in ["listen", "database", "notify_poll_ms"] {
             assert!(keys.iter().any(|k| k == key), "{key}");
         }

@@ -107,15 +107,12 @@ impl Pool {
         })
     }
 
-    /// A transaction; `write` takes SQLite's write lock at its start (see [`Lease::begin`]).
-    /// Rolled back unless [`Conn::commit`]ted.
-    pub(crate) async fn begin(&self, write: bool) -> Result<Conn<'_>, StoreError> {
+    /// A transaction that writes: on SQLite it holds the database's write lock from its start,
+    /// waited for off the async workers (see [`SqlitePool::write`]). Rolled back unless
+    /// [`Conn::commit`]ted. Every write goes through one.
+    pub(crate) async fn write(&self) -> Result<Conn<'_>, StoreError> {
         Ok(match self {
-            Pool::Sqlite(pool) => {
-                let mut lease = pool.lease()?;
-                lease.begin(write)?;
-                Conn::Sqlite(lease)
-            }
+            Pool::Sqlite(pool) => Conn::Sqlite(pool.write()?),
             Pool::Postgres(pool) => Conn::Postgres(PgConn::Transaction(pool.begin().await?)),
         })
     }
@@ -150,7 +147,7 @@ impl Pool {
         .await?;
         drop(conn);
         for m in MIGRATIONS {
-            let mut tx = self.begin(true).await?;
+            let mut tx = self.write().await?;
             if let Pool::Postgres(_) = self {
                 // Any fixed key: it only has to be the same in every process.
                 tx.execute(

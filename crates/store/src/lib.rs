@@ -27,6 +27,7 @@ mod db;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use agreements_domain::clock::{Clock, SystemClock};
 
@@ -50,32 +51,61 @@ pub struct Store {
     clock: Arc<dyn Clock>,
 }
 
+/// How a store behaves, beyond where its data is.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Stamps what the store writes on its own (migrations, operators' additions, imports).
+    pub clock: Arc<dyn Clock>,
+    /// How long a write waits for SQLite's write lock (held by another write, maybe another
+    /// process such as an import) before the store answers unavailable.
+    pub write_wait: Duration,
+    /// SQLite writes waiting for the write lock, or writing, at most; one more is answered
+    /// unavailable at once.
+    pub max_waiting_writes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            write_wait: Duration::from_secs(2),
+            max_waiting_writes: 64,
+        }
+    }
+}
+
 impl Store {
     /// Opens the database `location` names: a `postgres://` or `postgresql://` URL, or else a
     /// SQLite file path (an optional `sqlite://` prefix is dropped). Applies pending migrations.
     pub async fn open(location: &str) -> Result<Self, StoreError> {
-        Self::open_with_clock(location, Arc::new(SystemClock)).await
+        Self::open_with(location, Options::default()).await
     }
 
-    /// [`Store::open`], with the clock that stamps what the store writes on its own.
-    pub async fn open_with_clock(
-        location: &str,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, StoreError> {
+    /// [`Store::open`] with `options`.
+    pub async fn open_with(location: &str, options: Options) -> Result<Self, StoreError> {
         let pool = if location.starts_with("postgres://") || location.starts_with("postgresql://") {
             Pool::Postgres(pg::connect(location).await?)
         } else {
             let path = location.strip_prefix("sqlite://").unwrap_or(location);
-            Pool::Sqlite(sqlite::SqlitePool::open(Path::new(path))?)
+            Self::sqlite(Path::new(path), &options)?
         };
-        Self::migrated(pool, clock).await
+        Self::migrated(pool, options.clock).await
     }
 
     /// Opens (creating if missing) a SQLite database file, in WAL mode with foreign keys on, and
     /// applies pending migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
-        let pool = Pool::Sqlite(sqlite::SqlitePool::open(path)?);
-        Self::migrated(pool, Arc::new(SystemClock)).await
+        let options = Options::default();
+        let pool = Self::sqlite(path, &options)?;
+        Self::migrated(pool, options.clock).await
+    }
+
+    fn sqlite(path: &Path, options: &Options) -> Result<Pool, StoreError> {
+        Ok(Pool::Sqlite(sqlite::SqlitePool::open(
+            path,
+            options.write_wait,
+            options.max_waiting_writes,
+        )?))
     }
 
     async fn migrated(pool: Pool, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -21,22 +22,36 @@ const MAX_IDLE: usize = 8;
 /// call parses its SQL again).
 const STATEMENT_CACHE: usize = 128;
 
-/// How long a writer waits for another writer's lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The database file and its idle connections.
+/// The database file, its idle connections, and the writes under way.
+///
+/// SQLite has one writer at a time (WAL readers never wait for it). A write that must wait for the
+/// write lock — held by another request, the delivery worker, or another process such as an
+/// import — waits on a thread of its own, never on an async worker ([`off_the_workers`]), so reads
+/// and other requests go on; at most `max_writers` writes wait or write at once, and one more is
+/// answered unavailable at once instead of queueing without bound.
 #[derive(Debug)]
 pub(crate) struct SqlitePool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    write_wait: Duration,
+    max_writers: usize,
+    writers: AtomicUsize,
 }
 
 impl SqlitePool {
-    /// Opens (creating if missing) the database file in WAL mode.
-    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens (creating if missing) the database file in WAL mode. A write waits at most
+    /// `write_wait` for the write lock; at most `max_writers` writes wait or write at once.
+    pub(crate) fn open(
+        path: &Path,
+        write_wait: Duration,
+        max_writers: usize,
+    ) -> Result<Self, StoreError> {
         let pool = Self {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
+            write_wait,
+            max_writers: max_writers.max(1),
+            writers: AtomicUsize::new(0),
         };
         pool.connect()?.pragma_update(None, "journal_mode", "WAL")?;
         Ok(pool)
@@ -48,7 +63,7 @@ impl SqlitePool {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_timeout(self.write_wait)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Plans never depend on bound values: otherwise SQLite looks at a parameter's value (to
         // check whether a query implies a partial index's condition, e.g. agreements_by_external)
@@ -64,17 +79,59 @@ impl SqlitePool {
 
     /// A pooled connection (a new one when none is idle).
     pub(crate) fn lease(&self) -> Result<Lease<'_>, StoreError> {
-        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => self.connect()?,
-        };
+        let conn = self.lease_connection()?;
         Ok(Lease {
             pool: Some(self),
             conn: Some(conn),
             in_transaction: false,
             broken: false,
+            writing: false,
         })
+    }
+
+    /// A connection in a write transaction: waits (off the async workers) for the write lock.
+    pub(crate) fn write(&self) -> Result<Lease<'_>, StoreError> {
+        let writers = self.writers.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut lease = Lease {
+            pool: Some(self),
+            conn: None,
+            in_transaction: false,
+            broken: false,
+            writing: true,
+        };
+        if writers > self.max_writers {
+            return Err(StoreError::unavailable(
+                "writing",
+                std::io::Error::other(format!(
+                    "{} writes are already waiting for the database's write lock",
+                    self.max_writers
+                )),
+            ));
+        }
+        lease.conn = Some(self.lease_connection()?);
+        lease.begin(true)?;
+        Ok(lease)
+    }
+
+    fn lease_connection(&self) -> Result<Connection, StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match pooled {
+            Some(conn) => Ok(conn),
+            None => self.connect(),
+        }
+    }
+}
+
+/// Runs `f`, which may block (waiting for SQLite's write lock), without holding up the async
+/// workers: on a multi-threaded tokio runtime the current worker hands its tasks to another
+/// thread first (`block_in_place`). Elsewhere (a current-thread runtime, no runtime) it runs `f`
+/// as it is.
+fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
@@ -86,6 +143,8 @@ pub(crate) struct Lease<'p> {
     conn: Option<Connection>,
     in_transaction: bool,
     broken: bool,
+    /// Counted among the pool's writers until dropped.
+    writing: bool,
 }
 
 impl Lease<'_> {
@@ -96,6 +155,7 @@ impl Lease<'_> {
             conn: Some(conn),
             in_transaction: false,
             broken: false,
+            writing: false,
         }
     }
 
@@ -156,9 +216,15 @@ impl Lease<'_> {
     }
 
     /// Begins a transaction: `BEGIN IMMEDIATE` takes the write lock at once (a transaction that
-    /// reads then writes would otherwise fail to upgrade when another writer came first).
+    /// reads then writes would otherwise fail to upgrade when another writer came first), waiting
+    /// for it off the async workers.
     pub(crate) fn begin(&mut self, write: bool) -> Result<(), StoreError> {
-        self.batch(if write { "BEGIN IMMEDIATE" } else { "BEGIN" })?;
+        if write {
+            let result = off_the_workers(|| self.connection().execute_batch("BEGIN IMMEDIATE"));
+            self.checked(result)?;
+        } else {
+            self.batch("BEGIN")?;
+        }
         self.in_transaction = true;
         Ok(())
     }
@@ -172,6 +238,11 @@ impl Lease<'_> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
+        if self.writing
+            && let Some(pool) = self.pool
+        {
+            pool.writers.fetch_sub(1, Ordering::AcqRel);
+        }
         let Some(conn) = self.conn.take() else { return };
         if self.in_transaction && conn.execute_batch("ROLLBACK").is_err() {
             return;

@@ -34,9 +34,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// Opens the store and the key, binds, calls `on_ready` with the bound address, and serves until
 /// SIGINT/SIGTERM.
 pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
-    let store = Store::open(config.database.expose())
-        .await
-        .with_context(|| format!("opening {}", config.database))?;
+    let clock = Arc::new(SystemClock);
+    let store = Store::open_with(
+        config.database.expose(),
+        config.store_options(clock.clone()),
+    )
+    .await
+    .with_context(|| format!("opening {}", config.database))?;
     let key_path = &config.platform_private_key;
     let key_text = std::fs::read_to_string(key_path)
         .with_context(|| format!("reading the platform key {}", key_path.display()))?;
@@ -48,7 +52,6 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
         max_body_bytes: config.max_body_bytes,
     };
     let store = Arc::new(store);
-    let clock = Arc::new(SystemClock);
     let gateway = Gateway::new(store.clone(), key.clone(), clock.clone(), limits);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let delivery = match config.delivery() {

@@ -13,7 +13,7 @@ use agreements_protocol::timestamp::parse_beijing;
 use agreements_protocol::{Charset, Params, PrivateKey, PublicKey, SignType};
 use agreements_server::{ConnectionLimits, Gateway, Limits, router, serve};
 use agreements_store::test_support::{TestBackend, TestDatabase, postgres_url};
-use agreements_store::{AppKey, AppStatus, NewApp, Store, demo};
+use agreements_store::{AppKey, AppStatus, NewApp, Options, Store, demo};
 
 /// The SDK vectors' fixed time.
 pub const VECTOR_TIME: &str = "2024-05-20 13:14:15";
@@ -79,6 +79,11 @@ pub struct Raw {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    /// A server whose store is opened with `options` (its clock is the test's fixed clock).
+    pub async fn spawn_with(options: Options) -> Self {
         let db = TestDatabase::new(&backend()).await.unwrap();
         let proxy = match db.postgres_address() {
             Some(address) => Some(ChaosProxy::start(address).await),
@@ -87,7 +92,12 @@ impl TestApp {
         let location = proxy
             .as_ref()
             .map_or_else(|| db.location().to_owned(), |p| db.location_via(&p.address));
-        let store = Arc::new(Store::open(&location).await.unwrap());
+        let clock = Arc::new(FixedClock::new(parse_beijing(VECTOR_TIME).unwrap()));
+        let options = Options {
+            clock: clock.clone(),
+            ..options
+        };
+        let store = Arc::new(Store::open_with(&location, options).await.unwrap());
         let app_public_b64 = fixture("keys/app_public_key_spki.b64");
         demo::load(&store, app_public_b64.trim()).await.unwrap();
         let rsa2 = |key: &str| {
@@ -191,7 +201,6 @@ impl TestApp {
         }
         let platform_key =
             PrivateKey::parse(&fixture("keys/gateway_private_key_pkcs1.pem")).unwrap();
-        let clock = Arc::new(FixedClock::new(parse_beijing(VECTOR_TIME).unwrap()));
         let limits = Limits {
             timestamp_window: Some(900),
             max_body_bytes: MAX_BODY,
@@ -223,6 +232,11 @@ impl TestApp {
             platform_public: PublicKey::parse(&fixture("keys/gateway_public_key_spki.pem"))
                 .unwrap(),
         }
+    }
+
+    /// Where the database is (a SQLite file's path, or a PostgreSQL URL).
+    pub fn database(&self) -> &str {
+        self._db.location()
     }
 
     /// The fixed clock's time.

@@ -272,7 +272,7 @@ impl Store {
 
     /// Adds an agreement, with a `CREATE` event (actor `operator`, now) in its history.
     pub async fn add_agreement(&self, agreement: &Agreement) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin(true).await?;
+        let mut tx = self.pool.write().await?;
         tx.insert(agreement).await?;
         tx.insert(&AgreementEvent {
             agreement_no: agreement.agreement_no.clone(),
@@ -291,7 +291,7 @@ impl Store {
     /// Cancels an agreement, appending its event and queueing its notifications in the same
     /// transaction; an agreement already cancelled is left as it is (agreements.md §7).
     pub async fn unsign(&self, u: &Unsign<'_>) -> Result<UnsignOutcome, StoreError> {
-        let mut tx = self.pool.begin(true).await?;
+        let mut tx = self.pool.write().await?;
         let no = u.agreement_no;
         // PostgreSQL locks the row it reads; SQLite has no FOR UPDATE, and BEGIN IMMEDIATE
         // already holds the database's write lock.

@@ -38,7 +38,7 @@ impl Store {
 
     /// Registers an app with its keys and granted methods.
     pub async fn add_app(&self, app: &NewApp) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin(true).await?;
+        let mut tx = self.pool.write().await?;
         tx.insert(app).await?;
         tx.commit().await
     }
@@ -50,7 +50,9 @@ impl Store {
 
     /// Adds a merchant.
     pub async fn add_merchant(&self, merchant: &Merchant) -> Result<(), StoreError> {
-        self.pool.conn().await?.insert(merchant).await
+        let mut tx = self.pool.write().await?;
+        tx.insert(merchant).await?;
+        tx.commit().await
     }
 
     /// A merchant group.
@@ -60,7 +62,9 @@ impl Store {
 
     /// Adds a merchant group.
     pub async fn add_group(&self, group: &NewGroup) -> Result<(), StoreError> {
-        self.pool.conn().await?.insert(group).await
+        let mut tx = self.pool.write().await?;
+        tx.insert(group).await?;
+        tx.commit().await
     }
 
     /// An agreement product with its paired sales products.
@@ -99,7 +103,7 @@ impl Store {
 
     /// Adds an agreement product and its sales products; what is stored already stays.
     pub async fn add_product(&self, product: &ProductRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin(true).await?;
+        let mut tx = self.pool.write().await?;
         tx.insert_cells(&PRODUCTS, &product.to_cells(), true)
             .await?;
         tx.commit().await
@@ -121,12 +125,14 @@ impl Store {
 
     /// Adds a merchant contract.
     pub async fn add_contract(&self, contract: &Contract) -> Result<(), StoreError> {
-        self.pool.conn().await?.insert(contract).await
+        let mut tx = self.pool.write().await?;
+        tx.insert(contract).await?;
+        tx.commit().await
     }
 
     /// Adds an account (creating its person if new), its logon ids and open ids.
     pub async fn add_account(&self, account: &NewAccount) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin(true).await?;
+        let mut tx = self.pool.write().await?;
         let person = Person {
             customer_id: account.customer_id.clone(),
         };
@@ -163,22 +169,21 @@ impl Store {
 
     /// Stores a new ISV authorisation.
     pub async fn add_app_auth_token(&self, token: &AppAuthToken) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin(true).await?;
+        let mut tx = self.pool.write().await?;
         tx.insert(token).await?;
         tx.commit().await
     }
 
     /// Revokes a token; `false` when there is no such token.
     pub async fn revoke_app_auth_token(&self, token: &str) -> Result<bool, StoreError> {
-        let changed = self
-            .pool
-            .conn()
-            .await?
+        let mut tx = self.pool.write().await?;
+        let changed = tx
             .execute(
                 sql!("UPDATE app_auth_tokens SET status = $2 WHERE token = $1"),
                 &params![token, TokenStatus::Revoked.as_str()],
             )
             .await?;
+        tx.commit().await?;
         Ok(changed > 0)
     }
 }

@@ -40,11 +40,10 @@ impl Store {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<Notification>, StoreError> {
-        self.pool
-            .conn()
-            .await?
-            .all(&CLAIM, &params![now, lease_until, limit])
-            .await
+        let mut tx = self.pool.write().await?;
+        let claimed = tx.all(&CLAIM, &params![now, lease_until, limit]).await?;
+        tx.commit().await?;
+        Ok(claimed)
     }
 
     /// Records the result of a notification's `attempts`-th send, made at `now`.
@@ -65,10 +64,8 @@ impl Store {
             ),
             Attempt::Failed { error } => (DeliveryState::Failed, None, Some(error.as_str()), None),
         };
-        self.pool
-            .conn()
-            .await?
-            .execute(
+        let mut tx = self.pool.write().await?;
+        tx.execute(
                 sql!(
                     "UPDATE notifications SET state = $2, attempts = $3, last_attempt_at = $4, \
                      next_attempt_at = COALESCE($5, next_attempt_at), last_error = $6, delivered_at = $7 \
@@ -77,7 +74,7 @@ impl Store {
                 &params![notify_id, state.as_str(), attempts, now, next, error, delivered],
             )
             .await?;
-        Ok(())
+        tx.commit().await
     }
 
     /// Queued notifications, oldest first.
@@ -112,7 +109,7 @@ impl Store {
 
     /// Makes notifications pending again, due at `now`, with a fresh schedule; returns how many.
     pub async fn resend(&self, which: Resend<'_>, now: i64) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin(true).await?;
+        let mut tx = self.pool.write().await?;
         let changed = match which {
             Resend::AllFailed => {
                 tx.execute(
