@@ -109,6 +109,11 @@ pub struct Config {
     pub header_read_timeout_ms: u64,
     /// Connections served at once; more are closed on arrival.
     pub max_connections: usize,
+    /// Connections served at once from one address; more from it are closed on arrival.
+    pub max_connections_per_address: usize,
+    /// The largest request head (request line and headers) read, in bytes; a larger one is
+    /// answered 431.
+    pub max_head_bytes: usize,
     /// `text` or `json`.
     pub log_format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `agreements_server=debug`.
@@ -139,6 +144,8 @@ impl Default for Config {
             request_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
             max_connections: 10_000,
+            max_connections_per_address: 1_000,
+            max_head_bytes: 16 * 1024,
             log_format: LogFormat::Text,
             log_filter: "info".into(),
             notify_concurrency: 16,
@@ -194,6 +201,8 @@ impl Config {
         crate::ConnectionLimits {
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
             max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            max_head_bytes: self.max_head_bytes,
         }
     }
 
@@ -236,6 +245,11 @@ impl Config {
              # A connection must send a whole request head within this time (slow-client guard).\n\
              header_read_timeout_ms = {}\n\n\
              # Connections served at once; more are closed on arrival.\nmax_connections = {}\n\n\
+             # Connections served at once from one address; more from it are closed on arrival. Behind a\n\
+             # proxy every connection has the proxy's address: set it to max_connections there.\n\
+             max_connections_per_address = {}\n\n\
+             # The largest request head (request line and headers) read; a larger one is answered 431.\n\
+             max_head_bytes = {}\n\n\
              # \"text\" or \"json\".\nlog_format = \"text\"\n\n\
              # tracing filter directives.\nlog_filter = {:?}\n\n\
              # Notification sends in flight at most; 0 = this process does not deliver notifications.\n\
@@ -254,6 +268,8 @@ impl Config {
             d.request_timeout_ms,
             d.header_read_timeout_ms,
             d.max_connections,
+            d.max_connections_per_address,
+            d.max_head_bytes,
             d.log_filter,
             d.notify_concurrency,
             d.notify_timeout_ms,
@@ -280,7 +296,7 @@ mod tests {
     #[test]
     fn every_field_is_a_key_the_environment_may_set() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 15, "{keys:?}");
+        assert_eq!(keys.len(), 17, "{keys:?}");
         for key in ["listen", "database", "notify_poll_ms"] {
             assert!(keys.iter().any(|k| k == key), "{key}");
         }

@@ -104,7 +104,10 @@ async fn healthz(State(gateway): State<Arc<Gateway>>) -> Response {
     }
 }
 
-/// Limits on connections, beside the per-request ones of [`Limits`].
+/// Limits on connections, beside the per-request ones of [`Limits`]. Together they bound what
+/// connections cost: at most `max_connections` of them, each holding at most `max_head_bytes`
+/// of unfinished request head (10,000 × 16 KiB = 160 MiB by default), none for longer than
+/// `header_read_timeout`.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     /// A connection that has not sent a whole request head within this time is closed (slow
@@ -112,6 +115,13 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Connections served at once; further ones are closed at once until one ends.
     pub max_connections: usize,
+    /// Connections served at once from one address (IPv4-mapped IPv6 counts as IPv4); further
+    /// ones from it are closed at once. Behind a proxy every connection has the proxy's address:
+    /// set it to `max_connections` there.
+    pub max_connections_per_address: usize,
+    /// The largest request head (request line and headers) read; a larger one is answered
+    /// `431 Request Header Fields Too Large` (at least 8 KiB).
+    pub max_head_bytes: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -119,6 +129,85 @@ impl Default for ConnectionLimits {
         Self {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            max_connections_per_address: 1_000,
+            max_head_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// The connections served per address.
+#[derive(Debug, Default)]
+struct PerAddress {
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+impl PerAddress {
+    /// A slot for one more connection from `ip`, unless it has `max` already.
+    fn acquire(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<AddressSlot> {
+        let ip = ip.to_canonical();
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(ip).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection's place in [`PerAddress`], given back when the connection ends.
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Refused connections, logged at most once a second with their count (a flood must not
+/// become a flood of log lines).
+#[derive(Debug)]
+struct Refusals {
+    since: std::sync::Mutex<(std::time::Instant, u64, u64)>,
+}
+
+impl Refusals {
+    fn new() -> Self {
+        Self {
+            since: std::sync::Mutex::new((std::time::Instant::now(), 0, 0)),
+        }
+    }
+
+    /// Counts one refusal (`per_address`: the address's limit, else the total's) and logs the
+    /// counts when a second has passed since the last line.
+    fn refused(&self, per_address: bool, limits: &ConnectionLimits) {
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        if per_address {
+            since.2 += 1;
+        } else {
+            since.1 += 1;
+        }
+        if since.0.elapsed() >= Duration::from_secs(1) {
+            tracing::warn!(
+                total_limit = since.1,
+                address_limit = since.2,
+                max_connections = limits.max_connections,
+                max_connections_per_address = limits.max_connections_per_address,
+                "connections refused since the last report"
+            );
+            *since = (std::time::Instant::now(), 0, 0);
         }
     }
 }
@@ -137,6 +226,8 @@ pub async fn serve(
 
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(PerAddress::default());
+    let refusals = Refusals::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -151,14 +242,23 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(address_slot) = per_address.acquire(peer.ip(), limits.max_connections_per_address)
+        else {
+            refusals.refused(true, &limits);
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max = limits.max_connections, "connection limit reached; closing a new connection");
+            refusals.refused(false, &limits);
             continue;
         };
         let _ = stream.set_nodelay(true);
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_head_bytes.max(8 * 1024))
+            // A client may close its sending side once its request is out: it still gets the
+            // answer.
+            .half_close(true)
             .serve_connection(
                 TokioIo::new(stream),
                 TowerToHyperService::new(router.clone()),
@@ -169,6 +269,7 @@ pub async fn serve(
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(slot);
+            drop(address_slot);
         });
     }
     drop(listener);

@@ -191,6 +191,7 @@ async fn a_client_trickling_headers_is_disconnected() {
     let limits = agreements_server::ConnectionLimits {
         header_read_timeout: std::time::Duration::from_millis(200),
         max_connections: 100,
+        ..Default::default()
     };
     let (_app, addr) = server_with(limits).await;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -208,6 +209,7 @@ async fn connections_over_the_limit_are_closed_on_arrival() {
     let limits = agreements_server::ConnectionLimits {
         header_read_timeout: std::time::Duration::from_secs(10),
         max_connections: 1,
+        ..Default::default()
     };
     let (_app, addr) = server_with(limits).await;
     // The first connection holds the only slot (a healthz round trip proves it is served).
@@ -226,4 +228,90 @@ async fn connections_over_the_limit_are_closed_on_arrival() {
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await;
     assert!(read_until_closed(&mut second).await.is_empty());
+}
+
+/// A connection from `ip` (any of 127.0.0.0/8 reaches the local server) that sent a healthz
+/// request and got its answer: it holds a slot.
+async fn served_from(ip: [u8; 4], addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind((std::net::Ipv4Addr::from(ip), 0).into())
+        .unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::io::AsyncReadExt::read(&mut stream, &mut buf)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    stream
+}
+
+/// One client cannot take every connection: past its address's limit its new connections are
+/// closed on arrival, and another address is still served.
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    use tokio::io::AsyncWriteExt as _;
+    let limits = agreements_server::ConnectionLimits {
+        max_connections: 10,
+        max_connections_per_address: 2,
+        ..Default::default()
+    };
+    let (_app, addr) = server_with(limits).await;
+    let _held = [
+        served_from([127, 0, 0, 1], addr).await,
+        served_from([127, 0, 0, 1], addr).await,
+    ];
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    assert!(read_until_closed(&mut third).await.is_empty());
+    let _other = served_from([127, 0, 0, 2], addr).await;
+}
+
+/// A request head larger than the limit is refused with 431, not buffered.
+#[tokio::test]
+async fn an_oversized_request_head_is_refused() {
+    use tokio::io::AsyncWriteExt as _;
+    let (_app, addr) = server_with(agreements_server::ConnectionLimits::default()).await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(40 * 1024)
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let seen = read_until_closed(&mut stream).await;
+    assert!(
+        String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+}
+
+/// A client that closes its sending side after its request still gets the answer (the
+/// gateway signs it meanwhile: without half-close support the connection was dropped first).
+/// Server and client on two threads, as with a real client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_closed_client_is_answered() {
+    use tokio::io::AsyncWriteExt as _;
+    let (_app, addr) = server_with(agreements_server::ConnectionLimits::default()).await;
+    for _ in 0..5 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let body = "app_id=2021000000000001&method=alipay.user.agreement.query&charset=utf-8";
+        let request = format!(
+            "POST /gateway.do HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let seen = read_until_closed(&mut stream).await;
+        let seen = String::from_utf8_lossy(&seen);
+        assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+        assert!(seen.contains("\"sign\":\""), "{seen}");
+    }
 }
