@@ -8,3 +8,4 @@ mod bulk;
 mod commands;
 mod common;
 mod notify;
+mod transport;
