@@ -266,7 +266,8 @@ fn check(record: &Record) -> Result<(), Rejection> {
             Err(Rejection::new("valid_to", "must be after valid_from"))
         }
         Record::App(a) => match &a.notify_url {
-            Some(url) => agreements_domain::notify::check_url(url)
+            Some(url) => agreements_domain::address::check_form(url)
+                .map(|_| ())
                 .map_err(|e| Rejection::new("notify_url", e)),
             None => Ok(()),
         },

@@ -7,17 +7,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use agreements_domain::address::AddressPolicy;
 use agreements_store::{Kind, LoadOptions, Outcome, Record, Store, StoreError};
 use tokio::sync::mpsc;
 
-use crate::columns::key_of;
+use crate::columns::{Rejection, key_of};
 use crate::files::{Encoding, FileError, Format, Parsed, RecordReader, Source};
 
 /// Rows per batch (one transaction) unless told otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 20_000;
 
 /// How an import runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ImportOptions {
     /// Rows per batch: one transaction each.
     pub batch_size: usize,
@@ -29,6 +30,9 @@ pub struct ImportOptions {
     pub encoding: Encoding,
     /// The kind of every file, instead of telling it from the file names.
     pub kind: Option<Kind>,
+    /// Where notifications may go: an app whose notification address names an address outside
+    /// it is rejected (names are resolved when notifications are sent).
+    pub notify_policy: AddressPolicy,
 }
 
 impl Default for ImportOptions {
@@ -39,6 +43,7 @@ impl Default for ImportOptions {
             dry_run: false,
             encoding: Encoding::Utf8,
             kind: None,
+            notify_policy: AddressPolicy::default(),
         }
     }
 }
@@ -192,7 +197,7 @@ pub async fn import(
         .map_err(ImportError::Start)?;
     let mut summary = Summary::default();
     for source in sources {
-        let counts = import_file(&mut loader, source, options, observer).await?;
+        let counts = import_file(&mut loader, source, &options, observer).await?;
         summary.kinds.entry(source.kind).or_default().add(&counts);
         observer.file_done(source, &counts);
     }
@@ -201,10 +206,22 @@ pub async fn import(
     Ok(summary)
 }
 
+/// An app whose notification address names an address `policy` refuses is rejected.
+fn reachable(record: Record, policy: &AddressPolicy) -> Result<Record, Rejection> {
+    if let Record::App(app) = &record
+        && let Some(url) = &app.notify_url
+    {
+        policy
+            .check_url(url)
+            .map_err(|e| Rejection::new("notify_url", e))?;
+    }
+    Ok(record)
+}
+
 async fn import_file(
     loader: &mut agreements_store::Loader,
     source: &Source,
-    options: ImportOptions,
+    options: &ImportOptions,
     observer: &mut dyn Observer,
 ) -> Result<Counts, ImportError> {
     let size = std::fs::metadata(&source.path).map_or(0, |m| m.len());
@@ -250,7 +267,10 @@ async fn import_file(
         let mut lines: Vec<u64> = Vec::with_capacity(batch.len());
         for row in batch {
             rows_done += 1;
-            match row.result {
+            match row
+                .result
+                .and_then(|record| reachable(record, &options.notify_policy))
+            {
                 Ok(record) => {
                     records.push(record);
                     lines.push(row.line);

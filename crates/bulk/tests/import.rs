@@ -329,7 +329,7 @@ async fn a_database_failure_stops_between_batches_and_a_rerun_finishes_the_job()
             .map(|e| e.unwrap().path())
             .filter(|p| !p.ends_with("agreements.jsonl"))
             .collect();
-        let (result, _) = run(&store, &entity_paths, options).await;
+        let (result, _) = run(&store, &entity_paths, options.clone()).await;
         result.unwrap();
 
         let blocker = Store::open(db.location()).await.unwrap();
@@ -369,7 +369,7 @@ async fn a_database_failure_stops_between_batches_and_a_rerun_finishes_the_job()
             .into_iter()
             .filter(|s| s.kind == Kind::Agreement)
             .collect::<Vec<_>>();
-        let error = import(&store, &agreement_file, options, &mut observer)
+        let error = import(&store, &agreement_file, options.clone(), &mut observer)
             .await
             .unwrap_err();
         drop(observer);
@@ -478,4 +478,42 @@ fn writing_gbk_refuses_what_gbk_cannot_represent() {
             "{error}"
         );
     }
+}
+
+/// An app whose notification address is inside the platform's network, however spelled, is
+/// rejected; the operator's allow-list (a test setup) lets a loopback receiver in.
+#[tokio::test]
+async fn apps_with_internal_notification_addresses_are_rejected_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store) = fresh(&TestBackend::Sqlite, dir.path()).await;
+    let apps = write(
+        dir.path(),
+        "apps.jsonl",
+        [
+            r#"{"app_id":"2021000000000001","partner_id":"2088000000000001","name":"a","status":"ONLINE","notify_url":"http://[::ffff:169.254.169.254]/latest/meta-data/"}"#,
+            r#"{"app_id":"2021000000000002","partner_id":"2088000000000001","name":"b","status":"ONLINE","notify_url":"http://127.0.0.1:9000/notify"}"#,
+            r#"{"app_id":"2021000000000003","partner_id":"2088000000000001","name":"c","status":"ONLINE","notify_url":"https://bu.example.com/notify"}"#,
+        ]
+        .join("\n"),
+    );
+    let (result, observer) = run(
+        &store,
+        std::slice::from_ref(&apps),
+        ImportOptions::default(),
+    )
+    .await;
+    assert_eq!(counts(&result.unwrap(), Kind::App).rejected, 2);
+    let list = observer.list();
+    assert!(list.iter().all(|p| p.3 == "notify_url"), "{list:?}");
+    assert!(list[0].4.contains("link-local"), "{list:?}");
+    assert!(list[1].4.contains("loopback"), "{list:?}");
+    let allowing = ImportOptions {
+        notify_policy: agreements_domain::address::AddressPolicy::new(vec![
+            "127.0.0.0/8".parse().unwrap(),
+        ]),
+        ..ImportOptions::default()
+    };
+    let (result, _) = run(&store, &[apps], allowing).await;
+    let apps = counts(&result.unwrap(), Kind::App);
+    assert_eq!((apps.inserted, apps.unchanged, apps.rejected), (1, 1, 1));
 }

@@ -88,12 +88,16 @@ impl DatabaseArgs {
     pub async fn open(&self) -> anyhow::Result<agreements_store::Store> {
         let location = match &self.database {
             Some(location) => location.clone(),
-            None => agreements_server::config::Config::load(self.config.as_deref())?
-                .database
-                .expose()
-                .to_owned(),
+            None => self.config()?.database.expose().to_owned(),
         };
         Ok(agreements_store::Store::open(&location).await?)
+    }
+
+    /// The configuration (`--config`, `AGREEMENTS_*`), for the settings beside the database.
+    pub fn config(&self) -> anyhow::Result<agreements_server::config::Config> {
+        Ok(agreements_server::config::Config::load(
+            self.config.as_deref(),
+        )?)
     }
 }
 

@@ -2,6 +2,7 @@
 //! construction, the agreement and its neighbours, who may see what, and each method's rules.
 //! No I/O: the store fetches, the server orchestrates, this crate decides.
 
+pub mod address;
 pub mod agreement;
 pub mod batch_query;
 pub mod biz;

@@ -13,9 +13,6 @@ pub const DUT_USER_UNSIGN: &str = "dut_user_unsign";
 /// 10m, 1h, 2h, 6h, 15h after the first send: eight sends over about 25 hours).
 pub const RETRY_DELAYS: [i64; 7] = [240, 600, 600, 3_600, 7_200, 21_600, 54_000];
 
-/// Longest notification address accepted.
-pub const MAX_URL_CHARS: usize = 512;
-
 /// When to try again after `attempts` failed sends, or `None` when the notification is to be
 /// parked as failed.
 pub fn next_attempt(attempts: u32, now: i64) -> Option<i64> {
@@ -52,45 +49,6 @@ impl DeliveryState {
         Self::ALL
             .into_iter()
             .find(|s| s.as_str().eq_ignore_ascii_case(value))
-    }
-}
-
-/// Checks a notification address: an absolute `http` or `https` URL with a host, at most
-/// [`MAX_URL_CHARS`] long, without credentials, on port 80, 443 or an unprivileged port
-/// (1024–65535): the service will not be used to poke at mail, SSH or other system services. A
-/// literal link-local address (cloud metadata services live at 169.254.169.254), an unspecified,
-/// broadcast or multicast one is refused too; names are not resolved here.
-pub fn check_url(text: &str) -> Result<(), &'static str> {
-    if text.chars().count() > MAX_URL_CHARS {
-        return Err("is longer than 512 characters");
-    }
-    let url = url::Url::parse(text).map_err(|_| "is not a URL")?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("must be an http or https URL");
-    }
-    match url.host() {
-        None => return Err("has no host"),
-        Some(url::Host::Ipv4(ip))
-            if ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.is_broadcast()
-                || ip.is_multicast() =>
-        {
-            return Err("must not name a link-local, unspecified, broadcast or multicast address");
-        }
-        Some(url::Host::Ipv6(ip))
-            if ip.is_unicast_link_local() || ip.is_unspecified() || ip.is_multicast() =>
-        {
-            return Err("must not name a link-local, unspecified, broadcast or multicast address");
-        }
-        Some(_) => {}
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not carry credentials");
-    }
-    match url.port_or_known_default() {
-        Some(80 | 443 | 1024..) => Ok(()),
-        _ => Err("must use port 80, 443 or 1024-65535"),
     }
 }
 
@@ -161,36 +119,6 @@ mod tests {
         assert_eq!(next_attempt(8, 0), None);
         let total: i64 = RETRY_DELAYS.iter().sum();
         assert_eq!(total, 87_840, "24.4 hours after the first send");
-    }
-
-    #[test]
-    fn addresses_must_be_web_urls_on_sensible_ports() {
-        for ok in [
-            "http://bu.example.com/notify",
-            "https://bu.example.com:8443/n?x=1",
-            "http://127.0.0.1:40000/",
-            "http://[::1]:8080/n",
-        ] {
-            assert_eq!(check_url(ok), Ok(()), "{ok}");
-        }
-        for (bad, why) in [
-            ("ftp://bu.example.com/", "http or https"),
-            ("mailto:a@b.com", "http or https"),
-            ("bu.example.com/notify", "not a URL"),
-            ("http://bu.example.com:25/", "port"),
-            ("http://bu.example.com:0/", "port"),
-            ("https://user:pw@bu.example.com/", "credentials"),
-            ("http://bu.example.com:99999/", "not a URL"),
-            ("http://169.254.169.254/latest/meta-data", "link-local"),
-            ("http://0.0.0.0:8080/", "unspecified"),
-            ("http://[fe80::1]:8080/", "link-local"),
-            ("http://224.0.0.1:8080/", "multicast"),
-        ] {
-            let e = check_url(bad).unwrap_err();
-            assert!(e.contains(why), "{bad}: {e}");
-        }
-        let long = format!("https://a.com/{}", "x".repeat(MAX_URL_CHARS));
-        assert!(check_url(&long).is_err());
     }
 
     #[test]

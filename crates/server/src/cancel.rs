@@ -2,6 +2,7 @@
 //! `agreements unsign`: the notifications that announce it, then status, event and outbox in one
 //! store transaction.
 
+use agreements_domain::address::AddressPolicy;
 use agreements_domain::agreement::Agreement;
 use agreements_domain::ids::{AppId, LogonId};
 use agreements_domain::notify::{self, DUT_USER_UNSIGN};
@@ -37,6 +38,8 @@ pub struct Cancellation<'a> {
     pub also_notify: Option<Destination<'a>>,
     /// `unsign_time`.
     pub now: i64,
+    /// Where notifications may go: a stored address outside it is not notified.
+    pub policy: &'a AddressPolicy,
 }
 
 /// Cancels the agreement: the signing app's notification address is always told (when it has a
@@ -53,8 +56,8 @@ pub async fn cancel(
     let owner_url = sign_app
         .as_ref()
         .and_then(|app| app.notify_url.as_deref())
-        .filter(|url| match notify::check_url(url) {
-            Ok(()) => true,
+        .filter(|url| match c.policy.check_url(url) {
+            Ok(_) => true,
             Err(e) => {
                 tracing::warn!(app_id = %agreement.sign_app_id, error = e, "stored notification address refused; not notified");
                 false

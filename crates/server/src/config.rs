@@ -126,6 +126,10 @@ pub struct Config {
     /// How often the outbox is checked for due retries, in milliseconds (new notifications of
     /// this process are sent at once).
     pub notify_poll_ms: u64,
+    /// Address ranges notifications may reach besides public addresses (for test setups and
+    /// the demo, e.g. `["127.0.0.0/8"]`); every other loopback, private, link-local,
+    /// carrier-grade NAT, unique-local or multicast address is refused.
+    pub notify_allow: Vec<agreements_domain::address::Cidr>,
     /// SQLite: how long a write waits for the database's write lock (another write, an import)
     /// before it is answered `20000`, in milliseconds. It waits off the request workers.
     pub write_wait_ms: u64,
@@ -151,6 +155,7 @@ impl Default for Config {
             notify_concurrency: 16,
             notify_timeout_ms: 10_000,
             notify_poll_ms: 1_000,
+            notify_allow: Vec::new(),
             write_wait_ms: 2_000,
             max_waiting_writes: 64,
         }
@@ -215,6 +220,11 @@ impl Config {
         })
     }
 
+    /// Where notifications may go.
+    pub fn notify_policy(&self) -> agreements_domain::address::AddressPolicy {
+        agreements_domain::address::AddressPolicy::new(self.notify_allow.clone())
+    }
+
     /// How the store is opened.
     pub fn store_options(
         &self,
@@ -256,6 +266,9 @@ impl Config {
              notify_concurrency = {}\n\n\
              # Longest time of one notification send (connect, post, read the answer).\nnotify_timeout_ms = {}\n\n\
              # How often the outbox is checked for due retries.\nnotify_poll_ms = {}\n\n\
+             # Address ranges notifications may reach besides public addresses, for test setups and the\n\
+             # demo, e.g. [\"127.0.0.0/8\"]; loopback, private, link-local, carrier-grade NAT, unique-local\n\
+             # and multicast addresses are refused otherwise, however spelled.\nnotify_allow = []\n\n\
              # SQLite: how long a write waits for the write lock (another write, an import) before it\n\
              # is answered 20000; it waits off the request workers.\nwrite_wait_ms = {}\n\n\
              # SQLite: writes waiting for the write lock at most; one more is answered 20000 at once.\n\
@@ -296,7 +309,7 @@ mod tests {
     #[test]
     fn every_field_is_a_key_the_environment_may_set() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 17, "{keys:?}");
+        assert_eq!(keys.len(), 18, "{keys:?}");
         for key in ["listen", "database", "notify_poll_ms"] {
             assert!(keys.iter().any(|k| k == key), "{key}");
         }

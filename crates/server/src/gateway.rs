@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use agreements_domain::address::AddressPolicy;
 use agreements_domain::clock::Clock;
 use agreements_domain::ids::AppId;
 use agreements_domain::token::AppAuthToken;
@@ -51,6 +52,7 @@ pub struct Gateway {
     apps: AppCache,
     catalogue: Catalogue,
     outbox: Outbox,
+    notify_policy: AddressPolicy,
 }
 
 /// Whom a request acts for: the merchant that granted its ISV token, or its app's owner.
@@ -127,6 +129,16 @@ impl Gateway {
             apps: AppCache::default(),
             catalogue: Catalogue::default(),
             outbox: Outbox::default(),
+            notify_policy: AddressPolicy::default(),
+        }
+    }
+
+    /// The same gateway, accepting the notification addresses `policy` allows (by default
+    /// public ones only).
+    pub fn with_notify_policy(self, policy: AddressPolicy) -> Self {
+        Self {
+            notify_policy: policy,
+            ..self
         }
     }
 
@@ -215,6 +227,7 @@ impl Gateway {
                     token,
                 },
                 outbox: &self.outbox,
+                notify_policy: &self.notify_policy,
             },
             &checked.biz_content,
         )

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agreements_domain::address::{AddressPolicy, Host};
 use agreements_domain::notify::next_attempt;
 use agreements_protocol::PrivateKey;
 use agreements_protocol::notification::{self, CONTENT_TYPE, RECEIVED};
@@ -50,6 +51,56 @@ impl DeliverySettings {
     }
 }
 
+/// Checks that notifications may be sent to `url` now: its form and, for a name, every address
+/// it resolves to (at least one) against `policy`.
+pub async fn check_destination(policy: &AddressPolicy, url: &str) -> Result<(), String> {
+    let Host::Name(name) = policy.check_url(url)? else {
+        return Ok(());
+    };
+    let addresses: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+        .await
+        .map_err(|_| format!("names a host that does not resolve ({name})"))?
+        .collect();
+    if addresses.is_empty() {
+        return Err(format!("names a host that does not resolve ({name})"));
+    }
+    for address in addresses {
+        policy.check_ip(address.ip())?;
+    }
+    Ok(())
+}
+
+/// Resolves the names of notification addresses at every send (DNS can change) and connects
+/// only to the addresses `policy` allows; a name with none is a failed send.
+#[derive(Debug)]
+struct GuardedResolver(AddressPolicy);
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        let name = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let allowed: Vec<std::net::SocketAddr> = resolved
+                .iter()
+                .copied()
+                .filter(|a| policy.check_ip(a.ip()).is_ok())
+                .collect();
+            if allowed.is_empty() {
+                let refused: Box<dyn std::error::Error + Send + Sync> = format!(
+                    "{name} resolves to no address notifications may reach ({} refused)",
+                    resolved.len()
+                )
+                .into();
+                return Err(refused);
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 /// The delivery worker.
 #[derive(Debug)]
 pub struct Deliverer {
@@ -58,20 +109,24 @@ pub struct Deliverer {
     clock: Arc<dyn Clock>,
     settings: DeliverySettings,
     outbox: Outbox,
+    policy: AddressPolicy,
     http: reqwest::Client,
 }
 
 impl Deliverer {
-    /// A worker sending `store`'s notifications signed with `key`, woken by `outbox`.
+    /// A worker sending `store`'s notifications signed with `key`, woken by `outbox`, to the
+    /// addresses `policy` allows.
     pub fn new(
         store: Arc<Store>,
         key: PrivateKey,
         clock: Arc<dyn Clock>,
         settings: DeliverySettings,
         outbox: Outbox,
+        policy: AddressPolicy,
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver(policy.clone())))
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             .pool_max_idle_per_host(4)
@@ -83,6 +138,7 @@ impl Deliverer {
             clock,
             settings,
             outbox,
+            policy,
             http,
         })
     }
@@ -172,6 +228,10 @@ impl Deliverer {
 
     /// Signs and posts `n`; `Ok` when the receiver answered `success`.
     async fn send(&self, n: &Notification) -> Result<(), String> {
+        // An address literal never meets the resolver: it is checked here.
+        self.policy
+            .check_url(&n.url)
+            .map_err(|e| format!("the address {e}"))?;
         let notify_time = format_beijing(self.clock.now());
         let mut params: Vec<(&str, &str)> = n
             .params
@@ -237,5 +297,36 @@ fn describe(e: &reqwest::Error) -> String {
         kind.to_owned()
     } else {
         format!("{kind}: {cause}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr as _;
+
+    use reqwest::dns::Resolve as _;
+
+    use super::*;
+
+    /// `localhost` resolves to the loopback address on every machine (`/etc/hosts`).
+    #[tokio::test]
+    async fn the_resolver_connects_only_to_addresses_the_policy_allows() {
+        let refusing = GuardedResolver(AddressPolicy::default());
+        let name = reqwest::dns::Name::from_str("localhost").unwrap();
+        let error = refusing.resolve(name).await.err().unwrap().to_string();
+        assert!(
+            error.contains("no address notifications may reach"),
+            "{error}"
+        );
+        let allowing = GuardedResolver(AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]));
+        let name = reqwest::dns::Name::from_str("localhost").unwrap();
+        let addresses: Vec<std::net::SocketAddr> = allowing.resolve(name).await.unwrap().collect();
+        assert!(!addresses.is_empty());
+        assert!(
+            addresses
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.is_ipv4()),
+            "{addresses:?}"
+        );
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use agreements_domain::ids::{AppId, PartnerId};
 use agreements_protocol::{PublicKey, SignType};
+use agreements_server::notify::check_destination;
 use agreements_store::{AppKey, AppStatus, NewApp};
 use anyhow::Context as _;
 
@@ -78,7 +79,8 @@ async fn add(args: AddArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let methods = super::methods(&args.methods)?;
     if let Some(url) = &args.notify_url {
-        agreements_domain::notify::check_url(url)
+        check_destination(&args.db.config()?.notify_policy(), url)
+            .await
             .map_err(|e| anyhow::anyhow!("--notify-url {e}"))?;
     }
     let store = args.db.open().await?;

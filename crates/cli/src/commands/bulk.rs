@@ -293,6 +293,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         encoding: args.encoding.into(),
         kind: args.kind,
+        notify_policy: args.db.config()?.notify_policy(),
     };
     let result = agreements_bulk::import::import(&store, &sources, options, &mut console).await;
     if let Some(bar) = &console.bar {
@@ -446,7 +447,7 @@ pub fn generate_world(args: &WorldArgs) -> anyhow::Result<()> {
         notify_url: args.notify_url.clone(),
     };
     if let Some(url) = &args.notify_url {
-        agreements_domain::notify::check_url(url)
+        agreements_domain::address::check_form(url)
             .map_err(|e| anyhow::anyhow!("--notify-url {e}"))?;
     }
     let started = Instant::now();

@@ -45,6 +45,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let config = Config {
         listen: args.listen,
+        // The demo's notifications go to receivers on this machine (`agreements notify receive`).
+        notify_allow: ["127.0.0.0/8", "::1"]
+            .into_iter()
+            .map(|range| range.parse().map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<_>>()?,
         database: database.to_string_lossy().into_owned().into(),
         platform_private_key: platform_key,
         ..config

@@ -52,12 +52,20 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
         max_body_bytes: config.max_body_bytes,
     };
     let store = Arc::new(store);
-    let gateway = Gateway::new(store.clone(), key.clone(), clock.clone(), limits);
+    let gateway = Gateway::new(store.clone(), key.clone(), clock.clone(), limits)
+        .with_notify_policy(config.notify_policy());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let delivery = match config.delivery() {
         Some(settings) => {
-            let deliverer = Deliverer::new(store, key, clock, settings, gateway.outbox().clone())
-                .context("starting notification delivery")?;
+            let deliverer = Deliverer::new(
+                store,
+                key,
+                clock,
+                settings,
+                gateway.outbox().clone(),
+                config.notify_policy(),
+            )
+            .context("starting notification delivery")?;
             let mut stopped = stopped.clone();
             tracing::info!(
                 concurrency = settings.concurrency,

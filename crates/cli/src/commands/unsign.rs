@@ -47,6 +47,7 @@ pub async fn run(args: Args, now: i64) -> anyhow::Result<()> {
             reason: args.reason.as_deref(),
             also_notify: None,
             now,
+            policy: &args.db.config()?.notify_policy(),
         },
     )
     .await?;

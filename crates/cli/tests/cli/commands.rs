@@ -162,6 +162,27 @@ fn app_add_validates_input_and_app_list_shows_the_app() {
         "alipay.trade.pay",
     ]);
     assert!(!bad.status.success() && text(&bad.stderr).contains("--method"));
+    // A notification address inside the platform's network, however spelled, is refused.
+    for internal in [
+        "http://[::ffff:169.254.169.254]/latest/meta-data/",
+        "http://10.0.0.1:8080/notify",
+        "http://127.0.0.1:9000/notify",
+        "http://metadata.google.internal/",
+    ] {
+        let bad = add(&[
+            "--app-id",
+            "2021000000000077",
+            "--partner-id",
+            "2088000000000001",
+            "--notify-url",
+            internal,
+        ]);
+        assert!(
+            !bad.status.success() && text(&bad.stderr).contains("--notify-url"),
+            "{internal}: {}",
+            text(&bad.stderr)
+        );
+    }
     let ok = add(&[
         "--app-id",
         "2021000000000077",

@@ -44,7 +44,8 @@ pub fn config(dir: &Path, database: &str, port: u16) -> PathBuf {
     let path = dir.join("serve.toml");
     let text = format!(
         "listen = \"127.0.0.1:{port}\"\ndatabase = {database:?}\nplatform_private_key = {:?}\n\
-         notify_concurrency = 2\nnotify_timeout_ms = 1000\nnotify_poll_ms = 100\nlog_filter = \"warn\"\n",
+         notify_concurrency = 2\nnotify_timeout_ms = 1000\nnotify_poll_ms = 100\nlog_filter = \"warn\"\n\
+         notify_allow = [\"127.0.0.0/8\"]\n",
         fixtures()
             .join("keys/gateway_private_key_pkcs1.pem")
             .display()

@@ -34,6 +34,8 @@ pub struct Call<'a> {
     pub request: Request<'a>,
     /// Wakes the delivery worker after notifications were queued.
     pub outbox: &'a Outbox,
+    /// Where notifications may go.
+    pub notify_policy: &'a agreements_domain::address::AddressPolicy,
 }
 
 /// The public parameters a method may use.

@@ -1,7 +1,6 @@
 //! `alipay.user.agreement.unsign`: agreements.md §7.
 
 use agreements_domain::BizError;
-use agreements_domain::notify;
 use agreements_domain::unsign::{Actor, Target, UnsignRequest, target};
 use agreements_store::UnsignOutcome;
 use serde_json::{Map, Value};
@@ -9,11 +8,13 @@ use serde_json::{Map, Value};
 use super::{Call, query};
 use crate::cancel::{Cancellation, Destination, cancel};
 use crate::failure::Failure;
+use crate::notify::check_destination;
 
 pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<(), Failure> {
     let request = UnsignRequest::parse(biz)?;
     if let Some(url) = call.request.notify_url {
-        notify::check_url(url)
+        check_destination(call.notify_policy, url)
+            .await
             .map_err(|e| BizError::InvalidParameter(format!("notify_url {e}")))?;
     }
     let scope = call.caller.scope(request.query.third_party_type)?;
@@ -50,6 +51,7 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
             reason: request.reason.as_deref(),
             also_notify,
             now: call.now,
+            policy: call.notify_policy,
         };
         match cancel(call.store, &cancellation).await? {
             (UnsignOutcome::Unsigned { .. }, queued) if queued > 0 => call.outbox.wake(),

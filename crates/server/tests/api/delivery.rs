@@ -15,7 +15,9 @@ use axum::extract::State;
 use axum::routing::post;
 use tokio::sync::mpsc;
 
-use crate::helpers::{TestApp, fixture};
+use agreements_domain::address::AddressPolicy;
+
+use crate::helpers::{TestApp, fixture, loopback};
 use crate::unsign::UNSIGN;
 
 /// What the receiver does with one request.
@@ -185,6 +187,10 @@ fn settings(timeout_ms: u64) -> DeliverySettings {
 }
 
 fn start_delivery(app: &TestApp, settings: DeliverySettings) {
+    start_delivery_with(app, settings, loopback());
+}
+
+fn start_delivery_with(app: &TestApp, settings: DeliverySettings, policy: AddressPolicy) {
     let key =
         agreements_protocol::PrivateKey::parse(&fixture("keys/gateway_private_key_pkcs1.pem"))
             .unwrap();
@@ -194,6 +200,7 @@ fn start_delivery(app: &TestApp, settings: DeliverySettings) {
         app.clock.clone(),
         settings,
         app.gateway.outbox().clone(),
+        policy,
     )
     .unwrap();
     tokio::spawn(deliverer.run(std::future::pending()));
@@ -320,6 +327,24 @@ async fn notifications_verify_and_are_retried_on_the_schedule_until_success() {
     assert_eq!(n.state.as_str(), "DELIVERED");
     assert_eq!(n.delivered_at, Some(app.clock_now()));
     assert_eq!(n.last_error, None);
+}
+
+/// The address is checked again at every send (an operator's policy, or DNS, may have changed):
+/// a sender whose policy refuses loopback never posts to a receiver on it.
+#[tokio::test]
+async fn a_send_to_an_address_the_policy_refuses_is_never_made() {
+    let app = TestApp::spawn().await;
+    let mut receiver = Receiver::start().await;
+    unsign_with_notify_url(&app, &receiver.url).await;
+    start_delivery_with(&app, settings(2_000), AddressPolicy::default());
+    let n = recorded(&app, 1).await;
+    assert_eq!(n.state.as_str(), "PENDING");
+    let error = n.last_error.unwrap();
+    assert!(error.contains("loopback"), "{error}");
+    assert!(
+        receiver.received.try_recv().is_err(),
+        "the receiver was reached"
+    );
 }
 
 #[tokio::test]

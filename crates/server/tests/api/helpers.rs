@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::chaos::ChaosProxy;
 use agreements_client::{Answer, Client, ClientConfig, ClientError, verify_response};
+use agreements_domain::address::AddressPolicy;
 use agreements_domain::clock::FixedClock;
 use agreements_domain::ids::{AppId, PartnerId};
 use agreements_domain::token::{AppAuthToken, TokenStatus};
@@ -56,6 +57,12 @@ pub fn fixture(name: &str) -> String {
 
 pub fn fixture_json(name: &str) -> serde_json::Value {
     serde_json::from_str(&fixture(name)).unwrap()
+}
+
+/// The test servers' notification policy: public addresses, and this machine's IPv4 loopback
+/// where the tests' receivers listen.
+pub fn loopback() -> AddressPolicy {
+    AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()])
 }
 
 pub struct TestApp {
@@ -205,12 +212,10 @@ impl TestApp {
             timestamp_window: Some(900),
             max_body_bytes: MAX_BODY,
         };
-        let gateway = Arc::new(Gateway::new(
-            store.clone(),
-            platform_key,
-            clock.clone(),
-            limits,
-        ));
+        let gateway = Arc::new(
+            Gateway::new(store.clone(), platform_key, clock.clone(), limits)
+                .with_notify_policy(loopback()),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = router(gateway.clone(), std::time::Duration::from_secs(10));

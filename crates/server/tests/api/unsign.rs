@@ -338,6 +338,21 @@ async fn notify_urls_that_are_not_web_addresses_on_sensible_ports_are_refused() 
         "not a url",
         "https://user:pw@bu.example.com/n",
         "http://169.254.169.254/latest/meta-data/",
+        // Internal addresses in every spelling the attacker tried (the test server allows
+        // 127.0.0.0/8 only, for its receivers).
+        "http://[::ffff:169.254.169.254]/latest/meta-data/",
+        "http://[::ffff:0.0.0.0]:40000/n",
+        "http://[::1]:40000/n",
+        "http://100.100.100.200/latest/meta-data/",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://10.0.0.1:8080/n",
+        "http://192.168.1.1:8080/n",
+        "http://[64:ff9b::a9fe:a9fe]/n",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://metadata/computeMetadata/v1/",
+        "http://localhost:40000/n",
+        // A name that resolves to nothing.
+        "http://no-such-host.invalid/n",
     ] {
         let answer = app
             .try_call_with(demo::APP_ID, UNSIGN, biz, &[("notify_url", url)])
