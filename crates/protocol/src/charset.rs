@@ -26,7 +26,7 @@ impl Charset {
             Ok(Self::Gbk)
         } else {
             Err(ProtocolError::InvalidCharset {
-                detail: format!("unsupported charset {:?}", crate::error::echo(label)),
+                detail: "unsupported charset".into(),
             })
         }
     }
@@ -65,26 +65,37 @@ impl Charset {
     }
 }
 
-/// Finds the request charset by the rule of §1.4: `charset` in the raw query string, else the
-/// `charset=` of the Content-Type header, else a `charset` field in the raw form body, else
-/// UTF-8. Values are looked at as percent-decoded ASCII; nothing else is decoded here.
+/// Finds the request charset (§1.4): the request's own `charset` parameter — in the raw query
+/// string, else a field of a form body — else the `charset=` of the Content-Type header, else
+/// UTF-8. The parameter is signed and the header is not, so a header naming another charset
+/// than the parameter is refused (`isv.invalid-charset`) instead of deciding how the signed
+/// bytes are read. Values are looked at as percent-decoded ASCII; nothing else is decoded here.
 pub fn resolve(
     query: &[u8],
     content_type: Option<&[u8]>,
     body: &[u8],
 ) -> Result<Charset, ProtocolError> {
-    if let Some(label) = crate::form::find_raw(query, b"charset") {
-        return Charset::from_label(&label);
+    let parameter = crate::form::find_raw(query, b"charset").or_else(|| {
+        (!is_multipart(content_type))
+            .then(|| crate::form::find_raw(body, b"charset"))
+            .flatten()
+    });
+    let header = content_type.and_then(|ct| crate::header::param(ct, b"charset"));
+    match (parameter, header) {
+        (Some(parameter), Some(header)) => {
+            let charset = Charset::from_label(&parameter)?;
+            match Charset::from_label(&header) {
+                Ok(named) if named == charset => Ok(charset),
+                _ => Err(ProtocolError::InvalidCharset {
+                    detail: "the Content-Type header's charset contradicts the charset parameter"
+                        .into(),
+                }),
+            }
+        }
+        (Some(label), None) => Charset::from_label(&label),
+        (None, Some(label)) => Charset::from_label(&label),
+        (None, None) => Ok(Charset::Utf8),
     }
-    if let Some(label) = content_type.and_then(|ct| crate::header::param(ct, b"charset")) {
-        return Charset::from_label(label);
-    }
-    if !is_multipart(content_type)
-        && let Some(label) = crate::form::find_raw(body, b"charset")
-    {
-        return Charset::from_label(&label);
-    }
-    Ok(Charset::Utf8)
 }
 
 /// Whether a Content-Type names a multipart body (the one test, for decoding and for scanning
@@ -118,23 +129,51 @@ mod tests {
     }
 
     #[test]
-    fn query_wins_over_header_and_body() {
-        let cs = resolve(
-            b"a=1&charset=GBK",
-            Some(b"application/x-www-form-urlencoded;charset=utf-8"),
-            b"charset=utf-8",
-        )
-        .unwrap();
+    fn the_query_parameter_wins_over_the_body_field() {
+        let cs = resolve(b"a=1&charset=GBK", None, b"charset=utf-8").unwrap();
         assert_eq!(cs, Charset::Gbk);
     }
 
     #[test]
-    fn header_wins_over_body_and_body_over_default() {
-        let ct = b"application/x-www-form-urlencoded; charset=\"gb2312\"";
+    fn a_header_contradicting_the_parameter_is_refused() {
+        let gbk = Some(&b"application/x-www-form-urlencoded; charset=\"gb2312\""[..]);
+        let utf8 = Some(&b"application/x-www-form-urlencoded;charset=UTF-8"[..]);
+        let refused = |query: &[u8], ct, body: &[u8]| {
+            matches!(
+                resolve(query, ct, body),
+                Err(ProtocolError::InvalidCharset { detail }) if detail.contains("contradicts")
+            )
+        };
+        assert!(refused(b"", gbk, b"charset=utf-8"));
+        assert!(refused(b"charset=utf-8", gbk, b""));
+        assert!(refused(b"charset=GBK", utf8, b""));
+        assert!(refused(
+            b"charset=utf-8",
+            Some(b"application/x-www-form-urlencoded;charset=latin1"),
+            b""
+        ));
+        // Agreeing spellings are one charset.
+        assert_eq!(resolve(b"charset=GBK", gbk, b"").unwrap(), Charset::Gbk);
         assert_eq!(
-            resolve(b"", Some(ct), b"charset=utf-8").unwrap(),
+            resolve(b"", utf8, b"x=1&charset=utf-8").unwrap(),
+            Charset::Utf8
+        );
+        // A multipart body's fields are not scanned: the header decides.
+        assert_eq!(
+            resolve(
+                b"",
+                Some(b"multipart/form-data; boundary=b; charset=GBK"),
+                b"charset=utf-8"
+            )
+            .unwrap(),
             Charset::Gbk
         );
+    }
+
+    #[test]
+    fn header_without_parameter_and_body_over_default() {
+        let ct = b"application/x-www-form-urlencoded; charset=\"gb2312\"";
+        assert_eq!(resolve(b"", Some(ct), b"x=1").unwrap(), Charset::Gbk);
         assert_eq!(
             resolve(
                 b"",

@@ -67,18 +67,24 @@ pub fn render(
     let sign = signing
         .map(|s| s.key.sign(s.sign_type, &node))
         .transpose()?;
+    Ok(wrap(node_name, &node, sign.as_deref()))
+}
+
+/// Wraps node bytes (already in the response charset) and their signature, if any, into the
+/// body.
+pub fn wrap(node_name: &str, node: &[u8], sign: Option<&str>) -> Vec<u8> {
     let mut body = Vec::with_capacity(node_name.len() + node.len() + 400);
     body.extend_from_slice(b"{\"");
     body.extend_from_slice(node_name.as_bytes());
     body.extend_from_slice(b"\":");
-    body.extend_from_slice(&node);
+    body.extend_from_slice(node);
     if let Some(sign) = sign {
         body.extend_from_slice(b",\"sign\":\"");
         body.extend_from_slice(sign.as_bytes());
         body.push(b'"');
     }
     body.push(b'}');
-    Ok(body)
+    body
 }
 
 /// The response `Content-Type`, naming the charset the body is encoded in.

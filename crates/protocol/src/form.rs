@@ -4,6 +4,8 @@
 //! request charset. A `%` not followed by two hex digits is an error, as in Java's `URLDecoder`:
 //! guessing what a client meant would make signature checks ambiguous.
 
+use std::borrow::Cow;
+
 use crate::charset::is_multipart;
 use crate::error::ProtocolError;
 
@@ -26,19 +28,17 @@ pub fn parse_urlencoded(data: &[u8]) -> Result<Vec<RawParam>, ProtocolError> {
                 Some(i) => (&segment[..i], &segment[i + 1..]),
                 None => (segment, &b""[..]),
             };
-            let name = percent_decode(name).ok_or_else(|| malformed(name))?;
-            let value = percent_decode(value).ok_or_else(|| malformed(&name))?;
+            let name = percent_decode(name).ok_or_else(malformed)?;
+            let value = percent_decode(value).ok_or_else(malformed)?;
             Ok(RawParam { name, value })
         })
         .collect()
 }
 
-fn malformed(name: &[u8]) -> ProtocolError {
+fn malformed() -> ProtocolError {
     ProtocolError::MalformedEncoding {
-        detail: format!(
-            "parameter {:?} has a '%' that is not followed by two hex digits; percent-encode the value",
-            crate::error::echo(name)
-        ),
+        detail: "a parameter has a '%' that is not followed by two hex digits; percent-encode the values"
+            .into(),
     }
 }
 
@@ -98,14 +98,14 @@ pub fn parse_body(
                     detail: "multipart/form-data without a valid boundary (1 to 70 characters)"
                         .into(),
                 })?;
-        return parse_multipart(body, boundary);
+        return parse_multipart(body, &boundary);
     }
     parse_urlencoded(body)
 }
 
 /// The multipart boundary: 1 to 70 characters (RFC 2046 §5.1.1). A longer one is refused, which
 /// also keeps the boundary search linear in the body size.
-fn boundary(content_type: &[u8]) -> Option<&[u8]> {
+fn boundary(content_type: &[u8]) -> Option<Cow<'_, [u8]>> {
     crate::header::param(content_type, b"boundary").filter(|b| (1..=70).contains(&b.len()))
 }
 
@@ -157,7 +157,7 @@ fn disposition(headers: &[u8]) -> Option<(Vec<u8>, bool)> {
     })?;
     // Header lines end in CRLF; a trailing CR is not part of the value.
     let value = line.trim_ascii();
-    let name = crate::header::param(value, b"name")?.to_vec();
+    let name = crate::header::param(value, b"name")?.into_owned();
     let is_file = crate::header::param(value, b"filename").is_some();
     Some((name, is_file))
 }
@@ -220,6 +220,13 @@ mod tests {
                 (&b"biz_content"[..], &b"{\"a\":\"b\"}"[..])
             ]
         );
+    }
+
+    #[test]
+    fn multipart_names_and_boundaries_are_quoted_strings() {
+        let body = b"--a;b\r\nContent-Disposition: form-data; name=\"x;y\"\r\n\r\n1\r\n--a;b\r\ncontent-disposition: form-data; name=\"say \\\"hi\\\"\"; filename=\"f;g\"\r\n\r\nfile\r\n--a;b--\r\n";
+        let params = parse_body(Some(b"Multipart/Form-Data; boundary=\"a;b\""), body).unwrap();
+        assert_eq!(pairs(&params), vec![(&b"x;y"[..], &b"1"[..])]);
     }
 
     #[test]

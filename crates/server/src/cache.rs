@@ -3,6 +3,10 @@
 //! so a change made by another process (`agreements contract …`, `app …`) is seen within that
 //! time; misses are cached too, so junk traffic cannot hammer the store. Validity in time
 //! (`valid_from`, `valid_to`) is always checked against the request's own clock, never cached.
+//!
+//! Also the signatures of failure answers ([`FailureSignatures`]): a request that names an app
+//! but fails before it is authenticated (a bad signature) must still be answered signed, and its
+//! answer is one of a few constant bodies, so junk requests cost a lookup, not an RSA signature.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -12,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use agreements_domain::ids::{PartnerId, PersonalProductCode, ProductCode};
 use agreements_domain::{Contract, Product};
+use agreements_protocol::{KeyError, SignType};
 use agreements_store::{Store, StoreError};
 
 /// How long an entry is trusted.
@@ -58,6 +63,37 @@ impl<K: Eq + Hash, V: Clone> Ttl<K, V> {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<K, (Instant, V)>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Longest failure node whose signature is kept (failure nodes are about 200 bytes).
+const MAX_KEPT_NODE_BYTES: usize = 512;
+
+/// Signatures of failure answers' node bytes. RSA PKCS #1 v1.5 signatures are deterministic, so
+/// the kept signature is the one a fresh signing would make. Failures before authentication
+/// never echo the caller's text, so their nodes are few; a kept node is at most
+/// [`MAX_KEPT_NODE_BYTES`], so the cache holds at most 5 MB.
+#[derive(Debug, Default)]
+pub struct FailureSignatures {
+    signed: Ttl<Vec<u8>, Arc<str>>,
+}
+
+impl FailureSignatures {
+    /// The signature of `node` under `sign_type`: kept, or else made by `sign` (then kept).
+    pub async fn get(
+        &self,
+        sign_type: SignType,
+        node: &[u8],
+        sign: impl AsyncFnOnce() -> Result<Arc<str>, KeyError>,
+    ) -> Result<Arc<str>, KeyError> {
+        if node.len() > MAX_KEPT_NODE_BYTES {
+            return sign().await;
+        }
+        let mut cache_key = Vec::with_capacity(node.len() + 5);
+        cache_key.extend_from_slice(sign_type.as_str().as_bytes());
+        cache_key.push(b' ');
+        cache_key.extend_from_slice(node);
+        self.signed.get(cache_key.as_slice(), sign).await
     }
 }
 

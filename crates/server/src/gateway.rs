@@ -4,6 +4,7 @@
 //! they call back for and renders the answer.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use agreements_domain::address::AddressPolicy;
@@ -12,14 +13,14 @@ use agreements_domain::ids::AppId;
 use agreements_domain::token::AppAuthToken;
 use agreements_domain::{BizError, Caller, Merchant};
 use agreements_protocol::charset::Charset;
-use agreements_protocol::envelope::{self, Signing};
+use agreements_protocol::envelope;
 use agreements_protocol::method::ERROR_RESPONSE_NODE;
 use agreements_protocol::request::{self, Head, Lookups, Refusal};
 use agreements_protocol::{GatewayCode, Method, Params, PrivateKey, ProtocolError};
 use agreements_store::{Store, StoreError};
 
 use crate::apps::{App, AppCache, is_enabled};
-use crate::cache::Catalogue;
+use crate::cache::{Catalogue, FailureSignatures};
 use crate::failure::Failure;
 use crate::methods::{self, Answer, Call, Request};
 use crate::notify::Outbox;
@@ -53,6 +54,9 @@ pub struct Gateway {
     catalogue: Catalogue,
     outbox: Outbox,
     notify_policy: AddressPolicy,
+    failure_signatures: FailureSignatures,
+    /// Signatures made so far.
+    signatures: AtomicU64,
 }
 
 /// Whom a request acts for: the merchant that granted its ISV token, or its app's owner.
@@ -130,6 +134,8 @@ impl Gateway {
             catalogue: Catalogue::default(),
             outbox: Outbox::default(),
             notify_policy: AddressPolicy::default(),
+            failure_signatures: FailureSignatures::default(),
+            signatures: AtomicU64::new(0),
         }
     }
 
@@ -152,6 +158,12 @@ impl Gateway {
         self.limits
     }
 
+    /// How many responses it has signed with the platform key since it started (a failure
+    /// answered with a kept signature is not counted).
+    pub fn signatures_made(&self) -> u64 {
+        self.signatures.load(Ordering::Relaxed)
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
@@ -165,12 +177,12 @@ impl Gateway {
                 let head = Head::of(&params);
                 let app = self.app(&head).await;
                 let result = self.run(&params, &app).await;
-                self.reply(&head, &app, result, started)
+                self.reply(&head, &app, result, started).await
             }
             Err(error) => {
                 let head = Head::scan(query, content_type, body);
                 let app = self.app(&head).await;
-                self.reply(&head, &app, Err(error.into()), started)
+                self.reply(&head, &app, Err(error.into()), started).await
             }
         }
     }
@@ -186,7 +198,7 @@ impl Gateway {
         let started = Instant::now();
         let head = Head::scan(query, content_type, b"");
         let app = self.app(&head).await;
-        self.reply(&head, &app, Err(error.into()), started)
+        self.reply(&head, &app, Err(error.into()), started).await
     }
 
     /// The app the request names: it decides how even a failure is answered.
@@ -237,7 +249,7 @@ impl Gateway {
     /// Renders the answer: the method's node (or `error_response` when the method is missing or
     /// unknown), signed when the app is known, in the request charset; and logs it, with the
     /// cause of any failure the operator must see.
-    fn reply(
+    async fn reply(
         &self,
         head: &Head,
         app: &Result<Option<Arc<App>>, StoreError>,
@@ -260,14 +272,30 @@ impl Gateway {
             }
         };
         let known = matches!(app, Ok(Some(_)));
-        let signing = known.then_some(Signing {
-            key: &self.platform_key,
-            sign_type: head.sign_type,
-        });
-        let body = envelope::render(node, &json, head.charset, signing).unwrap_or_else(|e| {
+        let node_bytes = head.charset.encode(&json);
+        let fresh = async || {
+            self.signatures.fetch_add(1, Ordering::Relaxed);
+            self.platform_key
+                .sign(head.sign_type, &node_bytes)
+                .map(Arc::from)
+        };
+        let sign = if !known {
+            None
+        } else if !sub_code.is_empty() {
+            // A failure: before authentication, one of a few constant bodies.
+            Some(
+                self.failure_signatures
+                    .get(head.sign_type, &node_bytes, fresh)
+                    .await,
+            )
+        } else {
+            Some(fresh().await)
+        };
+        let sign = sign.transpose().unwrap_or_else(|e| {
             tracing::error!(error = %e, "signing failed; answering unsigned");
-            envelope::render(node, &json, head.charset, None).unwrap_or_default()
+            None
         });
+        let body = envelope::wrap(node, &node_bytes, sign.as_deref());
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let app_id = head.app_id.as_deref().unwrap_or("-");
         let method = head.method.map_or("-", Method::name);

@@ -12,6 +12,8 @@ use crate::helpers::{
 
 const FORM: &str = "application/x-www-form-urlencoded;charset=utf-8";
 const BATCH_NODE: &str = "alipay_user_agreement_batch_query_response";
+/// The query string of a request naming a real app and method.
+const KNOWN: &str = "app_id=2021000000000001&method=alipay.user.agreement.batch.query";
 
 /// Asserts the answer; returns its sub_msg.
 fn expect(
@@ -417,7 +419,6 @@ struct Broken {
 #[tokio::test]
 async fn broken_encodings_get_exact_answers() {
     let app = TestApp::spawn().await;
-    const KNOWN: &str = "app_id=2021000000000001&method=alipay.user.agreement.batch.query";
     let cases = [
         Broken {
             what: "unknown charset",
@@ -427,7 +428,17 @@ async fn broken_encodings_get_exact_answers() {
             node: BATCH_NODE,
             sub_code: "isv.invalid-charset",
             signed: true,
-            names: "big5",
+            names: "unsupported charset",
+        },
+        Broken {
+            what: "a Content-Type charset contradicting the signed charset parameter",
+            query: "charset=utf-8&app_id=2021000000000001&method=alipay.user.agreement.batch.query",
+            content_type: Some("application/x-www-form-urlencoded; charset=GBK"),
+            body: b"",
+            node: BATCH_NODE,
+            sub_code: "isv.invalid-charset",
+            signed: true,
+            names: "contradicts the charset parameter",
         },
         Broken {
             what: "bytes that are not UTF-8",
@@ -447,7 +458,7 @@ async fn broken_encodings_get_exact_answers() {
             node: BATCH_NODE,
             sub_code: "isv.invalid-parameter",
             signed: true,
-            names: "biz_content",
+            names: "percent-encode",
         },
         Broken {
             what: "garbage",
@@ -484,6 +495,69 @@ async fn broken_encodings_get_exact_answers() {
         );
         assert!(msg.contains(case.names), "{}: {msg}", case.what);
     }
+}
+
+/// Junk that names a real app is answered signed, but from a few constant bodies (their
+/// messages never echo the junk), so after the first of each kind no RSA signature is made.
+#[tokio::test]
+async fn junk_naming_a_real_app_costs_no_fresh_signature() {
+    let app = TestApp::spawn().await;
+    let good = variant("format", Some("JSON"));
+    let unsigned = without_sign(&good);
+    let before = app.gateway.signatures_made();
+    let mut bodies = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        // A well-formed request whose signature is wrong, differently each time.
+        let junk_sign = format!("{i:0>4}").repeat(86);
+        let raw = app
+            .call_raw(
+                "POST",
+                "",
+                Some(FORM),
+                format!("{unsigned}&sign={junk_sign}"),
+            )
+            .await;
+        expect(
+            &app,
+            &raw,
+            BATCH_NODE,
+            "40002",
+            "isv.invalid-signature",
+            Some(SignType::Rsa2),
+        );
+        bodies.insert(raw.body);
+        // An unsupported charset, and a broken escape in a parameter's name, spelled anew.
+        let raw = app
+            .call_raw("POST", &format!("charset=x{i}&{KNOWN}"), Some(FORM), "")
+            .await;
+        expect(
+            &app,
+            &raw,
+            BATCH_NODE,
+            "40002",
+            "isv.invalid-charset",
+            Some(SignType::Rsa2),
+        );
+        bodies.insert(raw.body);
+        let raw = app
+            .call_raw("POST", KNOWN, Some(FORM), format!("p{i}%zz=1"))
+            .await;
+        expect(
+            &app,
+            &raw,
+            BATCH_NODE,
+            "40002",
+            "isv.invalid-parameter",
+            Some(SignType::Rsa2),
+        );
+        bodies.insert(raw.body);
+    }
+    assert_eq!(bodies.len(), 3, "one body for each kind of junk");
+    assert_eq!(app.gateway.signatures_made() - before, 3);
+    // An authenticated request is signed afresh.
+    let raw = app.call_raw("POST", "", Some(FORM), good).await;
+    assert_eq!(raw.status, 200);
+    assert_eq!(app.gateway.signatures_made() - before, 4);
 }
 
 #[tokio::test]
