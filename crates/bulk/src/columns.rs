@@ -118,6 +118,16 @@ pub enum Value<'a> {
     List(Vec<String>),
 }
 
+impl Value<'_> {
+    /// The value as one text: a list's items separated by spaces (as CSV holds them).
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            Value::Text(t) => Cow::Borrowed(t),
+            Value::List(items) => Cow::Owned(items.join(" ")),
+        }
+    }
+}
+
 /// Why a row was not accepted: the field at fault (empty for the row as a whole) and the rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {

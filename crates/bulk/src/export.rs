@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use agreements_store::{Kind, Store, StoreError};
+use agreements_domain::ids::mask_logon_id;
+use agreements_store::{Kind, Record, Store, StoreError};
 
-use crate::files::{Encoding, Format, RecordWriter};
+use crate::columns;
+use crate::files::{Encoding, Format, RecordWriter, WriteError};
 
 /// Records read from the database at a time.
 pub const PAGE_SIZE: usize = 10_000;
@@ -28,22 +30,77 @@ pub enum ExportError {
     },
 }
 
+/// A record an export left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its key (`agreement_no=20185…`), logon ids masked.
+    pub key: String,
+    /// Why it was left out.
+    pub reason: String,
+}
+
+/// Records written and left out of one kind's file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Exported {
+    /// Records written.
+    pub written: u64,
+    /// Records left out (each reported to [`ExportObserver::skipped`]).
+    pub skipped: u64,
+}
+
+/// Hears an export's progress and the records it leaves out.
+pub trait ExportObserver {
+    /// `kind`'s records read so far.
+    fn progress(&mut self, kind: Kind, read: u64);
+    /// A record left out; the export goes on.
+    fn skipped(&mut self, skipped: &Skipped);
+}
+
+/// A record's key as `column=value` pairs, logon ids masked.
+fn key(record: &Record) -> String {
+    let kind = record.kind();
+    let columns = columns::columns(kind);
+    let values = columns::values(record);
+    kind.table()
+        .key
+        .iter()
+        .map(|&name| {
+            let value = columns
+                .iter()
+                .position(|c| c.name == name)
+                .and_then(|i| values[i].as_ref())
+                .map(|v| v.text().into_owned())
+                .unwrap_or_default();
+            let value = if name.contains("logon_id") {
+                mask_logon_id(&value)
+            } else {
+                value
+            };
+            format!("{name}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The file `kind` is written to in `dir`.
 pub fn file_name(dir: &Path, kind: Kind, format: Format) -> PathBuf {
     dir.join(format!("{}.{}", kind.name(), format.extension()))
 }
 
 /// Writes `kinds` (in load order) from `store` into `dir` as `<kind>.<format>`, each file
-/// complete or not there (written aside, then renamed). `progress` hears each kind's running
-/// count. Returns the count per kind.
+/// complete or not there (written aside, then renamed) and readable by its owner only. A record
+/// with a value the encoding cannot hold is left out and reported to `observer`, which also
+/// hears each kind's running count. Returns the counts per kind.
 pub async fn export(
     store: &Store,
     dir: &Path,
     kinds: &[Kind],
     format: Format,
     encoding: Encoding,
-    progress: &mut dyn FnMut(Kind, u64),
-) -> Result<BTreeMap<Kind, u64>, ExportError> {
+    observer: &mut dyn ExportObserver,
+) -> Result<BTreeMap<Kind, Exported>, ExportError> {
     let mut exporter = store.exporter().await?;
     let mut counts = BTreeMap::new();
     let mut kinds = kinds.to_vec();
@@ -58,15 +115,25 @@ pub async fn export(
         };
         let mut writer =
             RecordWriter::create(&partial, kind, format, encoding).map_err(io_error)?;
-        let mut count = 0u64;
+        let mut exported = Exported::default();
         let mut after = None;
         loop {
             let page = exporter.page(kind, after.as_ref(), PAGE_SIZE).await?;
             for record in &page {
-                writer.write(record).map_err(io_error)?;
+                match writer.write(record) {
+                    Ok(()) => exported.written += 1,
+                    Err(WriteError::Io(e)) => return Err(io_error(e)),
+                    Err(unwritable) => {
+                        exported.skipped += 1;
+                        observer.skipped(&Skipped {
+                            kind,
+                            key: key(record),
+                            reason: unwritable.to_string(),
+                        });
+                    }
+                }
             }
-            count += page.len() as u64;
-            progress(kind, count);
+            observer.progress(kind, exported.written + exported.skipped);
             match page.into_iter().last() {
                 Some(last) => after = Some(last),
                 None => break,
@@ -74,7 +141,7 @@ pub async fn export(
         }
         writer.finish().map_err(io_error)?;
         std::fs::rename(&partial, &path).map_err(io_error)?;
-        counts.insert(kind, count);
+        counts.insert(kind, exported);
     }
     exporter.finish().await?;
     Ok(counts)

@@ -63,11 +63,39 @@ impl Encoding {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// Its name (`UTF-8`, `GBK`).
+    pub fn name(self) -> &'static str {
         match self {
             Encoding::Utf8 => "UTF-8",
             Encoding::Gbk => "GBK",
         }
+    }
+}
+
+/// Whether the file's bytes are valid UTF-8 with non-ASCII characters among them. GBK text with
+/// Chinese characters in it almost never is (its two-byte characters seldom form UTF-8
+/// sequences), so such a file declared GBK was written in UTF-8 and would load as mojibake.
+/// Reads until the first byte that cannot be UTF-8, so a GBK file is refused or accepted early.
+pub fn reads_as_utf8(path: &Path) -> io::Result<bool> {
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    // Bytes of a sequence cut by the end of the previous read, moved to the buffer's start.
+    let mut carried = 0;
+    let mut non_ascii = false;
+    loop {
+        let n = file.read(&mut buf[carried..])?;
+        if n == 0 {
+            return Ok(non_ascii && carried == 0);
+        }
+        let filled = carried + n;
+        let (valid, rest) = match std::str::from_utf8(&buf[..filled]) {
+            Ok(_) => (filled, 0),
+            Err(e) if e.error_len().is_none() => (e.valid_up_to(), filled - e.valid_up_to()),
+            Err(_) => return Ok(false),
+        };
+        non_ascii |= rest > 0 || !buf[..valid].is_ascii();
+        buf.copy_within(valid..filled, 0);
+        carried = rest;
     }
 }
 
@@ -99,6 +127,19 @@ pub enum FileError {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// A file declared in one encoding whose text is evidently in another.
+    #[error(
+        "{path}: declared {} but its text is {} (it has non-ASCII characters, all valid {}): import it with --encoding {}, or pass --force-encoding to read it as {} anyway",
+        declared.name(), found.name(), found.name(), found.name().to_lowercase(), declared.name()
+    )]
+    NotDeclaredEncoding {
+        /// The file.
+        path: PathBuf,
+        /// The encoding it was declared in.
+        declared: Encoding,
+        /// The encoding its bytes are in.
+        found: Encoding,
     },
     /// A CSV file that cannot be parsed.
     #[error("{path}: line {line}: {reason}")]
@@ -167,42 +208,53 @@ pub struct Parsed {
     pub result: Result<Record, Rejection>,
 }
 
-/// Longest run of bytes without a line break a CSV file may have: the CSV parser keeps a whole
-/// record in memory, so a file that is one enormous line is refused instead of buffered.
-pub const MAX_CSV_LINE_BYTES: u64 = 1024 * 1024;
+/// Most bytes one CSV record may span. The CSV parser keeps a whole record in memory, and a quoted
+/// field may run over many lines, so records are bounded in bytes as they are read: a file with a
+/// longer one (an unclosed quote, or not a CSV file) is refused instead of buffered.
+pub const MAX_CSV_RECORD_BYTES: u64 = 1024 * 1024;
 
-/// Counts the bytes read through it, for progress; optionally refuses over-long lines.
+/// Bytes the CSV reader buffers ahead of the record it parses.
+const CSV_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Counts the bytes read through it, for progress; for CSV, refuses to read more than
+/// [`MAX_CSV_RECORD_BYTES`] (plus the reader's buffer) past the start of the record being parsed.
 struct Counting<R> {
     inner: R,
     read: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    max_line: Option<u64>,
-    since_newline: u64,
+    total: u64,
+    /// The byte offset where the record being parsed starts; `None` for files read by line.
+    record_start: Option<u64>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(start) = self.record_start
+            && self.total - start > MAX_CSV_RECORD_BYTES + CSV_BUFFER_BYTES as u64
+        {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, RecordTooLong));
+        }
         let n = self.inner.read(buf)?;
+        self.total += n as u64;
         self.read
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        if let Some(max) = self.max_line {
-            let mut parts = buf[..n].split(|&b| b == b'\n');
-            let mut run = self.since_newline + parts.next().map_or(0, |p| p.len() as u64);
-            let mut longest = run;
-            for part in parts {
-                run = part.len() as u64;
-                longest = longest.max(run);
-            }
-            self.since_newline = run;
-            if longest > max {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("a line is longer than {max} bytes; is this a CSV file?"),
-                ));
-            }
-        }
         Ok(n)
     }
 }
+
+/// The CSV record being read spans more than [`MAX_CSV_RECORD_BYTES`].
+#[derive(Debug)]
+struct RecordTooLong;
+
+impl fmt::Display for RecordTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a record is longer than {MAX_CSV_RECORD_BYTES} bytes (an unclosed quote, or not a CSV file?)"
+        )
+    }
+}
+
+impl std::error::Error for RecordTooLong {}
 
 /// Reads a load file as a stream of [`Parsed`] rows, never holding more than a row.
 pub struct RecordReader {
@@ -223,6 +275,8 @@ enum Inner {
         reader: csv::Reader<Counting<File>>,
         /// For each file column, the kind column it fills.
         map: Vec<usize>,
+        /// The line where the next record starts.
+        record_line: u64,
         record: csv::ByteRecord,
     },
 }
@@ -247,8 +301,8 @@ impl RecordReader {
         let counting = Counting {
             inner: file,
             read: bytes_read.clone(),
-            max_line: (source.format == Format::Csv).then_some(MAX_CSV_LINE_BYTES),
-            since_newline: 0,
+            total: 0,
+            record_start: (source.format == Format::Csv).then_some(0),
         };
         let inner = match source.format {
             Format::Jsonl => Inner::Jsonl {
@@ -260,7 +314,7 @@ impl RecordReader {
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(true)
                     .flexible(true)
-                    .buffer_capacity(256 * 1024)
+                    .buffer_capacity(CSV_BUFFER_BYTES)
                     .from_reader(counting);
                 let header = reader.byte_headers().map_err(|e| FileError::Header {
                     path: source.path.clone(),
@@ -272,8 +326,11 @@ impl RecordReader {
                         reason,
                     }
                 })?;
+                let next = reader.position().clone();
+                reader.get_mut().record_start = Some(next.byte());
                 Inner::Csv {
                     reader,
+                    record_line: next.line(),
                     map,
                     record: csv::ByteRecord::new(),
                 }
@@ -328,18 +385,22 @@ impl RecordReader {
             Inner::Csv {
                 reader,
                 map,
+                record_line,
                 record,
             } => {
                 let more = reader
                     .read_byte_record(record)
                     .map_err(|e| FileError::Csv {
                         path: self.source.path.clone(),
-                        line: e.position().map_or(0, csv::Position::line),
+                        line: e.position().map_or(*record_line, csv::Position::line),
                         reason: e.to_string(),
                     })?;
                 if !more {
                     return Ok(None);
                 }
+                let next = reader.position();
+                *record_line = next.line();
+                reader.get_mut().record_start = Some(next.byte());
                 let line = record.position().map_or(0, csv::Position::line);
                 Ok(Some(Parsed {
                     line,
@@ -480,6 +541,7 @@ fn csv_row(
                 format!("is not valid {}", encoding.name()),
             )
         })?;
+        let text = csv_cell_value(text);
         if !text.is_empty() {
             values[c] = Some(Value::Text(text));
         }
@@ -589,6 +651,77 @@ impl<'de> serde::Deserialize<'de> for JsonValue<'de> {
     }
 }
 
+/// Creates `path` for writing: never through a symbolic link and never into an existing file
+/// (`O_CREAT | O_EXCL`), with permissions `mode` on Unix (`0o600` for files holding personal
+/// data). With `replace`, whatever is at `path` is removed first — a planted link itself, never
+/// its target.
+pub fn create_file(path: &Path, mode: u32, replace: bool) -> io::Result<File> {
+    if replace {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    options.open(path)
+}
+
+/// Permissions of files holding personal data: the owner's only.
+pub const PRIVATE: u32 = 0o600;
+
+/// Characters that make a spreadsheet read a cell as a formula (or a command) when it starts
+/// with them.
+fn starts_formula(text: &str) -> bool {
+    text.trim_start_matches('\'')
+        .starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// A CSV cell as written: one `'` is put before a cell a spreadsheet would take for a formula
+/// (`=HYPERLINK(…)` is written `'=HYPERLINK(…)`), and before a cell that already starts with
+/// quotes followed by such a character, so that [`csv_cell_value`] can take exactly that one
+/// away again.
+fn csv_cell(text: &str) -> Cow<'_, str> {
+    if starts_formula(text) {
+        Cow::Owned(format!("'{text}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// A CSV cell's value: the inverse of [`csv_cell`].
+fn csv_cell_value(text: Cow<'_, str>) -> Cow<'_, str> {
+    if text.starts_with('\'') && starts_formula(&text) {
+        match text {
+            Cow::Borrowed(t) => Cow::Borrowed(&t[1..]),
+            Cow::Owned(t) => Cow::Owned(t[1..].to_owned()),
+        }
+    } else {
+        text
+    }
+}
+
+/// Why a record was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A value has characters the file's encoding cannot hold; nothing of the record was
+    /// written and the file is still whole.
+    #[error("{column} has characters {encoding} cannot represent; export as UTF-8")]
+    Unencodable {
+        /// The column.
+        column: &'static str,
+        /// The encoding's name.
+        encoding: &'static str,
+    },
+    /// Writing the file failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
 /// Writes records of one kind to a file in one format and encoding.
 pub struct RecordWriter {
     kind: Kind,
@@ -611,14 +744,15 @@ impl fmt::Debug for RecordWriter {
 }
 
 impl RecordWriter {
-    /// Creates (or truncates) `path`; a CSV file gets its header.
+    /// Creates `path` (replacing a file there, see [`create_file`]) readable by its owner only;
+    /// a CSV file gets its header.
     pub fn create(path: &Path, kind: Kind, format: Format, encoding: Encoding) -> io::Result<Self> {
-        let file = File::create(path)?;
+        let file = create_file(path, PRIVATE, true)?;
         let inner = match format {
             Format::Jsonl => WriterInner::Jsonl(BufWriter::with_capacity(256 * 1024, file)),
             Format::Csv => {
                 let mut writer = csv::WriterBuilder::new()
-                    .buffer_capacity(256 * 1024)
+                    .buffer_capacity(CSV_BUFFER_BYTES)
                     .from_writer(file);
                 writer.write_record(columns::columns(kind).iter().map(|c| c.name.as_str()))?;
                 WriterInner::Csv(Box::new(writer))
@@ -632,27 +766,27 @@ impl RecordWriter {
         })
     }
 
-    fn encode<'s>(encoding: Encoding, text: &'s str) -> io::Result<Cow<'s, [u8]>> {
+    /// `text` in the writer's encoding, `None` when the encoding cannot hold it.
+    fn encode(encoding: Encoding, text: &str) -> Option<Cow<'_, [u8]>> {
         match encoding {
-            Encoding::Utf8 => Ok(Cow::Borrowed(text.as_bytes())),
+            Encoding::Utf8 => Some(Cow::Borrowed(text.as_bytes())),
             Encoding::Gbk => {
                 let (bytes, _, unmappable) = encoding_rs::GBK.encode(text);
-                if unmappable {
-                    Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("{text:?} has characters GBK cannot represent; export as UTF-8"),
-                    ))
-                } else {
-                    Ok(bytes)
-                }
+                (!unmappable).then_some(bytes)
             }
         }
     }
 
-    /// Writes one record (of this writer's kind).
-    pub fn write(&mut self, record: &Record) -> io::Result<()> {
+    /// Writes one record (of this writer's kind), or nothing of it when a value cannot be
+    /// encoded.
+    pub fn write(&mut self, record: &Record) -> Result<(), WriteError> {
         let values = columns::values(record);
         let columns = columns::columns(self.kind);
+        let encoding = self.encoding;
+        let unencodable = |column: &'static Column| WriteError::Unencodable {
+            column: &column.name,
+            encoding: encoding.name(),
+        };
         match &mut self.inner {
             WriterInner::Jsonl(out) => {
                 self.line.clear();
@@ -664,30 +798,44 @@ impl RecordWriter {
                         self.line.push(',');
                     }
                     first = false;
-                    self.line.push_str(&serde_json::to_string(&column.name)?);
+                    let json = serde_json::to_string(&column.name).and_then(|name| {
+                        match value {
+                            Value::Text(t) => serde_json::to_string(t),
+                            Value::List(items) => serde_json::to_string(items),
+                        }
+                        .map(|value| (name, value))
+                    });
+                    let (name, value) = json.map_err(io::Error::from)?;
+                    self.line.push_str(&name);
                     self.line.push(':');
-                    match value {
-                        Value::Text(t) => self.line.push_str(&serde_json::to_string(t)?),
-                        Value::List(items) => self.line.push_str(&serde_json::to_string(items)?),
-                    }
+                    self.line.push_str(&value);
                 }
                 self.line.push_str("}\n");
-                out.write_all(&Self::encode(self.encoding, &self.line)?)
+                let Some(bytes) = Self::encode(encoding, &self.line) else {
+                    let column = columns
+                        .iter()
+                        .zip(&values)
+                        .find(|(_, value)| {
+                            value
+                                .as_ref()
+                                .is_some_and(|v| Self::encode(encoding, &v.text()).is_none())
+                        })
+                        .map_or(&columns[0], |(column, _)| column);
+                    return Err(unencodable(column));
+                };
+                out.write_all(&bytes)?;
+                Ok(())
             }
             WriterInner::Csv(out) => {
                 let mut fields: Vec<Cow<'_, [u8]>> = Vec::with_capacity(values.len());
-                for value in &values {
-                    let text: Cow<'_, str> = match value {
-                        None => Cow::Borrowed(""),
-                        Some(Value::Text(t)) => Cow::Borrowed(t),
-                        Some(Value::List(items)) => Cow::Owned(items.join(" ")),
-                    };
-                    fields.push(match Self::encode(self.encoding, &text)? {
-                        Cow::Borrowed(_) => Cow::Owned(text.as_bytes().to_vec()),
-                        Cow::Owned(bytes) => Cow::Owned(bytes),
-                    });
+                for (column, value) in columns.iter().zip(&values) {
+                    let text = value.as_ref().map(Value::text).unwrap_or_default();
+                    let bytes = Self::encode(encoding, &csv_cell(&text))
+                        .ok_or_else(|| unencodable(column))?
+                        .into_owned();
+                    fields.push(Cow::Owned(bytes));
                 }
-                out.write_record(&fields)?;
+                out.write_record(&fields).map_err(io::Error::from)?;
                 Ok(())
             }
         }

@@ -12,7 +12,7 @@ use agreements_store::{Kind, LoadOptions, Outcome, Record, Store, StoreError};
 use tokio::sync::mpsc;
 
 use crate::columns::{Rejection, key_of};
-use crate::files::{Encoding, FileError, Format, Parsed, RecordReader, Source};
+use crate::files::{self, Encoding, FileError, Format, Parsed, RecordReader, Source};
 
 /// Rows per batch (one transaction) unless told otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 20_000;
@@ -33,6 +33,8 @@ pub struct ImportOptions {
     /// Where notifications may go: an app whose notification address names an address outside
     /// it is rejected (names are resolved when notifications are sent).
     pub notify_policy: AddressPolicy,
+    /// Read files declared GBK even when their text is UTF-8 (see [`files::reads_as_utf8`]).
+    pub force_encoding: bool,
 }
 
 impl Default for ImportOptions {
@@ -44,6 +46,7 @@ impl Default for ImportOptions {
             encoding: Encoding::Utf8,
             kind: None,
             notify_policy: AddressPolicy::default(),
+            force_encoding: false,
         }
     }
 }
@@ -188,6 +191,22 @@ pub async fn import(
     observer: &mut dyn Observer,
 ) -> Result<Summary, ImportError> {
     let started = Instant::now();
+    if options.encoding == Encoding::Gbk && !options.force_encoding {
+        for source in sources {
+            let utf8 = files::reads_as_utf8(&source.path).map_err(|e| FileError::Io {
+                path: source.path.clone(),
+                source: e,
+            })?;
+            if utf8 {
+                return Err(FileError::NotDeclaredEncoding {
+                    path: source.path.clone(),
+                    declared: Encoding::Gbk,
+                    found: Encoding::Utf8,
+                }
+                .into());
+            }
+        }
+    }
     let mut loader = store
         .loader(LoadOptions {
             update: options.update,

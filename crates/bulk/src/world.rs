@@ -24,7 +24,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::export::file_name;
-use crate::files::{Encoding, Format, RecordWriter};
+use crate::files::{Encoding, Format, RecordWriter, WriteError};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -108,7 +108,12 @@ impl Writers {
     fn write(&mut self, record: &Record) -> io::Result<()> {
         let kind = record.kind();
         if let Some(w) = self.writers.get_mut(&kind) {
-            w.write(record)?;
+            w.write(record).map_err(|e| match e {
+                WriteError::Io(e) => e,
+                unencodable @ WriteError::Unencodable { .. } => {
+                    io::Error::new(io::ErrorKind::InvalidData, unencodable)
+                }
+            })?;
         }
         *self.counts.entry(kind).or_default() += 1;
         Ok(())

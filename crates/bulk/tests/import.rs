@@ -224,15 +224,51 @@ async fn csv_headers_must_name_the_kinds_columns() {
         "{message}"
     );
 
-    // A file that is one enormous line is refused, not buffered.
+    // A file that is one enormous line is refused, not buffered; so is a quoted field that runs
+    // over many short lines (the parser would keep the whole record in memory).
     let mut huge = format!("{AGREEMENT_HEADER}\n").into_bytes();
     huge.extend(std::iter::repeat_n(b'x', 2 * 1024 * 1024));
     let huge = write(dir.path(), "agreements-huge.csv", huge);
     let (result, _) = run(&store, &[huge], ImportOptions::default()).await;
     let message = result.unwrap_err().to_string();
     assert!(
-        message.contains("a line is longer than 1048576 bytes"),
+        message.contains("line 2: a record is longer than 1048576 bytes"),
         "{message}"
+    );
+    let mut quoted = format!(
+        "{AGREEMENT_HEADER}\n{}\n\"",
+        agreement_csv("Q1", "2088100000000001", "NORMAL")
+    )
+    .into_bytes();
+    for _ in 0..(4 * 1024 * 1024 / 8) {
+        quoted.extend_from_slice(b"xxxxxxx\n");
+    }
+    let quoted = write(dir.path(), "agreements-quoted.csv", quoted);
+    let (result, _) = run(&store, &[quoted], ImportOptions::default()).await;
+    let message = result.unwrap_err().to_string();
+    assert!(
+        message.contains("line 3: a record is longer than 1048576 bytes"),
+        "{message}"
+    );
+    // A long record under the bound rejects its row only.
+    let long = write(
+        dir.path(),
+        "agreements-long.csv",
+        format!(
+            "{AGREEMENT_HEADER}\n\"{}\"{}\n{}\n",
+            "x\n".repeat(100_000),
+            ",".repeat(AGREEMENT_HEADER.split(',').count() - 1),
+            agreement_csv("Q2", "2088100000000001", "NORMAL")
+        ),
+    );
+    let (result, observer) = run(&store, &[long], ImportOptions::default()).await;
+    assert_eq!(counts(&result.unwrap(), Kind::Agreement).rejected, 1);
+    assert!(
+        observer.list()[0]
+            .4
+            .contains("row is longer than 65536 bytes"),
+        "{:?}",
+        observer.list()
     );
 
     let unnamed = write(dir.path(), "history.csv", "x\n");
@@ -516,4 +552,114 @@ async fn apps_with_internal_notification_addresses_are_rejected_unless_allowed()
     let (result, _) = run(&store, &[apps], allowing).await;
     let apps = counts(&result.unwrap(), Kind::App);
     assert_eq!((apps.inserted, apps.unchanged, apps.rejected), (1, 1, 1));
+}
+
+/// CSV cells a spreadsheet would run as formulas are written behind a `'`, and read back as
+/// they were; JSON Lines keeps them as they are.
+#[test]
+fn csv_formula_cells_are_neutralised_and_read_back_unchanged() {
+    use agreements_bulk::files::{RecordReader, RecordWriter};
+    use agreements_domain::ids::PartnerId;
+    use agreements_domain::{EntityStatus, Merchant};
+    use agreements_store::Record;
+
+    let names = [
+        "=HYPERLINK(\"http://x\",\"y\")",
+        "+1",
+        "-5",
+        "@SUM(A1)",
+        "'=already quoted",
+        "''-twice",
+        "'plain quote",
+        "a=b",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("merchants.csv");
+    let mut writer =
+        RecordWriter::create(&path, Kind::Merchant, Format::Csv, Encoding::Utf8).unwrap();
+    for (i, name) in names.iter().enumerate() {
+        writer
+            .write(&Record::Merchant(Merchant {
+                partner_id: PartnerId::parse(format!("20880000000000{i:02}")).unwrap(),
+                name: (*name).to_owned(),
+                status: EntityStatus::Normal,
+                group_id: None,
+            }))
+            .unwrap();
+    }
+    writer.finish().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    for cell in [
+        "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"",
+        ",'+1,",
+        ",'-5,",
+        ",'@SUM(A1),",
+        ",''=already quoted,",
+        ",'''-twice,",
+        ",'plain quote,",
+        ",a=b,",
+    ] {
+        assert!(text.contains(cell), "{cell} in {text}");
+    }
+    let source = Source::detect(&path, None).unwrap();
+    let mut reader = RecordReader::open(&source, Encoding::Utf8).unwrap();
+    let mut read = Vec::new();
+    while let Some(row) = reader.next_row().unwrap() {
+        match row.result.unwrap() {
+            Record::Merchant(m) => read.push(m.name),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(read, names);
+}
+
+/// A file declared GBK whose text is UTF-8 would load as mojibake: it is refused unless forced.
+#[tokio::test]
+async fn files_declared_gbk_whose_text_is_utf8_are_refused_unless_forced() {
+    use agreements_bulk::files::reads_as_utf8;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, store) = fresh(&TestBackend::Sqlite, dir.path()).await;
+    let utf8 = write(
+        dir.path(),
+        "merchants.csv",
+        "partner_id,name,status\n2088000000000009,商户九,NORMAL\n",
+    );
+    let gbk_options = ImportOptions {
+        encoding: Encoding::Gbk,
+        ..ImportOptions::default()
+    };
+    let (result, _) = run(&store, std::slice::from_ref(&utf8), gbk_options.clone()).await;
+    let message = result.unwrap_err().to_string();
+    assert!(
+        message.contains("declared GBK but its text is UTF-8")
+            && message.contains("--encoding utf-8")
+            && message.contains("--force-encoding"),
+        "{message}"
+    );
+    let forced = ImportOptions {
+        force_encoding: true,
+        ..gbk_options.clone()
+    };
+    // Forced, the file is read as GBK (this row's bytes are not all valid GBK).
+    let (result, observer) = run(&store, std::slice::from_ref(&utf8), forced).await;
+    assert_eq!(counts(&result.unwrap(), Kind::Merchant).rejected, 1);
+    assert!(observer.list()[0].4.contains("is not valid GBK"));
+
+    let (gbk, _, _) =
+        encoding_rs::GBK.encode("partner_id,name,status\n2088000000000008,商户八,NORMAL\n");
+    let gbk = write(dir.path(), "merchants-gbk.csv", gbk);
+    let (result, _) = run(&store, &[gbk], gbk_options).await;
+    assert_eq!(counts(&result.unwrap(), Kind::Merchant).inserted, 1);
+
+    // The check reads across its buffer's boundary and to the end.
+    let mut across = vec![b'a'; 256 * 1024 - 1];
+    across.extend_from_slice("中".as_bytes());
+    assert!(reads_as_utf8(&write(dir.path(), "a", &across)).unwrap());
+    across.pop();
+    assert!(!reads_as_utf8(&write(dir.path(), "b", &across)).unwrap());
+    assert!(!reads_as_utf8(&write(dir.path(), "c", "ascii only\n")).unwrap());
+    let mut late = vec![b'a'; 600 * 1024];
+    late.extend_from_slice(&[0xC9, 0xCC]);
+    assert!(!reads_as_utf8(&write(dir.path(), "d", &late)).unwrap());
 }

@@ -1,6 +1,7 @@
 //! `agreements`: the withholding-agreement gateway and its operator tools.
 
 mod commands;
+mod terminal;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -147,12 +148,20 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if commands::is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) if e.is::<commands::bulk::RowsNotLoaded>() => {
-            let _ = writeln!(std::io::stderr(), "warning: {e}");
+        Err(e) if e.is::<commands::Unfinished>() => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "warning: {}",
+                terminal::output(&e.to_string())
+            );
             ExitCode::from(2)
         }
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {}",
+                terminal::output(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }

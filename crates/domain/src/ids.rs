@@ -184,12 +184,19 @@ impl SignScene {
 #[serde(try_from = "String", into = "String")]
 pub struct LogonId(String);
 
+/// The longest logon id, in characters of its normalised form.
+pub const MAX_LOGON_ID_CHARS: usize = 100;
+
 impl LogonId {
-    /// Normalises and validates a logon id.
+    /// Normalises and validates a logon id. The length limit applies to the normalised form
+    /// (lowercasing can lengthen text: `İ` becomes two characters), so `parse` of a parsed id
+    /// gives the same id.
     pub fn parse(value: impl AsRef<str>) -> Result<Self, IdError> {
+        const TOO_LONG: IdError = IdError("must be at most 100 characters");
         let value = value.as_ref().trim();
-        if value.chars().count() > 100 {
-            return Err(IdError("must be at most 100 characters"));
+        // Four bytes a character at most: refuses an enormous input before copying it.
+        if value.len() > 4 * MAX_LOGON_ID_CHARS {
+            return Err(TOO_LONG);
         }
         if let Some((local, domain)) = value.split_once('@') {
             let ok = !local.is_empty()
@@ -198,11 +205,18 @@ impl LogonId {
                 && !domain.ends_with('.')
                 && !domain.contains('@')
                 && value.chars().all(|c| !c.is_whitespace() && !c.is_control());
-            return if ok {
-                Ok(Self(value.to_lowercase()))
+            if !ok {
+                return Err(IdError("is not a valid e-mail address"));
+            }
+            let normalised = value.to_lowercase();
+            return if normalised.chars().count() > MAX_LOGON_ID_CHARS {
+                Err(TOO_LONG)
             } else {
-                Err(IdError("is not a valid e-mail address"))
+                Ok(Self(normalised))
             };
+        }
+        if value.chars().count() > MAX_LOGON_ID_CHARS {
+            return Err(TOO_LONG);
         }
         let digits: String = value.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
         let digits = digits
@@ -346,7 +360,32 @@ mod tests {
         assert!(serde_json::from_str::<UserId>("\"x\"").is_err());
     }
 
+    #[test]
+    fn the_length_limit_applies_after_lowercasing() {
+        // `İ` lowercases to `i` and a combining dot: 48 of them make 96 characters.
+        let long = format!("{}@a.cn", "İ".repeat(48));
+        assert_eq!(long.chars().count(), 53);
+        assert!(LogonId::parse(&long).is_err());
+        let fits = format!("{}@a.cn", "İ".repeat(47));
+        let id = LogonId::parse(&fits).unwrap();
+        assert_eq!(id.as_str().chars().count(), 99);
+        assert_eq!(LogonId::parse(id.as_str()).unwrap(), id);
+    }
+
     proptest::proptest! {
+        /// parse ∘ parse = parse, with letters whose lowercase form is longer or different.
+        #[test]
+        fn parsing_a_parsed_logon_id_gives_it_back(
+            local in "[İẞΣςσAaÅK\\u{212A}\\u{2126}]{1,60}",
+            domain in "[a-zİ]{1,30}\\.[a-zA-Z]{2,10}",
+        ) {
+            let input = format!("{local}@{domain}");
+            if let Ok(id) = LogonId::parse(&input) {
+                proptest::prop_assert!(id.as_str().chars().count() <= MAX_LOGON_ID_CHARS);
+                proptest::prop_assert_eq!(LogonId::parse(id.as_str()).unwrap(), id);
+            }
+        }
+
         #[test]
         fn parsing_never_panics_and_valid_ids_round_trip(s in "\\PC{0,120}") {
             if let Ok(id) = LogonId::parse(&s) {

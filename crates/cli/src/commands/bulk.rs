@@ -5,6 +5,7 @@ use std::io::{BufWriter, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use agreements_bulk::export::{ExportObserver, Skipped};
 use agreements_bulk::import::{Counts, ImportOptions, Observer, Problem, Summary};
 use agreements_bulk::world::WorldOptions;
 use agreements_bulk::{Encoding, Format, Source};
@@ -15,6 +16,7 @@ use clap::builder::TypedValueParser as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::DatabaseArgs;
+use crate::terminal::Field;
 
 /// Problems listed on the terminal; the report file has them all.
 const SHOWN_PROBLEMS: u64 = 20;
@@ -88,6 +90,10 @@ pub struct ImportArgs {
     /// Text encoding of the files.
     #[arg(long, value_enum, default_value = "utf-8")]
     pub encoding: EncodingArg,
+    /// Read files as --encoding says even when their text is evidently another encoding (a file
+    /// declared GBK whose non-ASCII text is all valid UTF-8 is refused otherwise).
+    #[arg(long)]
+    pub force_encoding: bool,
     /// Rows per transaction.
     #[arg(long, default_value_t = agreements_bulk::import::DEFAULT_BATCH_SIZE, value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|n| n as usize))]
     pub batch_size: usize,
@@ -108,15 +114,6 @@ pub struct ImportArgs {
     pub progress_every: u64,
 }
 
-/// Rows were rejected or conflict: the import finished, but not cleanly.
-#[derive(Debug, thiserror::Error)]
-#[error("{rejected} row(s) rejected and {conflicting} in conflict with stored data; see {report}")]
-pub struct RowsNotLoaded {
-    rejected: u64,
-    conflicting: u64,
-    report: String,
-}
-
 /// Progress and problems of an import on the terminal, problems in the report file.
 struct Console {
     report: BufWriter<File>,
@@ -134,15 +131,15 @@ struct Console {
 impl Console {
     fn say(&self, text: &str) {
         match &self.bar {
-            Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
+            Some(bar) => bar.println(crate::terminal::output(text)),
+            None => super::say(text),
         }
     }
 }
 
 impl Observer for Console {
     fn file_started(&mut self, source: &Source, bytes: u64) {
-        self.file = source.path.display().to_string();
+        self.file = Field(&source.path.display().to_string()).to_string();
         self.file_started = Instant::now();
         self.last_line = Instant::now();
         self.size = bytes;
@@ -153,7 +150,10 @@ impl Observer for Console {
             bar.set_prefix(format!("{} ({})", self.file, source.kind));
             bar.set_message("");
         } else if self.lines {
-            eprintln!("loading {} ({}, {} bytes)", self.file, source.kind, bytes);
+            super::say(&format!(
+                "loading {} ({}, {} bytes)",
+                self.file, source.kind, bytes
+            ));
         }
     }
 
@@ -169,10 +169,10 @@ impl Observer for Console {
             } else {
                 bytes as f64 * 100.0 / self.size as f64
             };
-            eprintln!(
+            super::say(&format!(
                 "{}: {rows} rows, {percent:.0}% of the file, {rate:.0} rows/s",
                 self.file
-            );
+            ));
         }
     }
 
@@ -182,14 +182,14 @@ impl Observer for Console {
             let field = if problem.field.is_empty() {
                 String::new()
             } else {
-                format!("{}: ", problem.field)
+                format!("{}: ", Field(&problem.field))
             };
             self.say(&format!(
                 "{}:{}: {}: {field}{}",
-                problem.file.display(),
+                Field(&problem.file.display().to_string()),
                 problem.line,
                 problem.problem,
-                problem.reason
+                Field(&problem.reason)
             ));
         }
         if self.report_error.is_none() {
@@ -206,7 +206,7 @@ impl Observer for Console {
         let elapsed = self.file_started.elapsed().as_secs_f64();
         let text = format!(
             "{}: {} rows in {elapsed:.1} s ({:.0} rows/s): {} inserted, {} updated, {} unchanged, {} conflicting, {} rejected",
-            source.path.display(),
+            Field(&source.path.display().to_string()),
             counts.total(),
             counts.total() as f64 / elapsed.max(1e-3),
             counts.inserted,
@@ -261,8 +261,9 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         anyhow::bail!("no load files (.jsonl, .ndjson or .csv) in the given directories");
     }
     let store = args.db.open().await?;
-    let report = File::create(&args.report)
-        .with_context(|| format!("creating the report {}", args.report.display()))?;
+    let report =
+        agreements_bulk::files::create_file(&args.report, agreements_bulk::files::PRIVATE, true)
+            .with_context(|| format!("creating the report {}", args.report.display()))?;
     let terminal = std::io::stderr().is_terminal();
     let bar = (!args.quiet && terminal).then(|| {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
@@ -294,6 +295,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         encoding: args.encoding.into(),
         kind: args.kind,
         notify_policy: args.db.config()?.notify_policy(),
+        force_encoding: args.force_encoding,
     };
     let result = agreements_bulk::import::import(&store, &sources, options, &mut console).await;
     if let Some(bar) = &console.bar {
@@ -314,11 +316,12 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     }
     let total = summary.total();
     if total.rejected + total.conflicting > 0 {
-        return Err(RowsNotLoaded {
-            rejected: total.rejected,
-            conflicting: total.conflicting,
-            report: args.report.display().to_string(),
-        }
+        return Err(super::Unfinished(format!(
+            "{} row(s) rejected and {} in conflict with stored data; see {}",
+            total.rejected,
+            total.conflicting,
+            args.report.display()
+        ))
         .into());
     }
     Ok(())
@@ -343,6 +346,33 @@ pub struct ExportArgs {
     pub kinds: Vec<Kind>,
 }
 
+/// Progress and left-out records of an export, on stderr.
+struct ExportConsole {
+    last: Instant,
+    skipped: u64,
+}
+
+impl ExportObserver for ExportConsole {
+    fn progress(&mut self, kind: Kind, read: u64) {
+        if self.last.elapsed() >= LINE_INTERVAL {
+            self.last = Instant::now();
+            super::say(&format!("{kind}: {read} records"));
+        }
+    }
+
+    fn skipped(&mut self, skipped: &Skipped) {
+        self.skipped += 1;
+        if self.skipped <= SHOWN_PROBLEMS {
+            super::say(&format!(
+                "{}: {}: not written: {}",
+                skipped.kind,
+                Field(&skipped.key),
+                skipped.reason
+            ));
+        }
+    }
+}
+
 /// `agreements export`.
 pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
@@ -354,28 +384,33 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
         args.kinds.clone()
     };
     let started = Instant::now();
-    let mut last = Instant::now();
+    let mut console = ExportConsole {
+        last: Instant::now(),
+        skipped: 0,
+    };
     let counts = agreements_bulk::export::export(
         &store,
         &args.out,
         &kinds,
         args.format.into(),
         args.encoding.into(),
-        &mut |kind, n| {
-            if last.elapsed() >= LINE_INTERVAL {
-                last = Instant::now();
-                eprintln!("{kind}: {n} records");
-            }
-        },
+        &mut console,
     )
     .await?;
     let mut out = String::new();
-    let mut total = 0;
+    let (mut total, mut skipped) = (0, 0);
     for (kind, n) in &counts {
-        total += n;
+        total += n.written;
+        skipped += n.skipped;
+        let left_out = if n.skipped > 0 {
+            format!("  ({} not written)", n.skipped)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "{:<11} {n:>10}  {}\n",
+            "{:<11} {:>10}  {}{left_out}\n",
             kind.name(),
+            n.written,
             agreements_bulk::export::file_name(&args.out, *kind, args.format.into()).display()
         ));
     }
@@ -383,7 +418,15 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
         "{total} records in {:.1} s\n",
         started.elapsed().as_secs_f64()
     ));
-    super::print(&out)
+    super::print(&out)?;
+    if skipped > 0 {
+        return Err(super::Unfinished(format!(
+            "{skipped} record(s) not written: their values cannot be represented in {}; export them as UTF-8",
+            Encoding::from(args.encoding).name()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Write a synthetic world as load files, for tests and benchmarks at scale. Deterministic: the

@@ -10,6 +10,8 @@ use agreements_client::{Client, ClientConfig};
 use agreements_protocol::{Charset, PrivateKey, PublicKey, SignType};
 use anyhow::Context as _;
 
+use crate::terminal::Field;
+
 /// Who calls which gateway: shared by `call` and `bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
@@ -159,7 +161,7 @@ async fn burst(
         total as f64 / elapsed
     );
     for (key, n) in answers {
-        out.push_str(&format!("{n:>10}  {key}\n"));
+        out.push_str(&format!("{n:>10}  {}\n", Field(&key)));
     }
     super::print(&out)
 }

@@ -6,6 +6,7 @@ use agreements_protocol::timestamp::format_beijing;
 
 use super::world::arg;
 use crate::DatabaseArgs;
+use crate::terminal::Field;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -52,7 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let reason = e
                 .reason
                 .as_deref()
-                .map(|r| format!(" ({r})"))
+                .map(|r| format!(" ({})", Field(r)))
                 .unwrap_or_default();
             out.push_str(&format!(
                 "{:<4} {}  {:<7} {:<17} {}{reason}\n",
@@ -60,7 +61,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 format_beijing(e.at),
                 e.kind,
                 change,
-                e.actor
+                Field(&e.actor)
             ));
         }
     }

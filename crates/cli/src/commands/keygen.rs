@@ -1,9 +1,9 @@
 //! `agreements keygen`: an RSA-2048 pair in the containers the SDKs and consoles use.
 
-use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use agreements_bulk::files::{PRIVATE, create_file};
 use agreements_protocol::PrivateKey;
 use anyhow::Context as _;
 
@@ -83,22 +83,8 @@ pub fn write_pair(dir: &Path, name: &str, force: bool) -> anyhow::Result<KeyFile
 }
 
 fn write(path: &Path, text: &str, secret: bool, force: bool) -> anyhow::Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true);
-    if force {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(if secret { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    let mut file = options
-        .open(path)
+    let mode = if secret { PRIVATE } else { 0o644 };
+    let mut file = create_file(path, mode, force)
         .with_context(|| format!("writing {} (use --force to replace)", path.display()))?;
     file.write_all(text.as_bytes())?;
     Ok(())

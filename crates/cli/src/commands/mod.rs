@@ -29,12 +29,24 @@ pub fn methods(names: &[String]) -> anyhow::Result<Vec<agreements_protocol::Meth
         .collect()
 }
 
-/// Writes to stdout, reporting a closed pipe as an error that `main` treats as success.
+/// The command finished, but not everything was done (rows not loaded, records not written):
+/// exit status 2 with this warning.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unfinished(pub String);
+
+/// Writes to stdout, terminal-safe (see [`crate::terminal::output`]), reporting a closed pipe as
+/// an error that `main` treats as success.
 pub fn print(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
+    out.write_all(crate::terminal::output(text).as_bytes())?;
     out.flush()?;
     Ok(())
+}
+
+/// Writes a line to stderr, terminal-safe.
+pub fn say(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{}", crate::terminal::output(text));
 }
 
 /// Whether an error is a closed stdout (`agreements app list | head`).

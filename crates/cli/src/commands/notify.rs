@@ -13,6 +13,7 @@ use anyhow::Context as _;
 
 use super::world::arg;
 use crate::DatabaseArgs;
+use crate::terminal::Field;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum NotifyCommand {
@@ -98,7 +99,7 @@ pub async fn notify(command: NotifyCommand, now: i64) -> anyhow::Result<()> {
                 let error = n
                     .last_error
                     .as_deref()
-                    .map(|e| format!("  [{e}]"))
+                    .map(|e| format!("  [{}]", Field(e)))
                     .unwrap_or_default();
                 out.push_str(&format!(
                     "{:<35} {:<10} {:<6} {:<20} {:<21} {}{error}\n",
@@ -107,7 +108,7 @@ pub async fn notify(command: NotifyCommand, now: i64) -> anyhow::Result<()> {
                     n.attempts,
                     when,
                     n.agreement_no,
-                    n.url
+                    Field(&n.url)
                 ));
             }
             super::print(&out)
@@ -233,10 +234,10 @@ fn check(
         let _ = super::print(&format!(
             "{} {} {} {} {}\n",
             if verified { "verified" } else { "REFUSED " },
-            get("notify_id"),
-            get("notify_type"),
-            get("agreement_no"),
-            get("status")
+            Field(get("notify_id")),
+            Field(get("notify_type")),
+            Field(get("agreement_no")),
+            Field(get("status"))
         ));
     }
     if verified {

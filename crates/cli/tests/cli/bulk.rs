@@ -315,3 +315,168 @@ fn dry_run_checks_everything_writes_nothing_and_reports_problems() {
         "a dry run wrote data"
     );
 }
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// A GBK export leaves out only the record GBK cannot hold and names it (logon id masked);
+/// files holding personal data are the owner's only and never written through a planted link.
+#[cfg(unix)]
+#[test]
+fn exports_report_what_gbk_cannot_hold_and_never_follow_planted_links() {
+    let work = tempfile::tempdir().unwrap();
+    let world = generated(work.path(), 30, 1);
+    let accounts = std::fs::read_to_string(world.join("accounts.jsonl")).unwrap();
+    let account: serde_json::Value =
+        serde_json::from_str(accounts.lines().next().unwrap()).unwrap();
+    let logon_ids = world.join("logon_ids.jsonl");
+    let mut text = std::fs::read_to_string(&logon_ids).unwrap();
+    let stored = lines(text.as_bytes());
+    // `ΑΣ` is stored lowercased, `ας`: GBK has no final sigma.
+    text.push_str(&format!(
+        "{{\"logon_id\":\"ΑΣ@x.cn\",\"user_id\":{}}}\n",
+        account["user_id"]
+    ));
+    std::fs::write(&logon_ids, text).unwrap();
+    let db = work.path().join("a.db");
+    ok(agreements(
+        &["import", path(&world), "--database", path(&db), "-q"],
+        work.path(),
+    ));
+
+    let out = work.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let victim = work.path().join("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("agreements.csv")).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("accounts.csv.partial")).unwrap();
+    let run = agreements(
+        &[
+            "export",
+            "--database",
+            path(&db),
+            "--out",
+            path(&out),
+            "--format",
+            "csv",
+            "--encoding",
+            "gbk",
+        ],
+        work.path(),
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "logon_ids: logon_id=ας***@x.cn: not written: logon_id has characters GBK cannot represent"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 record(s) not written"), "{stderr}");
+    let written = std::fs::read(out.join("logon_ids.csv")).unwrap();
+    assert_eq!(lines(&written), stored + 1, "the others and the header");
+    assert!(lines(&std::fs::read(out.join("agreements.csv")).unwrap()) > 30);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    for (name, _) in files(&out) {
+        assert_eq!(mode(&out.join(&name)), 0o600, "{name}");
+    }
+
+    // The import report is not written through a link either.
+    let report = work.path().join("report.jsonl");
+    std::os::unix::fs::symlink(&victim, &report).unwrap();
+    let bad = work.path().join("agreements-bad.jsonl");
+    std::fs::write(&bad, "{\"agreement_no\":\"X\"}\n").unwrap();
+    let run = agreements(
+        &[
+            "import",
+            path(&bad),
+            "--database",
+            path(&db),
+            "--report",
+            path(&report),
+        ],
+        work.path(),
+    );
+    assert_eq!(run.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    assert!(
+        std::fs::read_to_string(&report)
+            .unwrap()
+            .contains("\"line\":1")
+    );
+    assert_eq!(mode(&report), 0o600);
+}
+
+/// Caller text reaches the operator's terminal escaped: a file name, a history reason.
+#[test]
+fn caller_text_is_printed_terminal_safe() {
+    let work = tempfile::tempdir().unwrap();
+    let world = generated(work.path(), 10, 1);
+    let db = work.path().join("a.db");
+    ok(agreements(
+        &["import", path(&world), "--database", path(&db), "-q"],
+        work.path(),
+    ));
+    let name = work.path().join("agreements-\u{1b}]0;owned\u{7}.jsonl");
+    std::fs::write(&name, "{\"agreement_no\":\"X\"}\n").unwrap();
+    let run = agreements(
+        &["import", path(&name), "--database", path(&db)],
+        work.path(),
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("agreements-\\u001b]0;owned\\u0007.jsonl:1: rejected"),
+        "{stderr}"
+    );
+    assert!(
+        !run.stderr.iter().any(|&b| b == 0x1b || b == 0x07),
+        "{stderr}"
+    );
+
+    let agreements_file = std::fs::read_to_string(world.join("agreements.jsonl")).unwrap();
+    let active: serde_json::Value = agreements_file
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|a| a["status"] == "NORMAL")
+        .unwrap();
+    let no = active["agreement_no"].as_str().unwrap();
+    let reason = "x\u{1b}[2J\u{9b}1m\u{202e}\nseq 99 forged";
+    ok(agreements(
+        &[
+            "unsign",
+            no,
+            "--database",
+            path(&db),
+            "--operator",
+            "ops",
+            "--reason",
+            reason,
+        ],
+        work.path(),
+    ));
+    let table = ok(agreements(
+        &["history", no, "--database", path(&db)],
+        work.path(),
+    ));
+    assert!(
+        table.contains("(x\\u001b[2J\\u009b1m\\u202e\\nseq 99 forged)"),
+        "{table}"
+    );
+    assert!(!table.lines().any(|l| l.starts_with("seq 99")), "{table}");
+    assert!(!table.contains(['\u{1b}', '\u{9b}', '\u{202e}']), "{table}");
+    let json = ok(agreements(
+        &["history", no, "--database", path(&db), "--json"],
+        work.path(),
+    ));
+    assert!(!json.contains(['\u{1b}', '\u{9b}', '\u{202e}']), "{json}");
+    let last: serde_json::Value = serde_json::from_str(json.lines().last().unwrap()).unwrap();
+    assert_eq!(last["reason"], reason, "the JSON means the same text");
+}
