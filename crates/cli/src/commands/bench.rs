@@ -60,6 +60,10 @@ pub struct Args {
     /// Skip measuring the machine's RSA-2048 bound.
     #[arg(long)]
     pub no_bound: bool,
+    /// Junk load: each request carries another pooled request's signature, so every one is
+    /// refused `isv.invalid-signature` (what junk naming a real app costs the server).
+    #[arg(long)]
+    pub wrong_signatures: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -92,7 +96,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     anyhow::ensure!(!bizs.is_empty(), "no requests to send: the file is empty");
     let signing = Instant::now();
-    let pool = Arc::new(sign_all(&client, &args.method, &bizs)?);
+    let mut pool = sign_all(&client, &args.method, &bizs)?;
+    if args.wrong_signatures {
+        anyhow::ensure!(
+            pool.len() >= 2,
+            "--wrong-signatures needs at least two distinct requests"
+        );
+        swap_signatures(&mut pool);
+    }
+    let pool = Arc::new(pool);
     let client = Arc::new(client);
     let mut out = format!(
         "pool: {} distinct signed requests of {} (signed in {:.1} s, before the run)\n",
@@ -204,6 +216,33 @@ fn sign_all(client: &Client, method: &str, bizs: &[String]) -> anyhow::Result<Ve
         }
         Ok(all)
     })
+}
+
+/// Gives each request the signature of the next one (a valid signature over other bytes).
+fn swap_signatures(pool: &mut [SignedRequest]) {
+    let sign = |query: &str| {
+        query
+            .split('&')
+            .find(|p| p.starts_with("sign="))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let signs: Vec<String> = pool.iter().map(|r| sign(&r.query)).collect();
+    for (i, request) in pool.iter_mut().enumerate() {
+        let other = &signs[(i + 1) % signs.len()];
+        request.query = request
+            .query
+            .split('&')
+            .map(|p| {
+                if p.starts_with("sign=") {
+                    other.as_str()
+                } else {
+                    p
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+    }
 }
 
 fn ms(d: Option<Duration>) -> String {

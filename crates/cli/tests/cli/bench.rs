@@ -76,6 +76,10 @@ async fn bench_loads_a_running_gateway_closed_and_open_loop() {
     );
     assert!(closed.contains("server CPU: "), "{closed}");
     assert!(closed.contains("load generator CPU: "), "{closed}");
+    // Junk load: every answer verified is the signed invalid-signature refusal.
+    let junk = bench(&["--wrong-signatures", "--no-bound"]);
+    assert!(junk.contains("40002 isv.invalid-signature ×"), "{junk}");
+    assert!(!junk.contains("10000 ×"), "{junk}");
     let open = bench(&["--rate", "50", "--concurrency", "8"]);
     assert!(open.contains("open loop at 50/s"), "{open}");
     assert!(
