@@ -57,6 +57,16 @@ fn generated(work: &Path, persons: u64, seed: u64) -> PathBuf {
     world
 }
 
+/// The files of `world` imported into `work/a.db`.
+fn imported(work: &Path, world: &Path) -> PathBuf {
+    let db = work.join("a.db");
+    ok(agreements(
+        &["import", path(world), "--database", path(&db), "-q"],
+        work,
+    ));
+    db
+}
+
 fn lines(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| b == b'\n').count()
 }
@@ -198,11 +208,7 @@ async fn a_killed_import_run_again_ends_where_an_uninterrupted_one_does() {
 fn export_and_import_round_trip_through_csv_and_gbk() {
     let work = tempfile::tempdir().unwrap();
     let world = generated(work.path(), 300, 1);
-    let db = work.path().join("a.db");
-    ok(agreements(
-        &["import", path(&world), "--database", path(&db), "-q"],
-        work.path(),
-    ));
+    let db = imported(work.path(), &world);
     let first = export(path(&db), &work.path().join("first"), &[], work.path());
 
     // The generator's files are what the database now holds, line for line.
@@ -345,11 +351,7 @@ fn exports_report_what_gbk_cannot_hold_and_never_follow_planted_links() {
         account["user_id"]
     ));
     std::fs::write(&logon_ids, text).unwrap();
-    let db = work.path().join("a.db");
-    ok(agreements(
-        &["import", path(&world), "--database", path(&db), "-q"],
-        work.path(),
-    ));
+    let db = imported(work.path(), &world);
 
     let out = work.path().join("out");
     std::fs::create_dir(&out).unwrap();
@@ -419,11 +421,7 @@ fn exports_report_what_gbk_cannot_hold_and_never_follow_planted_links() {
 fn caller_text_is_printed_terminal_safe() {
     let work = tempfile::tempdir().unwrap();
     let world = generated(work.path(), 10, 1);
-    let db = work.path().join("a.db");
-    ok(agreements(
-        &["import", path(&world), "--database", path(&db), "-q"],
-        work.path(),
-    ));
+    let db = imported(work.path(), &world);
     let name = work.path().join("agreements-\u{1b}]0;owned\u{7}.jsonl");
     std::fs::write(&name, "{\"agreement_no\":\"X\"}\n").unwrap();
     let run = agreements(

@@ -507,50 +507,31 @@ async fn junk_naming_a_real_app_costs_no_fresh_signature() {
     let before = app.gateway.signatures_made();
     let mut bodies = std::collections::BTreeSet::new();
     for i in 0..40 {
-        // A well-formed request whose signature is wrong, differently each time.
-        let junk_sign = format!("{i:0>4}").repeat(86);
-        let raw = app
-            .call_raw(
-                "POST",
-                "",
-                Some(FORM),
-                format!("{unsigned}&sign={junk_sign}"),
-            )
-            .await;
-        expect(
-            &app,
-            &raw,
-            BATCH_NODE,
-            "40002",
-            "isv.invalid-signature",
-            Some(SignType::Rsa2),
-        );
-        bodies.insert(raw.body);
-        // An unsupported charset, and a broken escape in a parameter's name, spelled anew.
-        let raw = app
-            .call_raw("POST", &format!("charset=x{i}&{KNOWN}"), Some(FORM), "")
-            .await;
-        expect(
-            &app,
-            &raw,
-            BATCH_NODE,
-            "40002",
-            "isv.invalid-charset",
-            Some(SignType::Rsa2),
-        );
-        bodies.insert(raw.body);
-        let raw = app
-            .call_raw("POST", KNOWN, Some(FORM), format!("p{i}%zz=1"))
-            .await;
-        expect(
-            &app,
-            &raw,
-            BATCH_NODE,
-            "40002",
-            "isv.invalid-parameter",
-            Some(SignType::Rsa2),
-        );
-        bodies.insert(raw.body);
+        let junk = [
+            // A well-formed request whose signature is wrong, differently each time.
+            (
+                String::new(),
+                format!("{unsigned}&sign={}", format!("{i:0>4}").repeat(86)),
+                "isv.invalid-signature",
+            ),
+            // An unsupported charset, and a broken escape in a parameter's name, spelled anew.
+            (
+                format!("charset=x{i}&{KNOWN}"),
+                String::new(),
+                "isv.invalid-charset",
+            ),
+            (
+                KNOWN.to_owned(),
+                format!("p{i}%zz=1"),
+                "isv.invalid-parameter",
+            ),
+        ];
+        for (query, body, sub_code) in junk {
+            let raw = app.call_raw("POST", &query, Some(FORM), body).await;
+            let signed = Some(SignType::Rsa2);
+            expect(&app, &raw, BATCH_NODE, "40002", sub_code, signed);
+            bodies.insert(raw.body);
+        }
     }
     assert_eq!(bodies.len(), 3, "one body for each kind of junk");
     assert_eq!(app.gateway.signatures_made() - before, 3);
