@@ -68,6 +68,9 @@ enum Command {
     History(commands::history::Args),
     /// Cancel an agreement as an operator (its signing app is notified).
     Unsign(commands::unsign::Args),
+    /// Make a page.sign link (as a merchant's server does with pageExecute GET), signed now:
+    /// open it in a browser to sign an agreement on the hosted signing page.
+    SignLink(commands::sign_link::Args),
     /// List notification deliveries and send them again.
     #[command(subcommand)]
     Notify(commands::notify::NotifyCommand),
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => commands::bench::run(args).await,
             Command::History(args) => commands::history::run(args).await,
             Command::Unsign(args) => commands::unsign::run(args, now()).await,
+            Command::SignLink(args) => commands::sign_link::run(&args),
             Command::Notify(command) => commands::notify::notify(command, now()).await,
         }
     });

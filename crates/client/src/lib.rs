@@ -105,6 +105,79 @@ fn encode(bytes: &[u8]) -> String {
     form_urlencoded::byte_serialize(bytes).collect()
 }
 
+/// Who signs a request: what [`Client::sign`] and [`page_link`] share.
+#[derive(Debug, Clone, Copy)]
+pub struct Signer<'a> {
+    /// The calling app.
+    pub app_id: &'a str,
+    /// Its private key.
+    pub key: &'a PrivateKey,
+    /// RSA2 or RSA.
+    pub sign_type: SignType,
+    /// The request charset.
+    pub charset: Charset,
+}
+
+/// Public parameters, name and value.
+type Pairs<'a> = Vec<(&'a str, &'a str)>;
+
+impl<'a> Signer<'a> {
+    /// The public parameters (with `extra`) and the signature over them and `biz_content`.
+    fn sign(
+        &self,
+        method: &'a str,
+        biz_content: &str,
+        timestamp: &'a str,
+        extra: &[(&'a str, &'a str)],
+    ) -> Result<(Pairs<'a>, String), ClientError> {
+        let mut public: Vec<(&str, &str)> = vec![
+            ("timestamp", timestamp),
+            ("app_id", self.app_id),
+            ("method", method),
+            ("charset", self.charset.label()),
+            ("format", "json"),
+            ("version", "1.0"),
+            ("sign_type", self.sign_type.as_str()),
+        ];
+        public.extend_from_slice(extra);
+        let mut all = public.clone();
+        all.push(("biz_content", biz_content));
+        let params = Params::from_pairs(self.charset, &all)
+            .map_err(|e| ClientError::Malformed(e.to_string()))?;
+        let sign = self.key.sign(
+            self.sign_type,
+            &sign_content::request(&params, Empties::Drop),
+        )?;
+        Ok((public, sign))
+    }
+}
+
+/// A page method's link as the SDKs' `pageExecute(…, "GET")` makes it: `gateway_url?` with every
+/// parameter, `biz_content` and `sign` included, URL-encoded in the request charset.
+pub fn page_link(
+    gateway_url: &str,
+    signer: &Signer<'_>,
+    method: &str,
+    biz_content: &str,
+    timestamp: &str,
+    extra: &[(&str, &str)],
+) -> Result<String, ClientError> {
+    let (public, sign) = signer.sign(method, biz_content, timestamp, extra)?;
+    let query: Vec<String> = public
+        .iter()
+        .copied()
+        .chain([("biz_content", biz_content), ("sign", sign.as_str())])
+        .map(|(n, v)| {
+            format!(
+                "{}={}",
+                encode(n.as_bytes()),
+                encode(&signer.charset.encode(v))
+            )
+        })
+        .collect();
+    Ok(format!("{gateway_url}?{}", query.join("&")))
+}
+
 /// Now in Beijing wire time.
 pub fn now_beijing() -> String {
     let now = SystemTime::now()
@@ -140,23 +213,13 @@ impl Client {
         extra: &[(&str, &str)],
     ) -> Result<SignedRequest, ClientError> {
         let c = &self.config;
-        let mut public: Vec<(&str, &str)> = vec![
-            ("timestamp", timestamp),
-            ("app_id", &c.app_id),
-            ("method", method),
-            ("charset", c.charset.label()),
-            ("format", "json"),
-            ("version", "1.0"),
-            ("sign_type", c.sign_type.as_str()),
-        ];
-        public.extend_from_slice(extra);
-        let mut all = public.clone();
-        all.push(("biz_content", biz_content));
-        let params = Params::from_pairs(c.charset, &all)
-            .map_err(|e| ClientError::Malformed(e.to_string()))?;
-        let sign = c
-            .app_private_key
-            .sign(c.sign_type, &sign_content::request(&params, Empties::Drop))?;
+        let signer = Signer {
+            app_id: &c.app_id,
+            key: &c.app_private_key,
+            sign_type: c.sign_type,
+            charset: c.charset,
+        };
+        let (public, sign) = signer.sign(method, biz_content, timestamp, extra)?;
         let mut query: Vec<String> = public
             .iter()
             .map(|(n, v)| format!("{}={}", encode(n.as_bytes()), encode(&c.charset.encode(v))))
@@ -172,7 +235,6 @@ impl Client {
         })
     }
 
-    /// Sends a signed request and returns the raw status and body.
     pub async fn send(&self, request: &SignedRequest) -> Result<(u16, Vec<u8>), ClientError> {
         let url = format!("{}?{}", self.config.gateway_url, request.query);
         let response = self

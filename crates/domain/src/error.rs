@@ -22,6 +22,14 @@ pub enum BizError {
     /// cancelled or expired.
     #[error("no such agreement")]
     UserAgreementNotExist,
+    /// `USER_AGREEMENT_ALREADY_EXIST` (用户协议已存在): the merchant's number is taken by an
+    /// agreement of the same merchant, product and scene (decision, PROTOCOL.md).
+    #[error("the merchant's agreement number is taken")]
+    AgreementAlreadyExists,
+    /// `AGREEMENT_STATUS_NOT_TEMP` (协议状态非暂存): `sign.effect` of a paused agreement
+    /// (decision, PROTOCOL.md).
+    #[error("the agreement is not waiting to take effect")]
+    AgreementNotTemp,
     /// `SYSTEM_ERROR` (系统繁忙): an inconsistency the business layer found in stored data.
     /// The detail is for logs only.
     #[error("system error: {0}")]
@@ -47,6 +55,14 @@ impl BizError {
             Self::UserAgreementNotExist => {
                 WireError::business("USER_AGREEMENT_NOT_EXIST", "用户协议不存在")
             }
+            Self::AgreementAlreadyExists => WireError::business(
+                "USER_AGREEMENT_ALREADY_EXIST",
+                "用户协议已存在: external_agreement_no is already used by an agreement of this merchant, product and scene",
+            ),
+            Self::AgreementNotTemp => WireError::business(
+                "AGREEMENT_STATUS_NOT_TEMP",
+                "协议状态非暂存: only a TEMP agreement can be made to take effect",
+            ),
             Self::SystemError(_) => WireError::business("SYSTEM_ERROR", "系统繁忙"),
         }
     }

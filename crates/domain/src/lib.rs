@@ -11,6 +11,7 @@ pub mod error;
 pub mod ids;
 pub mod notify;
 pub mod query;
+pub mod sign;
 #[cfg(test)]
 mod testing;
 pub mod token;

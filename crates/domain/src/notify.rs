@@ -9,6 +9,9 @@ use crate::ids::{AppId, LogonId};
 /// `notify_type` of a cancellation.
 pub const DUT_USER_UNSIGN: &str = "dut_user_unsign";
 
+/// `notify_type` of a signing.
+pub const DUT_USER_SIGN: &str = "dut_user_sign";
+
 /// Seconds to wait after each failed send before the next one: the platform schedule (4m, 10m,
 /// 10m, 1h, 2h, 6h, 15h after the first send: eight sends over about 25 hours).
 pub const RETRY_DELAYS: [i64; 7] = [240, 600, 600, 3_600, 7_200, 21_600, 54_000];
@@ -62,8 +65,47 @@ pub fn unsign_params(
     auth_app_id: &AppId,
     unsign_time: i64,
 ) -> Vec<(&'static str, String)> {
+    let mut params = agreement_params(
+        DUT_USER_UNSIGN,
+        "UNSIGN",
+        agreement,
+        logon_id,
+        app_id,
+        auth_app_id,
+    );
+    params.push(("unsign_time", format_beijing(unsign_time)));
+    params
+}
+
+/// The parameters of a `dut_user_sign` (sign-flow.md §1.5: the field set of every real payload
+/// found), with the agreement's status (`NORMAL`, or `TEMP` for a NOTICE signing), as for
+/// [`unsign_params`].
+pub fn sign_params(
+    agreement: &Agreement,
+    logon_id: Option<&LogonId>,
+    app_id: &AppId,
+    auth_app_id: &AppId,
+) -> Vec<(&'static str, String)> {
+    agreement_params(
+        DUT_USER_SIGN,
+        agreement.status.as_str(),
+        agreement,
+        logon_id,
+        app_id,
+        auth_app_id,
+    )
+}
+
+fn agreement_params(
+    notify_type: &str,
+    status: &str,
+    agreement: &Agreement,
+    logon_id: Option<&LogonId>,
+    app_id: &AppId,
+    auth_app_id: &AppId,
+) -> Vec<(&'static str, String)> {
     let mut params = vec![
-        ("notify_type", DUT_USER_UNSIGN.to_owned()),
+        ("notify_type", notify_type.to_owned()),
         ("app_id", app_id.to_string()),
         ("auth_app_id", auth_app_id.to_string()),
         ("charset", "utf-8".to_owned()),
@@ -74,12 +116,11 @@ pub fn unsign_params(
             agreement.personal_product_code.to_string(),
         ),
         ("sign_scene", agreement.sign_scene.to_string()),
-        ("status", "UNSIGN".to_owned()),
+        ("status", status.to_owned()),
         ("alipay_user_id", agreement.alipay_user_id.to_string()),
         ("sign_time", format_beijing(agreement.sign_time)),
         ("valid_time", format_beijing(agreement.valid_time)),
         ("invalid_time", format_beijing(agreement.invalid_time)),
-        ("unsign_time", format_beijing(unsign_time)),
     ];
     if let Some(no) = &agreement.external_agreement_no {
         params.push(("external_agreement_no", no.to_string()));
@@ -146,5 +187,16 @@ mod tests {
         assert_eq!(get("alipay_logon_id"), Some("159****0001"));
         assert_eq!(get("external_logon_id"), None);
         assert_eq!(notify_id(1_716_253_200, "0001"), "202405210001");
+        let signed = sign_params(&a, Some(&logon_id), &app, &app);
+        let names = |p: &[(&'static str, String)]| {
+            let mut n: Vec<&'static str> = p.iter().map(|(k, _)| *k).collect();
+            n.sort_unstable();
+            n
+        };
+        let mut expected = names(&params);
+        expected.retain(|n| *n != "unsign_time");
+        assert_eq!(names(&signed), expected);
+        assert!(signed.contains(&("notify_type", "dut_user_sign".to_owned())));
+        assert!(signed.contains(&("status", "NORMAL".to_owned())));
     }
 }

@@ -117,6 +117,9 @@ pub enum Actor {
     Operator(String),
     /// A bulk import.
     Import,
+    /// The consumer, on the platform's own pages (signing, or cancelling on the automatic
+    /// payments page).
+    User(crate::ids::UserId),
 }
 
 impl fmt::Display for Actor {
@@ -136,6 +139,7 @@ impl fmt::Display for Actor {
             }
             Self::Operator(name) => write!(f, "operator {name}"),
             Self::Import => f.write_str("import"),
+            Self::User(user) => write!(f, "user {user}"),
         }
     }
 }

@@ -11,6 +11,11 @@ pub enum Method {
     AgreementQuery,
     /// `alipay.user.agreement.unsign`: cancel one agreement.
     AgreementUnsign,
+    /// `alipay.user.agreement.page.sign`: a page method (§8.5): a browser opens it and is shown
+    /// the hosted signing page.
+    AgreementPageSign,
+    /// `alipay.user.agreement.sign.effect`: a `TEMP` agreement takes effect.
+    AgreementSignEffect,
 }
 
 impl Method {
@@ -19,6 +24,8 @@ impl Method {
         Method::AgreementBatchQuery,
         Method::AgreementQuery,
         Method::AgreementUnsign,
+        Method::AgreementPageSign,
+        Method::AgreementSignEffect,
     ];
 
     /// Looks a wire name up (exact match: method names are case-sensitive).
@@ -32,6 +39,8 @@ impl Method {
             Self::AgreementBatchQuery => "alipay.user.agreement.batch.query",
             Self::AgreementQuery => "alipay.user.agreement.query",
             Self::AgreementUnsign => "alipay.user.agreement.unsign",
+            Self::AgreementPageSign => "alipay.user.agreement.page.sign",
+            Self::AgreementSignEffect => "alipay.user.agreement.sign.effect",
         }
     }
 
@@ -41,7 +50,15 @@ impl Method {
             Self::AgreementBatchQuery => "alipay_user_agreement_batch_query_response",
             Self::AgreementQuery => "alipay_user_agreement_query_response",
             Self::AgreementUnsign => "alipay_user_agreement_unsign_response",
+            Self::AgreementPageSign => "alipay_user_agreement_page_sign_response",
+            Self::AgreementSignEffect => "alipay_user_agreement_sign_effect_response",
         }
+    }
+
+    /// Whether a browser opens it (§8.5): it is answered with HTML pages, not a signed JSON
+    /// envelope.
+    pub fn is_page(self) -> bool {
+        matches!(self, Self::AgreementPageSign)
     }
 }
 

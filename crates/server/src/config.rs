@@ -135,6 +135,22 @@ pub struct Config {
     pub write_wait_ms: u64,
     /// SQLite: writes waiting for the write lock at most; one more is answered `20000` at once.
     pub max_waiting_writes: usize,
+    /// The consumer pages' cookies are `Secure` (and `__Host-` named): set when the pages are
+    /// served over TLS, directly or behind a proxy.
+    pub secure_cookies: bool,
+    /// How long a signing link stays usable after it is opened when it names no
+    /// `effect_time`, in seconds.
+    pub signing_ttl_secs: u64,
+    /// How long a consumer stays signed in on the web pages, in seconds.
+    pub web_session_ttl_secs: u64,
+    /// Failed logins of one account within `login_window_secs` before it is locked.
+    pub login_max_failures: u32,
+    /// Failed logins from one client address within `login_window_secs` before it is locked.
+    pub login_max_failures_per_address: u32,
+    /// The window failed logins are counted in, in seconds.
+    pub login_window_secs: u64,
+    /// How long a login lockout lasts, in seconds.
+    pub login_lockout_secs: u64,
 }
 
 impl Default for Config {
@@ -158,6 +174,13 @@ impl Default for Config {
             notify_allow: Vec::new(),
             write_wait_ms: 2_000,
             max_waiting_writes: 64,
+            secure_cookies: false,
+            signing_ttl_secs: 30 * 60,
+            web_session_ttl_secs: 30 * 60,
+            login_max_failures: 5,
+            login_max_failures_per_address: 20,
+            login_window_secs: 15 * 60,
+            login_lockout_secs: 15 * 60,
         }
     }
 }
@@ -225,6 +248,23 @@ impl Config {
         agreements_domain::address::AddressPolicy::new(self.notify_allow.clone())
     }
 
+    /// The consumer pages' settings.
+    pub fn web(&self) -> crate::web::Settings {
+        let secs = |n: u64| i64::try_from(n).unwrap_or(i64::MAX / 4);
+        crate::web::Settings {
+            secure_cookies: self.secure_cookies,
+            signing_ttl_secs: secs(self.signing_ttl_secs),
+            session_ttl_secs: secs(self.web_session_ttl_secs),
+            logins: crate::web::throttle::Limits {
+                max_failures_per_account: self.login_max_failures.max(1),
+                max_failures_per_address: self.login_max_failures_per_address.max(1),
+                window_secs: secs(self.login_window_secs),
+                lockout_secs: secs(self.login_lockout_secs),
+                ..crate::web::throttle::Limits::default()
+            },
+        }
+    }
+
     /// How the store is opened.
     pub fn store_options(
         &self,
@@ -272,7 +312,17 @@ impl Config {
              # SQLite: how long a write waits for the write lock (another write, an import) before it\n\
              # is answered 20000; it waits off the request workers.\nwrite_wait_ms = {}\n\n\
              # SQLite: writes waiting for the write lock at most; one more is answered 20000 at once.\n\
-             max_waiting_writes = {}\n",
+             max_waiting_writes = {}\n\n\
+             # Consumer pages (signing, automatic payments). Mark cookies Secure (and __Host- named):\n\
+             # set true when the pages are served over TLS, directly or behind a proxy.\n\
+             secure_cookies = {}\n\n\
+             # How long a signing link stays usable after it is opened, when it names no effect_time.\n\
+             signing_ttl_secs = {}\n\n\
+             # How long a consumer stays signed in.\nweb_session_ttl_secs = {}\n\n\
+             # Login throttling (per process): failures of one account, and from one client address,\n\
+             # within the window before a lockout, and the lockout's length.\n\
+             login_max_failures = {}\nlogin_max_failures_per_address = {}\n\
+             login_window_secs = {}\nlogin_lockout_secs = {}\n",
             d.listen.to_string(),
             d.database.expose(),
             d.platform_private_key.display().to_string(),
@@ -289,6 +339,13 @@ impl Config {
             d.notify_poll_ms,
             d.write_wait_ms,
             d.max_waiting_writes,
+            d.secure_cookies,
+            d.signing_ttl_secs,
+            d.web_session_ttl_secs,
+            d.login_max_failures,
+            d.login_max_failures_per_address,
+            d.login_window_secs,
+            d.login_lockout_secs,
         )
     }
 }
@@ -309,8 +366,8 @@ mod tests {
     #[test]
     fn every_field_is_a_key_the_environment_may_set() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 18, "{keys:?}");
-        for key in ["listen", "database", "notify_poll_ms"] {
+        assert_eq!(keys.len(), 25, "{keys:?}");
+        for key in ["listen", "database", "notify_poll_ms", "secure_cookies"] {
             assert!(keys.iter().any(|k| k == key), "{key}");
         }
     }

@@ -25,13 +25,25 @@ use crate::failure::Failure;
 use crate::methods::{self, Answer, Call, Request};
 use crate::notify::Outbox;
 
-/// A rendered answer: the body bytes and the charset they are in.
+/// A rendered answer: the body bytes and the charset they are in — or, for a page method, what
+/// the browser is shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
-    /// The response body.
+    /// The response body (empty for a page method).
     pub body: Vec<u8>,
     /// The charset of `body`, for the Content-Type header.
     pub charset: Charset,
+    /// For a page method (§8.5): where the browser goes, or why it cannot.
+    pub page: Option<Page>,
+}
+
+/// The answer to a page method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Page {
+    /// The signing session opened (or re-found) for the link: the browser goes to its page.
+    Signing(Box<agreements_store::SigningSession>),
+    /// The link was refused: shown as an error page with its code, sub_code and sub_msg.
+    Refused(agreements_protocol::WireError),
 }
 
 /// Gateway settings that requests see.
@@ -55,6 +67,8 @@ pub struct Gateway {
     outbox: Outbox,
     notify_policy: AddressPolicy,
     failure_signatures: FailureSignatures,
+    web: crate::web::Settings,
+    logins: crate::web::throttle::Logins,
     /// Signatures made so far.
     signatures: AtomicU64,
 }
@@ -135,8 +149,49 @@ impl Gateway {
             outbox: Outbox::default(),
             notify_policy: AddressPolicy::default(),
             failure_signatures: FailureSignatures::default(),
+            web: crate::web::Settings::default(),
+            logins: crate::web::throttle::Logins::new(crate::web::throttle::Limits::default()),
             signatures: AtomicU64::new(0),
         }
+    }
+
+    /// The same gateway, with the web pages' settings.
+    pub fn with_web(self, web: crate::web::Settings) -> Self {
+        Self {
+            logins: crate::web::throttle::Logins::new(web.logins),
+            web,
+            ..self
+        }
+    }
+
+    /// The login throttle of the web pages.
+    pub fn logins(&self) -> &crate::web::throttle::Logins {
+        &self.logins
+    }
+
+    /// The web pages' settings.
+    pub fn web(&self) -> &crate::web::Settings {
+        &self.web
+    }
+
+    /// Products and contracts, cached.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    /// Where notifications may go.
+    pub fn notify_policy(&self) -> &AddressPolicy {
+        &self.notify_policy
+    }
+
+    /// The platform key (signs answers, notifications and return addresses).
+    pub fn platform_key(&self) -> &PrivateKey {
+        &self.platform_key
     }
 
     /// The same gateway, accepting the notification addresses `policy` allows (by default
@@ -237,9 +292,13 @@ impl Gateway {
                     sign_type: checked.sign_type,
                     notify_url: params.non_empty("notify_url"),
                     token,
+                    return_url: params.non_empty("return_url"),
+                    timestamp: params.get("timestamp").unwrap_or_default(),
+                    sign: params.get("sign").unwrap_or_default(),
                 },
                 outbox: &self.outbox,
                 notify_policy: &self.notify_policy,
+                signing_ttl_secs: self.web.signing_ttl_secs,
             },
             &checked.biz_content,
         )
@@ -256,6 +315,9 @@ impl Gateway {
         result: Result<Answer, Failure>,
         started: Instant,
     ) -> Reply {
+        if head.method.is_some_and(Method::is_page) {
+            return self.page_reply(head, result, started);
+        }
         let node = head
             .method
             .map_or(ERROR_RESPONSE_NODE, Method::response_node);
@@ -325,6 +387,61 @@ impl Gateway {
         Reply {
             body,
             charset: head.charset,
+            page: None,
+        }
+    }
+
+    /// The answer to a page method: the session the browser goes to, or the refusal it is
+    /// shown; logged like any answer.
+    fn page_reply(&self, head: &Head, result: Result<Answer, Failure>, started: Instant) -> Reply {
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let app_id = head.app_id.as_deref().unwrap_or("-");
+        let method = head.method.map_or("-", Method::name);
+        let page = match result {
+            Ok(Answer::PageSign(session)) => {
+                tracing::info!(
+                    app_id,
+                    method,
+                    code = GatewayCode::Success.code(),
+                    micros,
+                    "gateway"
+                );
+                Page::Signing(session)
+            }
+            Ok(_) => {
+                let failure = Failure::from(BizError::SystemError(
+                    "a page method answered as an API method".into(),
+                ));
+                Page::Refused(failure.wire())
+            }
+            Err(failure) => {
+                let wire = failure.wire();
+                match failure.detail() {
+                    None => tracing::info!(
+                        app_id,
+                        method,
+                        code = wire.code.code(),
+                        sub_code = wire.sub_code,
+                        micros,
+                        "gateway"
+                    ),
+                    Some(error) => tracing::error!(
+                        app_id,
+                        method,
+                        code = wire.code.code(),
+                        sub_code = wire.sub_code,
+                        micros,
+                        error,
+                        "gateway"
+                    ),
+                }
+                Page::Refused(wire)
+            }
+        };
+        Reply {
+            body: Vec::new(),
+            charset: head.charset,
+            page: Some(page),
         }
     }
 }

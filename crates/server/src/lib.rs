@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod methods;
 pub mod notify;
 pub mod telemetry;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,13 +26,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::timeout::TimeoutLayer;
 
-pub use gateway::{Gateway, Limits, Reply};
+pub use gateway::{Gateway, Limits, Page, Reply};
 
 /// Every route, in one list.
 pub fn router(gateway: Arc<Gateway>, request_timeout: Duration) -> Router {
     Router::new()
         .route("/gateway.do", get(gateway_do).post(gateway_do))
         .route("/healthz", get(healthz))
+        .merge(web::routes())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
@@ -74,12 +76,34 @@ async fn gateway_do(
             }
         }
     };
-    (
-        StatusCode::OK,
-        [(CONTENT_TYPE, envelope::content_type(reply.charset))],
-        reply.body,
-    )
-        .into_response()
+    match reply.page {
+        None => (
+            StatusCode::OK,
+            [(CONTENT_TYPE, envelope::content_type(reply.charset))],
+            reply.body,
+        )
+            .into_response(),
+        Some(Page::Signing(session)) => {
+            web::redirect(&format!("/sign/{}", session.session_id), &[])
+        }
+        Some(Page::Refused(wire)) => {
+            use axum::response::IntoResponse as _;
+            let code = wire.code.code();
+            web::Html::page(
+                StatusCode::OK,
+                &web::ErrorPage {
+                    title: "无法签约",
+                    message: "商户的签约请求未通过校验，请回到商户重新发起签约。",
+                    code: Some(code),
+                    sub_code: wire.sub_code,
+                    sub_msg: &wire.sub_msg,
+                    link: None,
+                    link_text: "",
+                },
+            )
+            .into_response()
+        }
+    }
 }
 
 fn is_length_limit(error: &axum::Error) -> bool {
@@ -261,7 +285,7 @@ pub async fn serve(
             .half_close(true)
             .serve_connection(
                 TokioIo::new(stream),
-                TowerToHyperService::new(router.clone()),
+                TowerToHyperService::new(with_peer(router.clone(), peer)),
             );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -275,6 +299,28 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// `router`, with the connection's peer address in each request's extensions (what
+/// `ConnectInfo` extracts: the login throttle counts by it).
+fn with_peer(
+    router: Router,
+    peer: std::net::SocketAddr,
+) -> impl tower::Service<
+    axum::http::Request<hyper::body::Incoming>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<Response, std::convert::Infallible>> + Send,
+> + Clone {
+    use tower::ServiceExt as _;
+    tower::service_fn(
+        move |mut request: axum::http::Request<hyper::body::Incoming>| {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            router.clone().oneshot(request)
+        },
+    )
 }
 
 /// Completes on SIGINT or SIGTERM.

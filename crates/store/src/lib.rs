@@ -34,10 +34,12 @@ use agreements_domain::clock::{Clock, SystemClock};
 pub use error::{Invalid, StoreError, shown};
 pub use load::{Exporter, Kind, LoadOptions, Loader, Outcome, Record};
 pub use migrations::{MIGRATIONS, Migration};
+pub use ops::PersonAgreement;
 pub use records::{
     AccountRecord, AgreementEvent, AgreementFilter, AppKey, AppRecord, AppStatus, Attempt,
-    EventKind, ExternalKey, FoundAgreement, LogonIdRecord, NewAccount, NewApp, NewGroup,
-    NewNotification, Notification, NotificationFilter, OpenIdRecord, ProductRecord, Resend, Unsign,
+    ConsumerSession, Credential, EventKind, ExternalKey, FoundAgreement, LogonIdRecord, NewAccount,
+    NewApp, NewGroup, NewNotification, NewSigned, Notification, NotificationFilter, OpenIdRecord,
+    PeriodRuleRecord, ProductRecord, Resend, SessionState, SignOutcome, SigningSession, Unsign,
     UnsignOutcome,
 };
 
@@ -117,6 +119,17 @@ impl Store {
     #[cfg(feature = "test-support")]
     pub async fn execute_for_tests(&self, sql: &str) -> Result<(), StoreError> {
         self.pool.conn().await?.batch(sql).await
+    }
+
+    /// How many rows `table` holds (tests only).
+    #[cfg(feature = "test-support")]
+    pub async fn count_for_tests(&self, table: &str) -> Result<usize, StoreError> {
+        let sql = sql::Sql::new(format!("SELECT COUNT(*) FROM {table}"));
+        let row = self.pool.conn().await?.row(&sql, &[]).await?;
+        Ok(match row.as_deref() {
+            Some([schema::Cell::Int(n)]) => usize::try_from(*n).unwrap_or_default(),
+            _ => 0,
+        })
     }
 
     /// Which backend is in use: `sqlite` or `postgres`.

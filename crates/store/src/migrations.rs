@@ -33,6 +33,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_unsign.sql"),
         postgres: include_str!("../migrations/postgres/0003_unsign.sql"),
     },
+    Migration {
+        version: 4,
+        name: "signing",
+        sqlite: include_str!("../migrations/sqlite/0004_signing.sql"),
+        postgres: include_str!("../migrations/postgres/0004_signing.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -198,11 +198,22 @@ pub enum EventKind {
     Update,
     /// Cancelled.
     Unsign,
+    /// Signed by a consumer on the signing page.
+    Sign,
+    /// A `TEMP` agreement made to take effect (`sign.effect`).
+    Effect,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: &'static [Self] = &[Self::Create, Self::Import, Self::Update, Self::Unsign];
+    pub const ALL: &'static [Self] = &[
+        Self::Create,
+        Self::Import,
+        Self::Update,
+        Self::Unsign,
+        Self::Sign,
+        Self::Effect,
+    ];
 
     /// Parses the storage spelling.
     pub fn parse(value: &str) -> Option<Self> {
@@ -216,6 +227,8 @@ impl EventKind {
             Self::Import => "IMPORT",
             Self::Update => "UPDATE",
             Self::Unsign => "UNSIGN",
+            Self::Sign => "SIGN",
+            Self::Effect => "EFFECT",
         }
     }
 }
@@ -384,4 +397,169 @@ pub enum Resend<'a> {
     Ids(&'a [String]),
     /// Every failed one.
     AllFailed,
+}
+
+/// Where a signing session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionState {
+    /// Waiting for the consumer.
+    Open,
+    /// Confirmed: the agreement exists.
+    Signed,
+    /// Declined by the consumer.
+    Declined,
+}
+
+impl SessionState {
+    /// Every state.
+    pub const ALL: &'static [Self] = &[Self::Open, Self::Signed, Self::Declined];
+
+    /// Storage spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "OPEN",
+            Self::Signed => "SIGNED",
+            Self::Declined => "DECLINED",
+        }
+    }
+
+    /// Parses the storage spelling.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.as_str() == value)
+    }
+}
+
+/// A signing session: what one page.sign link asked for, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningSession {
+    /// Random, the signing page's address.
+    pub session_id: String,
+    /// SHA-256 (hex) of the link's signature.
+    pub link_hash: String,
+    /// The app that made the link.
+    pub app_id: AppId,
+    /// `auth_app_id` of its notification: the app's own, or that of the merchant that granted
+    /// the ISV token.
+    pub auth_app_id: AppId,
+    /// The merchant the agreement will be with.
+    pub partner_id: PartnerId,
+    /// How the link was signed (its notification is signed the same way).
+    pub sign_type: SignType,
+    /// The request's `biz_content`, validated.
+    pub biz_content: String,
+    /// The request's `timestamp`.
+    pub timestamp: String,
+    /// Where `dut_user_sign` goes, when the request named it.
+    pub notify_url: Option<String>,
+    /// Where the browser goes afterwards.
+    pub return_url: Option<String>,
+    /// Open, signed or declined.
+    pub state: SessionState,
+    /// When it was opened.
+    pub created_at: i64,
+    /// When it can no longer be confirmed.
+    pub expires_at: i64,
+    /// The agreement it created.
+    pub agreement_no: Option<AgreementNo>,
+    /// Who signed or declined.
+    pub user_id: Option<UserId>,
+    /// When.
+    pub finished_at: Option<i64>,
+}
+
+/// A periodic agreement's rule as stored (dates `yyyy-MM-dd`, amounts in fen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeriodRuleRecord {
+    /// The agreement.
+    pub agreement_no: AgreementNo,
+    /// `DAY` or `MONTH`.
+    pub period_type: String,
+    /// Units per period.
+    pub period: i64,
+    /// The first deduction's day.
+    pub execute_time: String,
+    /// Largest single deduction.
+    pub single_amount: i64,
+    /// Largest sum.
+    pub total_amount: Option<i64>,
+    /// Most deductions.
+    pub total_payments: Option<i64>,
+    /// The next deduction's day.
+    pub next_deduct_time: String,
+}
+
+/// A consumer's password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The account.
+    pub user_id: UserId,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// When it was set.
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("user_id", &self.user_id)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A consumer signed in on the web pages.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConsumerSession {
+    /// SHA-256 (hex) of the cookie's secret.
+    pub token_hash: String,
+    /// The account.
+    pub user_id: UserId,
+    /// The token its forms must carry.
+    pub csrf_token: String,
+    /// When it began.
+    pub created_at: i64,
+    /// When it ends.
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for ConsumerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerSession")
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A confirmed signing to write: the agreement, its rule, its history's first event, its
+/// notifications, and the session it closes — one transaction.
+#[derive(Debug, Clone)]
+pub struct NewSigned<'a> {
+    /// The session confirmed.
+    pub session_id: &'a str,
+    /// The agreement.
+    pub agreement: &'a Agreement,
+    /// Its period rule.
+    pub period_rule: Option<&'a PeriodRuleRecord>,
+    /// Who signed (`user …`).
+    pub actor: &'a str,
+    /// Its notifications.
+    pub notifications: &'a [NewNotification],
+}
+
+/// What a [`NewSigned`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignOutcome {
+    /// The agreement exists now.
+    Signed,
+    /// The session was already finished (the link was used): nothing written. Holds it.
+    Finished(Box<SigningSession>),
+    /// The merchant's number is taken by another agreement of the same merchant, product and
+    /// scene: nothing written.
+    ExternalTaken,
+    /// The agreement number is taken (draw another).
+    NumberTaken,
+    /// There is no such session.
+    NotFound,
 }

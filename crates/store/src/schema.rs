@@ -17,7 +17,7 @@ use agreements_protocol::{Method, SignType};
 
 use crate::error::{Invalid, Rule};
 use crate::load::Kind;
-use crate::records::{AppStatus, EventKind};
+use crate::records::{AppStatus, EventKind, SessionState};
 use crate::sql::TableSql;
 
 /// A stored value, as read from or written to one column.
@@ -433,6 +433,7 @@ spelled!(
     Method: Method::ALL, name, parse;
     AppStatus: AppStatus::ALL, as_str, parse;
     EventKind: EventKind::ALL, as_str, parse;
+    SessionState: SessionState::ALL, as_str, parse;
 );
 
 /// A notification's form parameters, stored as one JSON object.

@@ -11,8 +11,8 @@ use agreements_protocol::{Method, SignType};
 use crate::error::Invalid;
 use crate::load::Kind;
 use crate::records::{
-    AccountRecord, AgreementEvent, AppKey, AppRecord, LogonIdRecord, NewGroup, Notification,
-    OpenIdRecord, ProductRecord,
+    AccountRecord, AgreementEvent, AppKey, AppRecord, ConsumerSession, Credential, LogonIdRecord,
+    NewGroup, Notification, OpenIdRecord, PeriodRuleRecord, ProductRecord, SigningSession,
 };
 use std::sync::OnceLock;
 
@@ -294,8 +294,78 @@ table! {
     }
 }
 
+table! {
+    /// Signing sessions: one per page.sign link (sign-flow.md).
+    SIGNING_SESSIONS = "signing_sessions" for SigningSession {
+        columns: [
+            session_id,
+            link_hash,
+            app_id,
+            auth_app_id,
+            partner_id,
+            sign_type,
+            biz_content,
+            timestamp,
+            notify_url,
+            return_url,
+            state,
+            created_at as time,
+            expires_at as time,
+            agreement_no,
+            user_id,
+            finished_at as time,
+        ],
+        key: [session_id],
+        unique: [[link_hash]],
+        references: [MERCHANT],
+        children: [],
+    }
+}
+
+table! {
+    /// The period rules of periodic agreements.
+    PERIOD_RULES = "period_rules" for PeriodRuleRecord {
+        columns: [
+            agreement_no,
+            period_type,
+            period,
+            execute_time,
+            single_amount,
+            total_amount,
+            total_payments,
+            next_deduct_time,
+        ],
+        key: [agreement_no],
+        unique: [],
+        references: [],
+        children: [],
+    }
+}
+
+table! {
+    /// Consumers' passwords.
+    CONSUMER_CREDENTIALS = "consumer_credentials" for Credential {
+        columns: [user_id, password_hash, updated_at as time],
+        key: [user_id],
+        unique: [],
+        references: [ACCOUNT],
+        children: [],
+    }
+}
+
+table! {
+    /// Consumers signed in on the web pages.
+    CONSUMER_SESSIONS = "consumer_sessions" for ConsumerSession {
+        columns: [token_hash, user_id, csrf_token, created_at as time, expires_at as time],
+        key: [token_hash],
+        unique: [],
+        references: [ACCOUNT],
+        children: [],
+    }
+}
+
 /// Every table.
-pub(crate) static ALL: [&Table; 17] = [
+pub(crate) static ALL: [&Table; 21] = [
     &MERCHANT_GROUPS,
     &MERCHANTS,
     &PRODUCTS,
@@ -313,6 +383,10 @@ pub(crate) static ALL: [&Table; 17] = [
     &AGREEMENTS,
     &AGREEMENT_EVENTS,
     &NOTIFICATIONS,
+    &SIGNING_SESSIONS,
+    &PERIOD_RULES,
+    &CONSUMER_CREDENTIALS,
+    &CONSUMER_SESSIONS,
 ];
 
 #[cfg(test)]

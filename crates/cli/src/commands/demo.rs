@@ -10,6 +10,9 @@ use anyhow::Context as _;
 
 use super::keygen;
 
+/// The demo consumer's password file in the data folder.
+const PASSWORD_FILE: &str = "consumer_password.txt";
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Folder for the database and the keys (created if missing, reused if present).
@@ -41,8 +44,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("creating {}", database.display()))?;
         demo::load(&store, public.trim()).await?;
+        // The demo consumer's password for the signing and automatic payments pages.
+        let password = agreements_protocol::crypto::random_alphanumeric(12)?;
+        keygen::write(
+            &dir.join(PASSWORD_FILE),
+            &format!("{password}\n"),
+            true,
+            true,
+        )?;
+        store
+            .set_password(&agreements_store::Credential {
+                user_id: agreements_domain::ids::UserId::parse(demo::USER_PRIMARY)
+                    .map_err(anyhow::Error::msg)?,
+                password_hash: agreements_server::web::password::hash(&password)?,
+                updated_at: crate::now(),
+            })
+            .await?;
         tracing::info!(data_dir = %dir.display(), "created the demo world");
     }
+    let password = std::fs::read_to_string(dir.join(PASSWORD_FILE))
+        .with_context(|| format!("reading {}", dir.join(PASSWORD_FILE).display()))?;
+    let password = password.trim().to_owned();
+    let app_key = agreements_protocol::PrivateKey::parse(&std::fs::read_to_string(
+        dir.join("app_private_key_pkcs1.pem"),
+    )?)?;
     let config = Config {
         listen: args.listen,
         // The demo's notifications go to receivers on this machine (`agreements notify receive`).
@@ -59,6 +84,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let exe = std::env::current_exe().map_or_else(|_| "agreements".into(), |p| p.display().to_string());
         let url = format!("http://{addr}/gateway.do");
         let biz = format!(r#"{{"personal_product_code":"GENERAL_WITHHOLDING_P","alipay_user_id":"{}"}}"#, demo::USER_PRIMARY);
+        let no_return = super::sign_link::Args {
+            gateway: url.clone(),
+            app_id: demo::APP_ID.to_owned(),
+            app_key: dir.join("app_private_key_pkcs1.pem"),
+            biz: super::sign_link::DEFAULT_BIZ.to_owned(),
+            return_url: None,
+            notify_url: None,
+        };
+        let link = super::sign_link::link(
+            &url,
+            demo::APP_ID,
+            &app_key,
+            super::sign_link::DEFAULT_BIZ,
+            &no_return,
+            &agreements_client::now_beijing(),
+        )
+        .unwrap_or_else(|e| format!("(no link: {e})"));
         let banner = format!(
             "\nagreements demo is serving {url}\n\n\
              app id                 {app}  (merchant {merchant}, group {group})\n\
@@ -67,7 +109,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
              Try it:\n\n\
              {exe} call alipay.user.agreement.batch.query \\\n  --gateway {url} --app-id {app} \\\n  \
              --app-key {dir}/app_private_key_pkcs1.pem \\\n  --platform-key {dir}/platform_public_key_spki.pem \\\n  \
-             --biz '{biz}'\n\nStop with Ctrl-C.\n",
+             --biz '{biz}'\n\n\
+             Sign an agreement as a consumer: open this link (a page.sign link as the SDKs' pageExecute GET\n\
+             makes it; usable for 15 minutes — `{exe} sign-link --gateway {url} --app-id {app} --app-key\n\
+             {dir}/app_private_key_pkcs1.pem` makes a fresh one):\n\n{link}\n\n\
+             consumer logon id      {logon}\n\
+             consumer password      {password}  (also in {dir}/{password_file})\n\
+             automatic payments     http://{addr}/me\n\nStop with Ctrl-C.\n",
+            logon = demo::LOGON_EMAIL,
+            password_file = PASSWORD_FILE,
             app = demo::APP_ID,
             merchant = demo::MERCHANT_VIDEO,
             group = demo::GROUP_ID,

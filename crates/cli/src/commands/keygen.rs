@@ -82,7 +82,7 @@ pub fn write_pair(dir: &Path, name: &str, force: bool) -> anyhow::Result<KeyFile
     Ok(files)
 }
 
-fn write(path: &Path, text: &str, secret: bool, force: bool) -> anyhow::Result<()> {
+pub fn write(path: &Path, text: &str, secret: bool, force: bool) -> anyhow::Result<()> {
     let mode = if secret { PRIVATE } else { 0o644 };
     let mut file = create_file(path, mode, force)
         .with_context(|| format!("writing {} (use --force to replace)", path.display()))?;

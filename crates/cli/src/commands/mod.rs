@@ -9,6 +9,7 @@ pub mod history;
 pub mod keygen;
 pub mod notify;
 pub mod serve;
+pub mod sign_link;
 pub mod token;
 pub mod unsign;
 pub mod world;

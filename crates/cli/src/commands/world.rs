@@ -123,6 +123,21 @@ pub enum AccountCommand {
         /// `APP_ID:OPEN_ID` (repeatable).
         #[arg(long = "open-id")]
         open_ids: Vec<String>,
+        /// A file whose first line is the consumer's password for the signing and automatic
+        /// payments pages (8 to 256 characters; stored as an Argon2id hash, never logged).
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
+    },
+    /// Set (or replace) an account's password for the consumer pages; ends its web sessions.
+    Password {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        /// The account, by user id or by one of its logon ids.
+        #[arg(long)]
+        account: String,
+        /// A file whose first line is the new password ("-": standard input).
+        #[arg(long)]
+        password_file: std::path::PathBuf,
     },
 }
 
@@ -254,36 +269,107 @@ pub async fn contract(command: ContractCommand) -> anyhow::Result<()> {
 }
 
 pub async fn account(command: AccountCommand) -> anyhow::Result<()> {
-    let AccountCommand::Add {
-        db,
-        user_id,
-        customer_id,
-        logon_ids,
-        open_ids,
-    } = command;
-    let customer = customer_id.as_deref().unwrap_or(&user_id).to_owned();
-    let account = NewAccount {
-        user_id: arg("--user-id", &user_id, UserId::parse)?,
-        customer_id: arg("--customer-id", &customer, CustomerId::parse)?,
-        logon_ids: logon_ids
-            .iter()
-            .map(|l| arg("--logon-id", l, LogonId::parse))
-            .collect::<anyhow::Result<_>>()?,
-        open_ids: open_ids
-            .iter()
-            .map(|pair| {
-                let (app, open) = pair.split_once(':').ok_or_else(|| {
-                    anyhow::anyhow!("--open-id {pair:?}: expected APP_ID:OPEN_ID")
-                })?;
-                Ok((
-                    arg("--open-id app", app, AppId::parse)?,
-                    arg("--open-id", open, OpenId::parse)?,
-                ))
-            })
-            .collect::<anyhow::Result<_>>()?,
+    match command {
+        AccountCommand::Add {
+            db,
+            user_id,
+            customer_id,
+            logon_ids,
+            open_ids,
+            password_file,
+        } => {
+            let customer = customer_id.as_deref().unwrap_or(&user_id).to_owned();
+            let account = NewAccount {
+                user_id: arg("--user-id", &user_id, UserId::parse)?,
+                customer_id: arg("--customer-id", &customer, CustomerId::parse)?,
+                logon_ids: logon_ids
+                    .iter()
+                    .map(|l| arg("--logon-id", l, LogonId::parse))
+                    .collect::<anyhow::Result<_>>()?,
+                open_ids: open_ids
+                    .iter()
+                    .map(|pair| {
+                        let (app, open) = pair.split_once(':').ok_or_else(|| {
+                            anyhow::anyhow!("--open-id {pair:?}: expected APP_ID:OPEN_ID")
+                        })?;
+                        Ok((
+                            arg("--open-id app", app, AppId::parse)?,
+                            arg("--open-id", open, OpenId::parse)?,
+                        ))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            };
+            // Read and hashed before anything is written: a bad password adds nothing.
+            let credential = match &password_file {
+                Some(file) => Some(credential(&account.user_id, file)?),
+                None => None,
+            };
+            let store = db.open().await?;
+            add_account(&store, &account).await?;
+            if let Some(credential) = credential {
+                store.set_password(&credential).await?;
+            }
+            super::print(&format!("added account {}\n", account.user_id))
+        }
+        AccountCommand::Password {
+            db,
+            account,
+            password_file,
+        } => {
+            let store = db.open().await?;
+            let user_id = match UserId::parse(account.as_str()) {
+                Ok(id) => id,
+                Err(_) => {
+                    let logon_id = arg("--account", &account, LogonId::parse)?;
+                    let app = AppId::parse("0").map_err(anyhow::Error::msg)?;
+                    store
+                        .resolve_user(
+                            &agreements_domain::batch_query::UserLocator::LogonId(logon_id),
+                            &app,
+                        )
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no account has that logon id"))?
+                        .user_id
+                }
+            };
+            anyhow::ensure!(
+                store
+                    .resolve_user(
+                        &agreements_domain::batch_query::UserLocator::UserId(user_id.clone()),
+                        &AppId::parse("0").map_err(anyhow::Error::msg)?,
+                    )
+                    .await?
+                    .is_some(),
+                "account {user_id} does not exist"
+            );
+            store
+                .set_password(&credential(&user_id, &password_file)?)
+                .await?;
+            super::print(&format!(
+                "set the password of account {user_id} (its web sessions ended)\n"
+            ))
+        }
+    }
+}
+
+/// The Argon2id hash of the first line of `file` ("-": standard input) for `user_id`.
+fn credential(
+    user_id: &UserId,
+    file: &std::path::Path,
+) -> anyhow::Result<agreements_store::Credential> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("reading the password file {}: {e}", file.display()))?
     };
-    add_account(&db.open().await?, &account).await?;
-    super::print(&format!("added account {}\n", account.user_id))
+    let password = text.lines().next().unwrap_or_default();
+    let password_hash = agreements_server::web::password::hash(password)?;
+    Ok(agreements_store::Credential {
+        user_id: user_id.clone(),
+        password_hash,
+        updated_at: crate::now(),
+    })
 }
 
 async fn add_account(store: &Store, account: &NewAccount) -> anyhow::Result<()> {

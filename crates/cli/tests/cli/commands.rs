@@ -36,6 +36,7 @@ fn help_lists_every_command() {
         "history",
         "unsign",
         "notify",
+        "sign-link",
     ] {
         assert!(text(&out.stdout).contains(command), "{command}");
     }
@@ -525,5 +526,176 @@ fn bench_refuses_rates_and_durations_out_of_range_before_any_work() {
             "{extra:?}: {}",
             text(&out.stderr)
         );
+    }
+}
+
+#[test]
+fn consumers_get_passwords_and_merchants_get_signing_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let db = db.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--database", db]);
+        let out = agreements(&all, dir.path());
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let fails = |args: &[&str], says: &str| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--database", db]);
+        let out = agreements(&all, dir.path());
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    };
+    run(&[
+        "merchant",
+        "add",
+        "--partner-id",
+        "2088000000000011",
+        "--name",
+        "Owner",
+    ]);
+    run(&[
+        "product",
+        "add",
+        "--personal-product-code",
+        "GENERAL_WITHHOLDING_P",
+        "--product-code",
+        "GENERAL_WITHHOLDING",
+    ]);
+    run(&[
+        "contract",
+        "add",
+        "--partner-id",
+        "2088000000000011",
+        "--product-code",
+        "GENERAL_WITHHOLDING",
+    ]);
+    assert!(
+        agreements(&["keygen", "--out", ".", "--name", "app"], dir.path())
+            .status
+            .success()
+    );
+    run(&[
+        "app",
+        "add",
+        "--app-id",
+        "2021000000000101",
+        "--partner-id",
+        "2088000000000011",
+        "--public-key",
+        "app_public_key_spki.pem",
+    ]);
+    std::fs::write(dir.path().join("short.txt"), "short\n").unwrap();
+    std::fs::write(dir.path().join("pw.txt"), "first password\n").unwrap();
+    std::fs::write(dir.path().join("pw2.txt"), "second password\n").unwrap();
+    fails(
+        &[
+            "account",
+            "add",
+            "--user-id",
+            "2088100000000001",
+            "--logon-id",
+            "person@example.com",
+            "--password-file",
+            "short.txt",
+        ],
+        "8 to 256 characters",
+    );
+    run(&[
+        "account",
+        "add",
+        "--user-id",
+        "2088100000000001",
+        "--logon-id",
+        "person@example.com",
+        "--password-file",
+        "pw.txt",
+    ]);
+    fails(
+        &[
+            "account",
+            "password",
+            "--account",
+            "nobody@example.com",
+            "--password-file",
+            "pw2.txt",
+        ],
+        "no account has that logon id",
+    );
+    let said = run(&[
+        "account",
+        "password",
+        "--account",
+        "Person@Example.com",
+        "--password-file",
+        "pw2.txt",
+    ]);
+    assert!(said.contains("2088100000000001"), "{said}");
+    let out = agreements(
+        &[
+            "sign-link",
+            "--gateway",
+            "http://127.0.0.1:1/gateway.do",
+            "--app-id",
+            "2021000000000101",
+            "--app-key",
+            "app_private_key_pkcs1.pem",
+            "--return-url",
+            "https://merchant.example.com/back",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let link = text(&out.stdout);
+    let link = link.trim();
+    assert!(link.starts_with("http://127.0.0.1:1/gateway.do?"), "{link}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = std::sync::Arc::new(
+        runtime
+            .block_on(agreements_store::Store::open_sqlite(Path::new(db)))
+            .unwrap(),
+    );
+    let user = agreements_domain::ids::UserId::parse("2088100000000001").unwrap();
+    let stored = runtime.block_on(store.credential(&user)).unwrap().unwrap();
+    assert!(stored.password_hash.starts_with("$argon2id$"));
+    assert!(agreements_server::web::password::verify(
+        Some(&stored.password_hash),
+        "second password"
+    ));
+    assert!(!agreements_server::web::password::verify(
+        Some(&stored.password_hash),
+        "first password"
+    ));
+    // The link is what the gateway accepts as a page.sign: it opens a signing session.
+    let gateway = agreements_server::Gateway::new(
+        store,
+        PrivateKey::generate(2048).unwrap(),
+        std::sync::Arc::new(agreements_domain::clock::SystemClock),
+        agreements_server::Limits {
+            timestamp_window: Some(900),
+            max_body_bytes: 65_536,
+        },
+    );
+    let query = link.split_once('?').unwrap().1;
+    let reply = runtime.block_on(gateway.handle(query.as_bytes(), None, b""));
+    match reply.page {
+        Some(agreements_server::Page::Signing(session)) => {
+            assert_eq!(session.app_id.as_str(), "2021000000000101");
+            assert_eq!(
+                session.return_url.as_deref(),
+                Some("https://merchant.example.com/back")
+            );
+        }
+        other => panic!("{other:?}"),
     }
 }

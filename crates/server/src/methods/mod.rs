@@ -1,7 +1,9 @@
 //! Dispatch by method: one file per OpenAPI method, one arm per [`Method`].
 
 mod batch_query;
+pub mod page_sign;
 mod query;
+mod sign_effect;
 mod unsign;
 
 use agreements_domain::ids::ProductCode;
@@ -36,6 +38,8 @@ pub struct Call<'a> {
     pub outbox: &'a Outbox,
     /// Where notifications may go.
     pub notify_policy: &'a agreements_domain::address::AddressPolicy,
+    /// How long a signing session stays open when the request names no `effect_time`.
+    pub signing_ttl_secs: i64,
 }
 
 /// The public parameters a method may use.
@@ -47,6 +51,12 @@ pub struct Request<'a> {
     pub notify_url: Option<&'a str>,
     /// The ISV authorisation the request acts under, when it carries one.
     pub token: Option<AppAuthToken>,
+    /// `return_url`, when given (page methods).
+    pub return_url: Option<&'a str>,
+    /// `timestamp` as sent.
+    pub timestamp: &'a str,
+    /// `sign` as sent (a page link's identity).
+    pub sign: &'a str,
 }
 
 /// A method's answer: the fields of its success node after `code` and `msg`.
@@ -59,6 +69,12 @@ pub enum Answer {
     Query(Box<agreements_domain::query::Response>),
     /// `alipay.user.agreement.unsign`: no fields of its own.
     Unsign {},
+    /// `alipay.user.agreement.sign.effect`.
+    SignEffect(Box<agreements_domain::query::Response>),
+    /// `alipay.user.agreement.page.sign`: the signing session the browser is sent to (never
+    /// rendered as JSON: page methods are answered with pages).
+    #[serde(skip)]
+    PageSign(Box<agreements_store::SigningSession>),
 }
 
 /// Runs `method`.
@@ -73,6 +89,12 @@ pub async fn dispatch(
             .await
             .map(|r| Answer::Query(Box::new(r))),
         Method::AgreementUnsign => unsign::handle(call, biz).await.map(|()| Answer::Unsign {}),
+        Method::AgreementPageSign => page_sign::handle(call, biz)
+            .await
+            .map(|s| Answer::PageSign(Box::new(s))),
+        Method::AgreementSignEffect => sign_effect::handle(call, biz)
+            .await
+            .map(|r| Answer::SignEffect(Box::new(r))),
     }
 }
 

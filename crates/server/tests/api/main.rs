@@ -12,6 +12,7 @@ mod helpers;
 mod no_leak;
 mod query;
 mod robustness;
+mod signing;
 mod stall;
 mod tokens;
 mod transport;

@@ -311,6 +311,8 @@ enum Expected {
     /// Unsign succeeded: the model names the agreement it cancels (`None`: already cancelled,
     /// nothing changes); the gateway's answer cannot say, so the store is checked instead.
     Cancelled(Option<String>),
+    /// sign.effect made this TEMP agreement NORMAL (the answer names it, as `One`).
+    Effected(String),
 }
 
 struct Request {
@@ -515,6 +517,29 @@ fn model(world: &World, r: &Request, now: i64) -> Expected {
                 _ => err("INVALID_PARAMETER"),
             }
         }
+        Method::AgreementSignEffect => {
+            // Located as for unsign; TEMP becomes NORMAL, NORMAL is answered as it is, STOP is
+            // refused, cancelled ones are not found.
+            let alive = |a: &Agreement| a.invalid_time > now;
+            let found = match locate(&alive, true) {
+                Ok(found) => found,
+                Err(answer) => return answer,
+            };
+            let active: Vec<&Agreement> = found
+                .into_iter()
+                .filter(|a| a.status != AgreementStatus::Unsign)
+                .collect();
+            match active.as_slice() {
+                [a] => match a.status {
+                    AgreementStatus::Temp => Expected::Effected(a.agreement_no.to_string()),
+                    AgreementStatus::Normal => Expected::One(a.agreement_no.to_string()),
+                    _ => err("AGREEMENT_STATUS_NOT_TEMP"),
+                },
+                [] => err("USER_AGREEMENT_NOT_EXIST"),
+                _ => err("INVALID_PARAMETER"),
+            }
+        }
+        Method::AgreementPageSign => unreachable!("page methods are not generated"),
     }
 }
 
@@ -551,10 +576,11 @@ fn random_request(rng: &mut Rng, world: &World) -> Request {
         5 => Some("202405BBnosuchtoken00000000000000001".to_owned()),
         _ => None,
     };
-    let method = match rng.below(10) {
+    let method = match rng.below(12) {
         0..=3 => Method::AgreementBatchQuery,
         4..=7 => Method::AgreementQuery,
-        _ => Method::AgreementUnsign,
+        8 | 9 => Method::AgreementUnsign,
+        _ => Method::AgreementSignEffect,
     };
     let mut biz = serde_json::Map::new();
     let mut put = |k: &str, v: String| {
@@ -705,7 +731,12 @@ fn answer_of(
         Method::AgreementQuery => {
             Expected::One(answer.node["agreement_no"].as_str().unwrap().to_owned())
         }
+        Method::AgreementSignEffect => {
+            assert_eq!(answer.node["status"], "NORMAL", "{:?}", answer.node);
+            Expected::One(answer.node["agreement_no"].as_str().unwrap().to_owned())
+        }
         Method::AgreementUnsign => Expected::Cancelled(None),
+        Method::AgreementPageSign => unreachable!("page methods are not generated"),
     }
 }
 
@@ -757,6 +788,7 @@ fn no_request_ever_sees_an_agreement_outside_its_callers_view_nor_misses_one() {
             let got = answer_of(&gateway, &runtime, &platform, &request);
             let agree = match (&got, &expected) {
                 (Expected::Cancelled(_), Expected::Cancelled(_)) => true,
+                (Expected::One(got), Expected::Effected(expected)) => got == expected,
                 _ => got == expected,
             };
             assert!(
@@ -776,7 +808,16 @@ fn no_request_ever_sees_an_agreement_outside_its_callers_view_nor_misses_one() {
                     .unwrap();
                 a.status = AgreementStatus::Unsign;
             }
+            if let Expected::Effected(no) = &expected {
+                let a = world
+                    .agreements
+                    .iter_mut()
+                    .find(|a| a.agreement_no.as_str() == no)
+                    .unwrap();
+                a.status = AgreementStatus::Normal;
+            }
             let kind = match &expected {
+                Expected::Effected(_) => "effected",
                 Expected::Cancelled(Some(_)) => "cancelled",
                 Expected::Cancelled(None) => "already cancelled",
                 Expected::List(list) if list.is_empty() => "empty list",
@@ -792,7 +833,7 @@ fn no_request_ever_sees_an_agreement_outside_its_callers_view_nor_misses_one() {
             };
             *outcomes.entry(kind).or_default() += 1;
         }
-        // Unsign changed exactly what the model cancelled, nothing else.
+        // Unsign and sign.effect changed exactly what the model changed, nothing else.
         let any_app = AppId::parse(world.apps.keys().next().unwrap().as_str()).unwrap();
         for a in &world.agreements {
             let stored = runtime
@@ -817,6 +858,7 @@ fn no_request_ever_sees_an_agreement_outside_its_callers_view_nor_misses_one() {
         "error",
         "cancelled",
         "already cancelled",
+        "effected",
     ] {
         assert!(
             outcomes.get(kind).copied().unwrap_or(0) > 0,

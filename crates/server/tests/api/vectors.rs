@@ -75,14 +75,16 @@ async fn a_request_signed_over_other_bytes_gets_the_signed_invalid_signature_vec
 #[tokio::test]
 async fn an_unknown_method_gets_the_signed_error_response_vector() {
     let app = TestApp::spawn().await;
-    // The SDK's page.sign request: a method this gateway does not serve.
+    // The SDK's page.sign request, renamed to a method this gateway does not serve (the method
+    // is checked before the signature).
     let wire = request_wire(1, 0);
+    let rename = |text: &str| text.replace("page.sign", "page.nosuch");
     let raw = app
         .call_raw(
             "POST",
-            s(&wire["query_string"]),
+            &rename(s(&wire["query_string"])),
             Some(s(&wire["content_type"])),
-            s(&wire["body"]),
+            rename(s(&wire["body"])),
         )
         .await;
     assert_eq!(raw.body, response_vector("resp-6-error-response-node").0);
@@ -92,18 +94,19 @@ async fn an_unknown_method_gets_the_signed_error_response_vector() {
 async fn a_gbk_request_is_answered_in_gbk_and_signed_over_the_gbk_bytes() {
     let app = TestApp::spawn().await;
     let wire = request_wire(2, 0);
+    let rename = |text: &str| text.replace("page.sign", "page.nosuch");
     let raw = app
         .call_raw(
             "POST",
-            s(&wire["query_string"]),
+            &rename(s(&wire["query_string"])),
             Some(s(&wire["content_type"])),
-            s(&wire["body"]),
+            rename(s(&wire["body"])),
         )
         .await;
     assert_eq!(raw.content_type, "application/json;charset=GBK");
     let answer = agreements_client::verify_response(
         &raw.body,
-        "alipay.user.agreement.page.sign",
+        "alipay.user.agreement.page.nosuch",
         agreements_protocol::Charset::Gbk,
         &app.platform_public,
         agreements_protocol::SignType::Rsa2,

@@ -3,6 +3,9 @@
 mod agreements;
 mod catalogue;
 mod outbox;
+mod signing;
+
+pub use signing::PersonAgreement;
 
 pub(crate) use agreements::append_event;
 
