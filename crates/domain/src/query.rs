@@ -189,6 +189,8 @@ pub struct Response {
     #[serde(skip_serializing_if = "Option::is_none")]
     external_logon_id: Option<String>,
     invalid_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_deduct_time: Option<String>,
     personal_product_code: String,
     pricipal_type: PrincipalType,
     principal_id: String,
@@ -217,6 +219,7 @@ impl Response {
                 .map(ToString::to_string),
             external_logon_id: agreement.external_logon_id.clone(),
             invalid_time: format_beijing(agreement.invalid_time),
+            next_deduct_time: None,
             personal_product_code: agreement.personal_product_code.to_string(),
             pricipal_type: agreement.principal_type,
             principal_id: agreement.principal_id.to_string(),
@@ -226,6 +229,16 @@ impl Response {
             status: agreement.status,
             third_party_type: agreement.third_party_type,
             valid_time: format_beijing(agreement.valid_time),
+        }
+    }
+}
+
+impl Response {
+    /// The same answer, with a periodic agreement's next deduction day (`yyyy-MM-dd`).
+    pub fn with_next_deduct_time(self, day: Option<String>) -> Self {
+        Self {
+            next_deduct_time: day,
+            ..self
         }
     }
 }

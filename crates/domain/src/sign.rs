@@ -610,10 +610,131 @@ impl EffectRequest {
     }
 }
 
+/// A validated `alipay.user.agreement.executionplan.modify` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanRequest {
+    /// The agreement (required).
+    pub agreement_no: AgreementNo,
+    /// The new next deduction day.
+    pub deduct_time: Date,
+    /// Why (kept in the history).
+    pub memo: Option<String>,
+}
+
+impl PlanRequest {
+    /// `agreement_no` and `deduct_time` (`yyyy-MM-dd`) required, `memo` ≤ 1000 characters.
+    pub fn parse(biz: &Map<String, Value>) -> Result<Self, BizError> {
+        let f = Fields(biz);
+        let agreement_no = f
+            .parsed("agreement_no", 64, AgreementNo::parse)?
+            .ok_or_else(|| BizError::InvalidParameter("agreement_no is required".into()))?;
+        let deduct_time = f
+            .text("deduct_time", 10)?
+            .ok_or_else(|| {
+                BizError::InvalidParameter("deduct_time is required (yyyy-MM-dd)".into())
+            })
+            .and_then(|t| {
+                parse_date(&t).ok_or_else(|| {
+                    BizError::InvalidParameter("deduct_time must be a date, yyyy-MM-dd".into())
+                })
+            })?;
+        let memo = f.text("memo", 1000)?;
+        Ok(Self {
+            agreement_no,
+            deduct_time,
+            memo,
+        })
+    }
+}
+
+impl PeriodRule {
+    /// Whether the next deduction may move from `next` to `to` on `today` (Beijing dates): not
+    /// before today, not on or after the end of the period `next` starts (one period after it),
+    /// and, for MONTH rules, on day 1 to 28. The message says which rule failed.
+    pub fn check_move(&self, next: Date, to: Date, today: Date) -> Result<(), String> {
+        if to < today {
+            return Err(format!(
+                "deduct_time {to} is before today ({today}, Beijing time)"
+            ));
+        }
+        let end = match self.period_type {
+            PeriodType::Day => next
+                .checked_add(time::Duration::days(i64::from(self.period)))
+                .unwrap_or(Date::MAX),
+            PeriodType::Month => add_months(next, self.period),
+        };
+        if to >= end {
+            return Err(format!(
+                "deduct_time {to} is not within the current period ({next} to before {end}): a deduction can move inside its period only"
+            ));
+        }
+        if self.period_type == PeriodType::Month && to.day() > 28 {
+            return Err("deduct_time must be on day 1 to 28 of a month for a MONTH rule".into());
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::date;
+
+    #[test]
+    fn a_deduction_moves_inside_its_period_only() {
+        let rule = PeriodRule {
+            period_type: PeriodType::Month,
+            period: 1,
+            execute_time: date!(2024 - 06 - 20),
+            single_amount: 100,
+            total_amount: None,
+            total_payments: None,
+        };
+        let next = date!(2024 - 06 - 20);
+        let today = date!(2024 - 05 - 20);
+        assert_eq!(rule.check_move(next, date!(2024 - 07 - 19), today), Ok(()));
+        assert_eq!(rule.check_move(next, date!(2024 - 05 - 20), today), Ok(()));
+        for (to, says) in [
+            (date!(2024 - 05 - 19), "before today"),
+            (date!(2024 - 07 - 20), "not within the current period"),
+            (date!(2024 - 06 - 29), "day 1 to 28"),
+        ] {
+            let e = rule.check_move(next, to, today).unwrap_err();
+            assert!(e.contains(says), "{to}: {e}");
+        }
+        let daily = PeriodRule {
+            period_type: PeriodType::Day,
+            period: 7,
+            ..rule
+        };
+        assert!(daily.check_move(next, date!(2024 - 06 - 26), today).is_ok());
+        assert!(
+            daily
+                .check_move(next, date!(2024 - 06 - 27), today)
+                .is_err()
+        );
+        let parsed = PlanRequest::parse(&map(
+            r#"{"agreement_no":"20240520000000000001","deduct_time":"2024-06-21","memo":"late"}"#,
+        ))
+        .unwrap();
+        assert_eq!(parsed.deduct_time, date!(2024 - 06 - 21));
+        for (json, says) in [
+            (
+                r#"{"deduct_time":"2024-06-21"}"#,
+                "agreement_no is required",
+            ),
+            (r#"{"agreement_no":"1"}"#, "deduct_time is required"),
+            (
+                r#"{"agreement_no":"1","deduct_time":"21/06/2024"}"#,
+                "yyyy-MM-dd",
+            ),
+        ] {
+            match PlanRequest::parse(&map(json)) {
+                Err(BizError::InvalidParameter(d)) => assert!(d.contains(says), "{d}"),
+                other => panic!("{json}: {other:?}"),
+            }
+        }
+    }
 
     fn map(json: &str) -> Map<String, Value> {
         serde_json::from_str(json).unwrap()

@@ -16,6 +16,8 @@ pub enum Method {
     AgreementPageSign,
     /// `alipay.user.agreement.sign.effect`: a `TEMP` agreement takes effect.
     AgreementSignEffect,
+    /// `alipay.user.agreement.executionplan.modify`: a periodic agreement's next deduction day.
+    AgreementExecutionPlanModify,
 }
 
 impl Method {
@@ -26,6 +28,7 @@ impl Method {
         Method::AgreementUnsign,
         Method::AgreementPageSign,
         Method::AgreementSignEffect,
+        Method::AgreementExecutionPlanModify,
     ];
 
     /// Looks a wire name up (exact match: method names are case-sensitive).
@@ -41,6 +44,7 @@ impl Method {
             Self::AgreementUnsign => "alipay.user.agreement.unsign",
             Self::AgreementPageSign => "alipay.user.agreement.page.sign",
             Self::AgreementSignEffect => "alipay.user.agreement.sign.effect",
+            Self::AgreementExecutionPlanModify => "alipay.user.agreement.executionplan.modify",
         }
     }
 
@@ -52,6 +56,9 @@ impl Method {
             Self::AgreementUnsign => "alipay_user_agreement_unsign_response",
             Self::AgreementPageSign => "alipay_user_agreement_page_sign_response",
             Self::AgreementSignEffect => "alipay_user_agreement_sign_effect_response",
+            Self::AgreementExecutionPlanModify => {
+                "alipay_user_agreement_executionplan_modify_response"
+            }
         }
     }
 

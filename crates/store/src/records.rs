@@ -202,6 +202,8 @@ pub enum EventKind {
     Sign,
     /// A `TEMP` agreement made to take effect (`sign.effect`).
     Effect,
+    /// A periodic agreement's next deduction day moved (`executionplan.modify`).
+    Reschedule,
 }
 
 impl EventKind {
@@ -213,6 +215,7 @@ impl EventKind {
         Self::Unsign,
         Self::Sign,
         Self::Effect,
+        Self::Reschedule,
     ];
 
     /// Parses the storage spelling.
@@ -229,6 +232,7 @@ impl EventKind {
             Self::Unsign => "UNSIGN",
             Self::Sign => "SIGN",
             Self::Effect => "EFFECT",
+            Self::Reschedule => "RESCHEDULE",
         }
     }
 }

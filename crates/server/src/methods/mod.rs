@@ -1,6 +1,7 @@
 //! Dispatch by method: one file per OpenAPI method, one arm per [`Method`].
 
 mod batch_query;
+mod execution_plan;
 pub mod page_sign;
 mod query;
 mod sign_effect;
@@ -71,6 +72,8 @@ pub enum Answer {
     Unsign {},
     /// `alipay.user.agreement.sign.effect`.
     SignEffect(Box<agreements_domain::query::Response>),
+    /// `alipay.user.agreement.executionplan.modify`.
+    ExecutionPlan(execution_plan::Response),
     /// `alipay.user.agreement.page.sign`: the signing session the browser is sent to (never
     /// rendered as JSON: page methods are answered with pages).
     #[serde(skip)]
@@ -92,6 +95,9 @@ pub async fn dispatch(
         Method::AgreementPageSign => page_sign::handle(call, biz)
             .await
             .map(|s| Answer::PageSign(Box::new(s))),
+        Method::AgreementExecutionPlanModify => execution_plan::handle(call, biz)
+            .await
+            .map(Answer::ExecutionPlan),
         Method::AgreementSignEffect => sign_effect::handle(call, biz)
             .await
             .map(|r| Answer::SignEffect(Box::new(r))),

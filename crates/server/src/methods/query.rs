@@ -2,6 +2,7 @@
 
 use agreements_domain::BizError;
 use agreements_domain::query::{AgreementQuery, Locator, Response, choose};
+use agreements_domain::sign::CYCLE_PAY_AUTH_P;
 use agreements_domain::{ResolvedUser, Scope};
 use agreements_store::{AgreementFilter, ExternalKey, FoundAgreement};
 use serde_json::{Map, Value};
@@ -25,11 +26,21 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
         .store
         .logon_id_of(&found.agreement.alipay_user_id)
         .await?;
+    // Only a periodic agreement has a plan: other answers cost no extra lookup.
+    let next = if found.agreement.personal_product_code.as_str() == CYCLE_PAY_AUTH_P {
+        call.store
+            .period_rule(&found.agreement.agreement_no)
+            .await?
+            .map(|r| r.next_deduct_time)
+    } else {
+        None
+    };
     Ok(Response::new(
         &found.agreement,
         logon_id.as_ref(),
         found.principal_open_id.as_ref(),
-    ))
+    )
+    .with_next_deduct_time(next))
 }
 
 /// The agreements a query-style locator names (after the product and contract checks of the

@@ -306,6 +306,7 @@ fn describe(kind: EventKind, status: AgreementStatus, actor: &str) -> String {
         EventKind::Sign if status == AgreementStatus::Temp => "签约（待商户确认生效）",
         EventKind::Sign => "签约开通",
         EventKind::Effect => "商户确认，协议生效",
+        EventKind::Reschedule => "调整下次扣款日",
         EventKind::Unsign => "关闭",
         EventKind::Create | EventKind::Import => "协议导入",
         EventKind::Update => "协议更新",

@@ -539,6 +539,32 @@ fn model(world: &World, r: &Request, now: i64) -> Expected {
                 _ => err("INVALID_PARAMETER"),
             }
         }
+        Method::AgreementExecutionPlanModify => {
+            // The agreement by number, visible in either scope (the method has no
+            // third_party_type), live, under a contract; the generated agreements have no period
+            // rule, so a visible one is refused as not periodic.
+            let Some(no) = text("agreement_no") else {
+                return err("INVALID_PARAMETER");
+            };
+            let either = |a: &Agreement| match a.third_party_type {
+                ThirdPartyType::Partner => a.partner_id == caller.partner_id,
+                ThirdPartyType::Merchant => {
+                    caller.group_id.is_some()
+                        && merchant_of(a.partner_id.as_str()).group_id == caller.group_id
+                }
+            };
+            let Some(a) = world
+                .agreements
+                .iter()
+                .find(|a| a.agreement_no.as_str() == no && either(a) && live(a))
+            else {
+                return err("USER_AGREEMENT_NOT_EXIST");
+            };
+            if !has_contract(a.product_code.as_str()) {
+                return err("MERCHANT_AGREEMENT_IS_NOT_EXIST");
+            }
+            err("INVALID_PARAMETER")
+        }
         Method::AgreementPageSign => unreachable!("page methods are not generated"),
     }
 }
@@ -576,11 +602,12 @@ fn random_request(rng: &mut Rng, world: &World) -> Request {
         5 => Some("202405BBnosuchtoken00000000000000001".to_owned()),
         _ => None,
     };
-    let method = match rng.below(12) {
+    let method = match rng.below(13) {
         0..=3 => Method::AgreementBatchQuery,
         4..=7 => Method::AgreementQuery,
         8 | 9 => Method::AgreementUnsign,
-        _ => Method::AgreementSignEffect,
+        10 | 11 => Method::AgreementSignEffect,
+        _ => Method::AgreementExecutionPlanModify,
     };
     let mut biz = serde_json::Map::new();
     let mut put = |k: &str, v: String| {
@@ -679,6 +706,19 @@ fn random_request(rng: &mut Rng, world: &World) -> Request {
             _ => {}
         }
     }
+    if method == Method::AgreementExecutionPlanModify {
+        biz.clear();
+        let target = if rng.chance(80) {
+            agreement
+        } else {
+            rng.pick(&world.agreements)
+        };
+        biz.insert(
+            "agreement_no".into(),
+            target.agreement_no.to_string().into(),
+        );
+        biz.insert("deduct_time".into(), "2024-06-01".into());
+    }
     Request {
         app,
         token,
@@ -736,6 +776,9 @@ fn answer_of(
             Expected::One(answer.node["agreement_no"].as_str().unwrap().to_owned())
         }
         Method::AgreementUnsign => Expected::Cancelled(None),
+        Method::AgreementExecutionPlanModify => {
+            Expected::One(answer.node["agreement_no"].as_str().unwrap().to_owned())
+        }
         Method::AgreementPageSign => unreachable!("page methods are not generated"),
     }
 }

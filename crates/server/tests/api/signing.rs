@@ -872,3 +872,113 @@ async fn the_sdk_page_sign_vectors_open_the_signing_page() {
     }
     assert_eq!(sessions(&app).await, 4);
 }
+
+#[tokio::test]
+async fn a_periodic_agreements_next_deduction_moves_inside_its_period() {
+    let app = TestApp::spawn().await;
+    with_password(&app, demo::USER_PRIMARY).await;
+    let mut browser = Browser::new(&app);
+    let cycle = r#"{"personal_product_code":"CYCLE_PAY_AUTH_P","product_code":"CYCLE_PAY_AUTH","sign_scene":"INDUSTRY|DIGITAL_MEDIA","external_agreement_no":"CYC0001","access_params":{"channel":"QRCODE"},"period_rule_params":{"period_type":"MONTH","period":1,"execute_time":"2024-06-20","single_amount":"19.90","total_amount":"238.80","total_payments":12}}"#;
+    let (path, page) = browser.open(&link(&app, cycle, &[])).await;
+    for shown in [
+        "每 1 个月扣款一次，首次 2024-06-20",
+        "¥19.90",
+        "¥238.80",
+        "最多 12 次",
+    ] {
+        assert!(page.body.contains(shown), "{shown}");
+    }
+    browser
+        .log_in(&path, &page, demo::LOGON_EMAIL, PASSWORD)
+        .await;
+    let csrf = browser.get(&path).await.csrf();
+    let done = browser
+        .post(&format!("{path}/confirm"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let found = app
+        .call(
+            "alipay.user.agreement.query",
+            r#"{"personal_product_code":"CYCLE_PAY_AUTH_P","sign_scene":"INDUSTRY|DIGITAL_MEDIA","external_agreement_no":"CYC0001"}"#,
+        )
+        .await;
+    assert_eq!(found.node["next_deduct_time"], "2024-06-20");
+    let no = found.node["agreement_no"].as_str().unwrap().to_owned();
+    let modify = "alipay.user.agreement.executionplan.modify";
+    for _ in 0..2 {
+        let moved = app
+            .call(
+                modify,
+                &format!(r#"{{"agreement_no":"{no}","deduct_time":"2024-06-25","memo":"customer asked"}}"#),
+            )
+            .await;
+        assert_eq!(moved.sub_code(), None, "{:?}", moved.node);
+        assert_eq!(moved.node["deduct_time"], "2024-06-25");
+        assert_eq!(moved.node["agreement_no"], no.as_str());
+    }
+    let history = app
+        .store
+        .history(&AgreementNo::parse(no.as_str()).unwrap())
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = history.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["SIGN", "RESCHEDULE"],
+        "the same day again changes nothing"
+    );
+    assert_eq!(
+        history[1].reason.as_deref(),
+        Some("next deduction 2024-06-20 → 2024-06-25: customer asked")
+    );
+    let again = app
+        .call(
+            "alipay.user.agreement.query",
+            &format!(r#"{{"agreement_no":"{no}"}}"#),
+        )
+        .await;
+    assert_eq!(again.node["next_deduct_time"], "2024-06-25");
+    for (biz, sub_code, says) in [
+        (
+            format!(r#"{{"agreement_no":"{no}","deduct_time":"2024-07-25"}}"#),
+            "INVALID_PARAMETER",
+            "not within the current period",
+        ),
+        (
+            format!(r#"{{"agreement_no":"{no}","deduct_time":"2024-05-19"}}"#),
+            "INVALID_PARAMETER",
+            "before today",
+        ),
+        (
+            r#"{"agreement_no":"20231120000000000002","deduct_time":"2024-06-01"}"#.to_owned(),
+            "INVALID_PARAMETER",
+            "no period rule",
+        ),
+        (
+            r#"{"agreement_no":"29990101000000000000","deduct_time":"2024-06-01"}"#.to_owned(),
+            "USER_AGREEMENT_NOT_EXIST",
+            "",
+        ),
+    ] {
+        let answer = app.call(modify, &biz).await;
+        assert_eq!(
+            answer.sub_code(),
+            Some(sub_code),
+            "{biz}: {:?}",
+            answer.node
+        );
+        assert!(
+            answer.node["sub_msg"].as_str().unwrap().contains(says),
+            "{:?}",
+            answer.node
+        );
+    }
+    let other = app
+        .call_as(
+            crate::helpers::APP_TELECOM,
+            modify,
+            &format!(r#"{{"agreement_no":"{no}","deduct_time":"2024-06-26"}}"#),
+        )
+        .await;
+    assert_eq!(other.sub_code(), Some("USER_AGREEMENT_NOT_EXIST"));
+}

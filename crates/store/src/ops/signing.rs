@@ -250,6 +250,61 @@ impl Store {
         Ok(Some(old))
     }
 
+    /// Moves a periodic agreement's next deduction day from `from` to `to` (dates
+    /// `yyyy-MM-dd`), with a `RESCHEDULE` event; returns whether it moved (`false`: the rule's
+    /// next day is no longer `from`, or there is no rule).
+    #[allow(clippy::too_many_arguments)] // one column each
+    pub async fn reschedule(
+        &self,
+        no: &AgreementNo,
+        from: &str,
+        to: &str,
+        actor: &str,
+        reason: Option<&str>,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.write().await?;
+        let moved = tx
+            .execute(
+                sql!(
+                    "UPDATE period_rules SET next_deduct_time = $3 \
+                     WHERE agreement_no = $1 AND next_deduct_time = $2"
+                ),
+                &params![no, from, to],
+            )
+            .await?;
+        if moved != 1 {
+            return Ok(false);
+        }
+        let row = tx
+            .row(
+                sql!("SELECT status FROM agreements WHERE agreement_no = $1"),
+                &params![no],
+            )
+            .await?;
+        let status = AgreementStatus::from_cell(
+            row.and_then(|r| r.into_iter().next()).unwrap_or(Cell::Null),
+        )
+        .map_err(|rule| StoreError::Corrupt(rule.of("agreements", "status")))?;
+        let reason = match reason {
+            Some(memo) => format!("next deduction {from} → {to}: {memo}"),
+            None => format!("next deduction {from} → {to}"),
+        };
+        append_event(
+            &mut tx,
+            no,
+            EventKind::Reschedule,
+            Some(status),
+            status,
+            actor,
+            Some(&reason),
+            at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// The period rule of an agreement, if it has one.
     pub async fn period_rule(
         &self,
