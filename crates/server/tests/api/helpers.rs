@@ -268,6 +268,23 @@ impl TestApp {
         self.call_as(demo::APP_ID, method, biz).await
     }
 
+    /// Calls `method` as the demo app, stamped with the test clock's time.
+    pub async fn call_at(&self, method: &str, biz: &str) -> Answer {
+        let client = self.client(demo::APP_ID, SignType::Rsa2, Charset::Utf8);
+        let now = agreements_protocol::timestamp::format_beijing(self.clock_now());
+        let request = client.sign(method, biz, &now, &[]).unwrap();
+        let (status, body) = client.send(&request).await.unwrap();
+        assert_eq!(status, 200);
+        verify_response(
+            &body,
+            method,
+            Charset::Utf8,
+            &self.platform_public,
+            SignType::Rsa2,
+        )
+        .unwrap()
+    }
+
     pub async fn call_as(&self, app_id: &str, method: &str, biz: &str) -> Answer {
         self.try_call_as(app_id, method, biz).await.unwrap()
     }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod batch_query;
+mod browser;
 mod chaos;
 mod codes;
 mod delivery;
