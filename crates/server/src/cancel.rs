@@ -104,18 +104,36 @@ fn queued(
     logon_id: Option<&LogonId>,
     to: &Destination<'_>,
 ) -> Result<NewNotification, StoreError> {
+    let params = notify::unsign_params(agreement, logon_id, to.app_id, to.auth_app_id, now);
+    notification(
+        now,
+        agreement,
+        DUT_USER_UNSIGN,
+        to.url,
+        to.sign_type,
+        params,
+    )
+}
+
+/// A notification about `agreement` to queue, with a fresh `notify_id` (the Beijing date and 26
+/// random digits).
+pub fn notification(
+    now: i64,
+    agreement: &Agreement,
+    notify_type: &str,
+    url: &str,
+    sign_type: SignType,
+    params: Vec<(&'static str, String)>,
+) -> Result<NewNotification, StoreError> {
     let digits = random_digits(26)
         .map_err(|e| StoreError::unavailable("drawing a notify_id (no randomness)", e))?;
     Ok(NewNotification {
         notify_id: notify::notify_id(now, &digits),
         agreement_no: agreement.agreement_no.clone(),
-        notify_type: DUT_USER_UNSIGN.to_owned(),
-        url: to.url.to_owned(),
-        sign_type: to.sign_type,
-        params: notify::unsign_params(agreement, logon_id, to.app_id, to.auth_app_id, now)
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
+        notify_type: notify_type.to_owned(),
+        url: url.to_owned(),
+        sign_type,
+        params: params.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         created_at: now,
     })
 }

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use agreements_protocol::{PrivateKey, PublicKey, SignType};
 
-use crate::common::agreements;
+use crate::common::{agreements, fails_with_db, with_db};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -216,24 +216,8 @@ fn an_operator_builds_a_world_that_the_gateway_serves() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.db");
     let db = db.to_str().unwrap();
-    let run = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--database", db]);
-        let out = agreements(&all, dir.path());
-        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-        text(&out.stdout)
-    };
-    let fails = |args: &[&str], says: &str| {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--database", db]);
-        let out = agreements(&all, dir.path());
-        assert!(!out.status.success(), "{args:?} should fail");
-        assert!(
-            text(&out.stderr).contains(says),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-    };
+    let run = |args: &[&str]| with_db(dir.path(), db, args);
+    let fails = |args: &[&str], says: &str| fails_with_db(dir.path(), db, args, says);
     run(&["group", "add", "--group-id", "G1", "--name", "Group one"]);
     fails(
         &[
@@ -534,24 +518,8 @@ fn consumers_get_passwords_and_merchants_get_signing_links() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.db");
     let db = db.to_str().unwrap();
-    let run = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--database", db]);
-        let out = agreements(&all, dir.path());
-        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-        text(&out.stdout)
-    };
-    let fails = |args: &[&str], says: &str| {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--database", db]);
-        let out = agreements(&all, dir.path());
-        assert!(!out.status.success(), "{args:?} should fail");
-        assert!(
-            text(&out.stderr).contains(says),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-    };
+    let run = |args: &[&str]| with_db(dir.path(), db, args);
+    let fails = |args: &[&str], says: &str| fails_with_db(dir.path(), db, args, says);
     run(&[
         "merchant",
         "add",

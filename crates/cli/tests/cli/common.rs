@@ -27,6 +27,23 @@ pub fn ok(out: Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `agreements args… --database db` in `dir`; its standard output (it must succeed).
+pub fn with_db(dir: &Path, db: &str, args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--database", db]);
+    ok(agreements(&all, dir))
+}
+
+/// Runs `agreements args… --database db` in `dir`, which must fail saying `says`.
+pub fn fails_with_db(dir: &Path, db: &str, args: &[&str], says: &str) {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--database", db]);
+    let out = agreements(&all, dir);
+    assert!(!out.status.success(), "{args:?} should fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(says), "{args:?}: {stderr}");
+}
+
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/openapi-vectors")
 }

@@ -114,6 +114,26 @@ pub(super) async fn candidates(
     })
 }
 
+/// The agreements a locator names (cancelled ones included) that `locates` admits and, in the
+/// user mode, whose principal is the person: what unsign and sign.effect act on.
+pub(super) async fn located(
+    call: &Call<'_>,
+    query: &AgreementQuery,
+    scope: &Scope,
+    locates: impl Fn(&FoundAgreement) -> bool,
+) -> Result<Vec<FoundAgreement>, Failure> {
+    let (candidates, person) = candidates(call, query, scope, true).await?;
+    Ok(candidates
+        .into_iter()
+        .filter(|f| {
+            locates(f)
+                && person
+                    .as_ref()
+                    .is_none_or(|p| p.is_principal_of(&f.agreement))
+        })
+        .collect())
+}
+
 /// Named by number only, the merchant still needs a contract for that agreement's product.
 pub(super) async fn require_product_contract(
     call: &Call<'_>,

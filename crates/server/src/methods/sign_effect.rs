@@ -17,15 +17,12 @@ use crate::failure::Failure;
 pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<Response, Failure> {
     let request = EffectRequest::parse(biz)?;
     let scope = call.caller.scope(request.query.third_party_type)?;
-    let (candidates, person) = query::candidates(call, &request.query, &scope, true).await?;
-    let located = candidates.into_iter().filter(|f| {
+    let located = query::located(call, &request.query, &scope, |f| {
         request
             .query
             .locates(&scope, &f.agreement, f.owner_group.as_ref(), call.now)
-            && person
-                .as_ref()
-                .is_none_or(|p| p.is_principal_of(&f.agreement))
-    });
+    })
+    .await?;
     let target = target(located, |f| &f.agreement)?;
     let (Target::Active(found) | Target::Cancelled(found)) = &target;
     query::require_product_contract(call, &request.query, found).await?;

@@ -78,6 +78,7 @@ impl Row {
 #[derive(Template)]
 #[template(path = "me.html")]
 struct HomePage<'a> {
+    login_action: &'a str,
     user: Option<&'a str>,
     csrf: &'a str,
     agreements: &'a [Row],
@@ -137,6 +138,7 @@ async fn render_home(
         return Html::page(
             status,
             &HomePage {
+                login_action: "/me/login",
                 user: None,
                 csrf: &csrf,
                 agreements: &[],
@@ -165,6 +167,7 @@ async fn render_home(
     Html::page(
         status,
         &HomePage {
+            login_action: "/me/login",
             user: Some(&consumer.shown),
             csrf: &consumer.session.csrf_token,
             agreements: &rows,

@@ -20,8 +20,7 @@ use agreements_protocol::crypto::random_digits;
 use agreements_protocol::notification::sign_form;
 use agreements_protocol::timestamp::format_beijing;
 use agreements_store::{
-    NewNotification, NewSigned, PeriodRuleRecord, SessionState, SignOutcome, SigningSession,
-    StoreError,
+    NewSigned, PeriodRuleRecord, SessionState, SignOutcome, SigningSession, StoreError,
 };
 use askama::Template;
 use axum::Form;
@@ -34,6 +33,7 @@ use super::{
     signed_in, stale_form, unavailable,
 };
 use crate::Gateway;
+use crate::cancel::notification;
 use crate::failure::Failure;
 use crate::methods::page_sign::{require_external_free, terms};
 
@@ -116,6 +116,7 @@ fn limits(rule: &PeriodRule) -> Vec<(String, String)> {
 #[template(path = "sign.html")]
 struct SignPage<'a> {
     session_id: &'a str,
+    login_action: &'a str,
     terms: &'a Terms,
     user: Option<&'a str>,
     csrf: &'a str,
@@ -222,6 +223,7 @@ async fn render(
         status,
         &SignPage {
             session_id: &open.session.session_id,
+            login_action: &format!("/sign/{}/login", open.session.session_id),
             terms: &terms,
             user: consumer.map(|c| c.shown.as_str()),
             csrf: &csrf,
@@ -466,9 +468,15 @@ async fn sign(
             Some(url) => vec![notification(
                 now,
                 &agreement,
-                logon_id.as_ref(),
-                session,
-                url,
+                DUT_USER_SIGN,
+                &url,
+                session.sign_type,
+                notify::sign_params(
+                    &agreement,
+                    logon_id.as_ref(),
+                    &session.app_id,
+                    &session.auth_app_id,
+                ),
             )?],
             None => Vec::new(),
         };
@@ -515,29 +523,6 @@ async fn destination(
     Ok(app
         .and_then(|a| a.notify_url)
         .filter(|url| gateway.notify_policy().check_url(url).is_ok()))
-}
-
-fn notification(
-    now: i64,
-    agreement: &Agreement,
-    logon_id: Option<&agreements_domain::ids::LogonId>,
-    session: &SigningSession,
-    url: String,
-) -> Result<NewNotification, StoreError> {
-    let digits = random_digits(26)
-        .map_err(|e| StoreError::unavailable("drawing a notify_id (no randomness)", e))?;
-    Ok(NewNotification {
-        notify_id: notify::notify_id(now, &digits),
-        agreement_no: agreement.agreement_no.clone(),
-        notify_type: DUT_USER_SIGN.to_owned(),
-        url,
-        sign_type: session.sign_type,
-        params: notify::sign_params(agreement, logon_id, &session.app_id, &session.auth_app_id)
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-        created_at: now,
-    })
 }
 
 /// Where the browser goes after a confirmation (`agreement`) or a decline: the link's

@@ -270,19 +270,10 @@ impl TestApp {
 
     /// Calls `method` as the demo app, stamped with the test clock's time.
     pub async fn call_at(&self, method: &str, biz: &str) -> Answer {
-        let client = self.client(demo::APP_ID, SignType::Rsa2, Charset::Utf8);
         let now = agreements_protocol::timestamp::format_beijing(self.clock_now());
-        let request = client.sign(method, biz, &now, &[]).unwrap();
-        let (status, body) = client.send(&request).await.unwrap();
-        assert_eq!(status, 200);
-        verify_response(
-            &body,
-            method,
-            Charset::Utf8,
-            &self.platform_public,
-            SignType::Rsa2,
-        )
-        .unwrap()
+        self.try_call_stamped(demo::APP_ID, method, biz, &[], &now)
+            .await
+            .unwrap()
     }
 
     pub async fn call_as(&self, app_id: &str, method: &str, biz: &str) -> Answer {
@@ -306,8 +297,21 @@ impl TestApp {
         biz: &str,
         extra: &[(&str, &str)],
     ) -> Result<Answer, ClientError> {
+        self.try_call_stamped(app_id, method, biz, extra, VECTOR_TIME)
+            .await
+    }
+
+    /// Calls stamped `timestamp`.
+    pub async fn try_call_stamped(
+        &self,
+        app_id: &str,
+        method: &str,
+        biz: &str,
+        extra: &[(&str, &str)],
+        timestamp: &str,
+    ) -> Result<Answer, ClientError> {
         let client = self.client(app_id, SignType::Rsa2, Charset::Utf8);
-        let request = client.sign(method, biz, VECTOR_TIME, extra).unwrap();
+        let request = client.sign(method, biz, timestamp, extra).unwrap();
         let (status, body) = client.send(&request).await.unwrap();
         assert_eq!(status, 200);
         verify_response(

@@ -197,7 +197,7 @@ fn query_of(url: &str) -> BTreeMap<String, String> {
 }
 
 /// Verifies a return address's (or notification's) signature as the SDKs verify notifications.
-fn verify_signed(app: &TestApp, params: &BTreeMap<String, String>) {
+pub(crate) fn verify_signed(app: &TestApp, params: &BTreeMap<String, String>) {
     let sign = params.get("sign").expect("sign");
     let content = sign_content::notification(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     assert!(
@@ -623,58 +623,34 @@ async fn logins_are_throttled_per_account() {
     let mut browser = Browser::new(&app);
     let home = browser.get("/me").await;
     let csrf = home.csrf();
-    for _ in 0..4 {
-        let page = browser
+    let mut attempt = async |password: &str| {
+        browser
             .post(
                 "/me/login",
                 &[
                     ("logon_id", demo::LOGON_EMAIL),
-                    ("password", "wrong password"),
+                    ("password", password),
                     ("csrf", &csrf),
                 ],
             )
-            .await;
+            .await
+    };
+    for _ in 0..4 {
+        let page = attempt("wrong password").await;
         assert!(page.body.contains("账户名或密码错误"));
     }
-    let locked = browser
-        .post(
-            "/me/login",
-            &[
-                ("logon_id", demo::LOGON_EMAIL),
-                ("password", "wrong password"),
-                ("csrf", &csrf),
-            ],
-        )
-        .await;
+    let locked = attempt("wrong password").await;
     assert!(
         locked.body.contains("已暂时锁定，请 15 分钟后再试"),
         "{}",
         locked.body
     );
     // Even the right password waits out the lockout.
-    let right = browser
-        .post(
-            "/me/login",
-            &[
-                ("logon_id", demo::LOGON_EMAIL),
-                ("password", PASSWORD),
-                ("csrf", &csrf),
-            ],
-        )
-        .await;
+    let right = attempt(PASSWORD).await;
     assert_eq!(right.status, 401);
     assert!(right.body.contains("已暂时锁定"));
     app.clock.set(app.clock_now() + 15 * 60);
-    let later = browser
-        .post(
-            "/me/login",
-            &[
-                ("logon_id", demo::LOGON_EMAIL),
-                ("password", PASSWORD),
-                ("csrf", &csrf),
-            ],
-        )
-        .await;
+    let later = attempt(PASSWORD).await;
     assert_eq!(later.status, 303);
 }
 
