@@ -335,6 +335,17 @@ impl Flow<'_> {
             .unwrap_or_else(|e| panic!("#{id}: {e}"))
     }
 
+    /// Waits until the page shows an element matching `xpath` (a page reached by a click may not
+    /// have loaded when the click returns).
+    async fn wait_xpath(&self, xpath: &str) {
+        self.browser
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::XPath(xpath))
+            .await
+            .unwrap_or_else(|e| panic!("{xpath}: {e}"));
+    }
+
     async fn text_of(&self, id: &str) -> String {
         self.wait_for(id).await.text().await.unwrap()
     }
@@ -520,6 +531,7 @@ async fn consumers_sign_and_cancel_in_a_real_browser() {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     flow.log_in(demo::LOGON_EMAIL, "wrong password").await;
     assert!(flow.text_of("message").await.contains("账户名或密码错误"));
+    // The form is shown again, empty: the next sign-in types into the new page's fields.
     let params = flow.sign(&link, "member-BRW0001").await;
     assert_eq!(params["status"], "NORMAL");
     crate::signing::verify_signed(&app, &params);
@@ -637,7 +649,7 @@ async fn consumers_sign_and_cancel_in_a_real_browser() {
     flow.open(&link).await;
     app.clock.set(app.clock_now() + 61);
     flow.log_in(demo::LOGON_EMAIL, PASSWORD).await;
-    assert!(browser.source().await.unwrap().contains("链接已过期"));
+    flow.wait_xpath("//h1[text()='链接已过期']").await;
     app.clock.set(app.clock_now() - 61);
     flow.sign_out().await;
 
@@ -668,7 +680,8 @@ async fn consumers_sign_and_cancel_in_a_real_browser() {
         .unwrap();
     flow.wait_for("cancel").await.click().await.unwrap();
     flow.wait_for("confirm-cancel").await.click().await.unwrap();
-    assert_eq!(flow.text_of("status").await, "已关闭");
+    flow.wait_xpath("//dd[@id='status' and text()='已关闭']")
+        .await;
     let history = flow.text_of("history").await;
     assert!(history.contains("关闭（本人）"), "{history}");
     let stored = app
