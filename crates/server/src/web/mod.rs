@@ -75,7 +75,12 @@ pub fn routes() -> Router<Arc<Gateway>> {
             get(consumer::cancel_page).post(consumer::cancel),
         )
         .route("/static/agreements.css", get(stylesheet))
+        // A page's form is a token, a logon id and a password: 16 KiB is plenty.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
 }
+
+/// The largest form body the pages read.
+pub const MAX_FORM_BYTES: usize = 16 * 1024;
 
 async fn stylesheet() -> Response {
     (
@@ -389,8 +394,10 @@ async fn log_in(
     let store = gateway.store();
     let now = gateway.clock().now();
     let logon_id = LogonId::parse(&form.logon_id).ok();
+    // What the throttle counts by: the normalised logon id, or (for text that is none) its
+    // first 100 characters, so that a flood of long names cannot grow the table's memory.
     let account_key = logon_id.as_ref().map_or_else(
-        || form.logon_id.trim().to_owned(),
+        || form.logon_id.trim().chars().take(100).collect(),
         |l| l.as_str().to_owned(),
     );
     if let Err(wait) = gateway.logins().check(&account_key, client, now) {

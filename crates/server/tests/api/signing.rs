@@ -649,6 +649,10 @@ async fn logins_are_throttled_per_account() {
     let right = attempt(PASSWORD).await;
     assert_eq!(right.status, 401);
     assert!(right.body.contains("已暂时锁定"));
+    // A form over 16 KiB is not read.
+    let huge = "x".repeat(20 * 1024);
+    let too_large = attempt(&huge).await;
+    assert_eq!(too_large.status, 413);
     app.clock.set(app.clock_now() + 15 * 60);
     let later = attempt(PASSWORD).await;
     assert_eq!(later.status, 303);
