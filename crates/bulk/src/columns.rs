@@ -51,6 +51,7 @@ fn default(kind: Kind, column: &str) -> Option<&'static str> {
     match (kind, column) {
         (Kind::Agreement, "sign_scene") => Some(SignScene::DEFAULT),
         (Kind::Agreement, "third_party_type") => Some(ThirdPartyType::Partner.as_str()),
+        (Kind::Product, "principal_type") => Some(agreements_domain::PrincipalType::Card.as_str()),
         _ => None,
     }
 }
@@ -394,7 +395,12 @@ mod tests {
         );
         assert_eq!(
             names(Kind::Product),
-            ["personal_product_code", "name", "[product_codes]"]
+            [
+                "personal_product_code",
+                "name",
+                "[principal_type]",
+                "[product_codes]"
+            ]
         );
         assert_eq!(
             names(Kind::Agreement),

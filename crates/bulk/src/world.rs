@@ -172,6 +172,7 @@ pub fn generate(
         writers.write(&Record::Product(ProductRecord {
             personal_product_code: id(PersonalProductCode::parse(personal))?,
             name: name.to_owned(),
+            principal_type: agreements_domain::PrincipalType::Card,
             product_codes: vec![id(ProductCode::parse(sales))?],
         }))?;
     }

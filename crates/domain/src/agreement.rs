@@ -186,6 +186,8 @@ pub struct Product {
     pub personal_product_code: PersonalProductCode,
     /// The sales products it pairs with.
     pub product_codes: Vec<ProductCode>,
+    /// Whom its agreements are with: the signing account (`CARD`) or the person (`CUSTOMER`).
+    pub principal_type: PrincipalType,
 }
 
 /// The account a user field resolved to, with its person.

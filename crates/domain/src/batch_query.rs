@@ -265,6 +265,7 @@ mod tests {
 
     fn product() -> Product {
         Product {
+            principal_type: PrincipalType::Card,
             personal_product_code: PersonalProductCode::parse("GENERAL_WITHHOLDING_P").unwrap(),
             product_codes: vec![ProductCode::parse("GENERAL_WITHHOLDING").unwrap()],
         }

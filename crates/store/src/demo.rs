@@ -86,6 +86,7 @@ pub async fn load(store: &Store, app_public_key: &str) -> Result<(), StoreError>
         let product = ProductRecord {
             personal_product_code: id(PersonalProductCode::parse(ppc))?,
             name: name.to_owned(),
+            principal_type: PrincipalType::Card,
             product_codes: vec![id(ProductCode::parse(pc))?],
         };
         store.add_product(&product).await?;

@@ -39,6 +39,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_signing.sql"),
         postgres: include_str!("../migrations/postgres/0004_signing.sql"),
     },
+    Migration {
+        version: 5,
+        name: "product_principal",
+        sqlite: include_str!("../migrations/sqlite/0005_product_principal.sql"),
+        postgres: include_str!("../migrations/postgres/0005_product_principal.sql"),
+    },
 ];
 
 #[cfg(test)]

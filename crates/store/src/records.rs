@@ -117,6 +117,8 @@ pub struct ProductRecord {
     pub personal_product_code: PersonalProductCode,
     /// Display name.
     pub name: String,
+    /// Whom its agreements are with (`CARD` unless told otherwise).
+    pub principal_type: agreements_domain::PrincipalType,
     /// The sales products it pairs with.
     pub product_codes: Vec<ProductCode>,
 }
@@ -127,6 +129,7 @@ impl ProductRecord {
         Product {
             personal_product_code: self.personal_product_code.clone(),
             product_codes: self.product_codes.clone(),
+            principal_type: self.principal_type,
         }
     }
 }

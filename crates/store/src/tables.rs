@@ -65,7 +65,7 @@ table! {
 table! {
     /// Agreement products; their sales products are in [`PRODUCT_PAIRS`].
     PRODUCTS = "products" for ProductRecord {
-        columns: [personal_product_code, name],
+        columns: [personal_product_code, name, principal_type],
         key: [personal_product_code],
         unique: [],
         references: [],

@@ -78,6 +78,9 @@ pub enum ProductCommand {
         /// Display name.
         #[arg(long)]
         name: Option<String>,
+        /// Whom its agreements are with: CARD (the signing account) or CUSTOMER (the person).
+        #[arg(long, default_value = "CARD")]
+        principal_type: String,
     },
 }
 
@@ -204,7 +207,12 @@ pub async fn product(command: ProductCommand) -> anyhow::Result<()> {
         personal_product_code,
         product_codes,
         name,
+        principal_type,
     } = command;
+    let principal_type =
+        agreements_domain::PrincipalType::parse(&principal_type).ok_or_else(|| {
+            anyhow::anyhow!("--principal-type {principal_type:?}: expected CARD or CUSTOMER")
+        })?;
     let personal_product_code = arg(
         "--personal-product-code",
         &personal_product_code,
@@ -220,6 +228,7 @@ pub async fn product(command: ProductCommand) -> anyhow::Result<()> {
         .add_product(&ProductRecord {
             personal_product_code: personal_product_code.clone(),
             name,
+            principal_type,
             product_codes,
         })
         .await?;

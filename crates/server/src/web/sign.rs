@@ -420,6 +420,11 @@ async fn sign(
         now,
     )
     .await?;
+    let principal_type = gateway
+        .catalogue()
+        .product(store, &request.personal_product_code)
+        .await?
+        .map_or(PrincipalType::Card, |p| p.principal_type);
     if require_external_free(store, &session.partner_id, request, &session.app_id)
         .await
         .is_err()
@@ -443,7 +448,7 @@ async fn sign(
         partner_id: &session.partner_id,
         app_id: &session.app_id,
         product_code: &product_code,
-        principal_type: PrincipalType::Card,
+        principal_type,
         signer: &signer,
         now,
     };

@@ -248,6 +248,7 @@ async fn load(store: &Store, world: &World, app_key: &str) {
         let product = ProductRecord {
             personal_product_code: PersonalProductCode::parse(*ppc).unwrap(),
             name: (*ppc).to_owned(),
+            principal_type: PrincipalType::Card,
             product_codes: vec![ProductCode::parse(*pc).unwrap()],
         };
         store.add_product(&product).await.unwrap();

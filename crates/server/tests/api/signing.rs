@@ -962,3 +962,69 @@ async fn a_periodic_agreements_next_deduction_moves_inside_its_period() {
         .await;
     assert_eq!(other.sub_code(), Some("USER_AGREEMENT_NOT_EXIST"));
 }
+
+/// A product whose agreements are with the person: signed from a second account, the agreement's
+/// principal is the person, and the primary account's page lists it.
+#[tokio::test]
+async fn a_customer_product_signs_with_the_person() {
+    let app = TestApp::spawn().await;
+    with_password(&app, demo::USER_SECOND).await;
+    app.store
+        .add_product(&agreements_store::ProductRecord {
+            personal_product_code: agreements_domain::ids::PersonalProductCode::parse(
+                "FAMILY_WITHHOLDING_P",
+            )
+            .unwrap(),
+            name: "Family".into(),
+            principal_type: agreements_domain::PrincipalType::Customer,
+            product_codes: vec![
+                agreements_domain::ids::ProductCode::parse("FAMILY_WITHHOLDING").unwrap(),
+            ],
+        })
+        .await
+        .unwrap();
+    app.store
+        .add_contract(&agreements_domain::Contract {
+            partner_id: agreements_domain::ids::PartnerId::parse(demo::MERCHANT_VIDEO).unwrap(),
+            product_code: agreements_domain::ids::ProductCode::parse("FAMILY_WITHHOLDING").unwrap(),
+            status: agreements_domain::EntityStatus::Normal,
+            valid_from: 0,
+            valid_to: i64::MAX / 2,
+        })
+        .await
+        .unwrap();
+    let mut browser = Browser::new(&app);
+    let family = biz("FAM0001", "").replace("GENERAL_WITHHOLDING_P", "FAMILY_WITHHOLDING_P");
+    let (path, page) = browser.open(&link(&app, &family, &[])).await;
+    browser
+        .log_in(&path, &page, "abx.work@alitest.com", PASSWORD)
+        .await;
+    let csrf = browser.get(&path).await.csrf();
+    let done = browser
+        .post(&format!("{path}/confirm"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let found = app
+        .call(
+            "alipay.user.agreement.query",
+            r#"{"personal_product_code":"FAMILY_WITHHOLDING_P","sign_scene":"INDUSTRY|DIGITAL_MEDIA","external_agreement_no":"FAM0001"}"#,
+        )
+        .await;
+    assert_eq!(found.node["pricipal_type"], "CUSTOMER", "{:?}", found.node);
+    assert_eq!(found.node["principal_id"], demo::USER_PRIMARY);
+    let all = app
+        .store
+        .agreements_of_person(
+            &agreements_domain::ids::CustomerId::parse(demo::USER_PRIMARY).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(all.iter().any(|a| {
+        a.agreement
+            .external_agreement_no
+            .as_ref()
+            .map(|n| n.as_str())
+            == Some("FAM0001")
+            && a.agreement.alipay_user_id.as_str() == demo::USER_SECOND
+    }));
+}

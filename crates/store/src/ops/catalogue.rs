@@ -76,7 +76,7 @@ impl Store {
             .await?
             .rows(
                 sql!(
-                    "SELECT pp.product_code FROM products p \
+                    "SELECT pp.product_code, p.principal_type FROM products p \
                      LEFT JOIN product_pairs pp ON pp.personal_product_code = p.personal_product_code \
                      WHERE p.personal_product_code = $1 ORDER BY pp.product_code"
                 ),
@@ -86,6 +86,13 @@ impl Store {
         if rows.is_empty() {
             return Ok(None);
         }
+        let principal_type = rows
+            .first()
+            .and_then(|row| row.get(1).cloned())
+            .map(agreements_domain::PrincipalType::from_cell)
+            .transpose()
+            .map_err(|rule| StoreError::Corrupt(rule.of("products", "principal_type")))?
+            .unwrap_or(agreements_domain::PrincipalType::Card);
         let product_codes = rows
             .into_iter()
             .filter_map(|row| row.into_iter().next())
@@ -98,6 +105,7 @@ impl Store {
         Ok(Some(Product {
             personal_product_code: code.clone(),
             product_codes,
+            principal_type,
         }))
     }
 

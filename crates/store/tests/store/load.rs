@@ -88,6 +88,7 @@ fn entities() -> Vec<(Kind, Vec<Record>)> {
             vec![Record::Product(ProductRecord {
                 personal_product_code: PersonalProductCode::parse("GENERAL_WITHHOLDING_P").unwrap(),
                 name: "General".into(),
+                principal_type: agreements_domain::PrincipalType::Card,
                 product_codes: vec![ProductCode::parse("GENERAL_WITHHOLDING").unwrap()],
             })],
         ),
