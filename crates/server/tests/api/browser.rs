@@ -17,16 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agreements_client::{Signer, page_link};
-use agreements_domain::ids::UserId;
 use agreements_protocol::{Charset, PrivateKey, SignType};
 use agreements_server::notify::{Deliverer, DeliverySettings};
-use agreements_server::web::password;
-use agreements_store::{Credential, demo};
+use agreements_store::demo;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::helpers::{TestApp, fixture, fixtures, loopback};
 
-const PASSWORD: &str = "correct horse 1";
+use crate::signing::PASSWORD;
 const PAGE_SIGN: &str = "alipay.user.agreement.page.sign";
 
 /// chromedriver, stopped when dropped.
@@ -459,14 +457,7 @@ async fn consumers_sign_and_cancel_in_a_real_browser() {
         .as_secs();
     app.clock.set(i64::try_from(now).unwrap());
     for user in [demo::USER_PRIMARY, demo::USER_OTHER] {
-        app.store
-            .set_password(&Credential {
-                user_id: UserId::parse(user).unwrap(),
-                password_hash: password::hash(PASSWORD).unwrap(),
-                updated_at: 0,
-            })
-            .await
-            .unwrap();
+        crate::signing::with_password(&app, user).await;
     }
     let key = PrivateKey::parse(&fixture("keys/gateway_private_key_pkcs1.pem")).unwrap();
     let deliverer = Deliverer::new(

@@ -15,7 +15,7 @@ use agreements_store::{Credential, NotificationFilter, demo};
 use crate::helpers::{TestApp, VECTOR_TIME, fixture_json, signed_form};
 
 const PAGE_SIGN: &str = "alipay.user.agreement.page.sign";
-const PASSWORD: &str = "correct horse 1";
+pub(crate) const PASSWORD: &str = "correct horse 1";
 const RETURN_URL: &str = "https://merchant.example.test/return?order=7";
 
 /// A browser: keeps cookies, follows nothing by itself.
@@ -145,6 +145,16 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Signs in on the signing page `path` (shown as `page`) and confirms; the answer.
+    async fn confirm_as(&mut self, path: &str, page: &Page, logon_id: &str) -> Page {
+        self.log_in(path, page, logon_id, PASSWORD).await;
+        let csrf = self.get(path).await.csrf();
+        self.post(&format!("{path}/confirm"), &[("csrf", &csrf)])
+            .await
+    }
+}
+
 /// A page.sign link as `pageExecute(…, "GET")` makes it: every parameter in the query.
 fn link(app: &TestApp, biz: &str, extra: &[(&str, &str)]) -> String {
     let mut pairs: Vec<(&str, &str)> = vec![
@@ -176,7 +186,7 @@ fn biz(external: &str, extra: &str) -> String {
     )
 }
 
-async fn with_password(app: &TestApp, user: &str) {
+pub(crate) async fn with_password(app: &TestApp, user: &str) {
     app.store
         .set_password(&Credential {
             user_id: UserId::parse(user).unwrap(),
@@ -868,13 +878,7 @@ async fn a_periodic_agreements_next_deduction_moves_inside_its_period() {
     ] {
         assert!(page.body.contains(shown), "{shown}");
     }
-    browser
-        .log_in(&path, &page, demo::LOGON_EMAIL, PASSWORD)
-        .await;
-    let csrf = browser.get(&path).await.csrf();
-    let done = browser
-        .post(&format!("{path}/confirm"), &[("csrf", &csrf)])
-        .await;
+    let done = browser.confirm_as(&path, &page, demo::LOGON_EMAIL).await;
     assert_eq!(done.status, 200, "{}", done.body);
     let found = app
         .call(
@@ -996,12 +1000,8 @@ async fn a_customer_product_signs_with_the_person() {
     let mut browser = Browser::new(&app);
     let family = biz("FAM0001", "").replace("GENERAL_WITHHOLDING_P", "FAMILY_WITHHOLDING_P");
     let (path, page) = browser.open(&link(&app, &family, &[])).await;
-    browser
-        .log_in(&path, &page, "abx.work@alitest.com", PASSWORD)
-        .await;
-    let csrf = browser.get(&path).await.csrf();
     let done = browser
-        .post(&format!("{path}/confirm"), &[("csrf", &csrf)])
+        .confirm_as(&path, &page, "abx.work@alitest.com")
         .await;
     assert_eq!(done.status, 200, "{}", done.body);
     let found = app
