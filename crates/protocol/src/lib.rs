@@ -2,6 +2,7 @@
 //! (`shared/spec/openapi-gateway.md`): request decoding, charsets, the string-to-sign, RSA2/RSA
 //! signatures, the response envelope and the code table. Pure functions, no I/O.
 
+pub mod aes;
 pub mod charset;
 pub mod crypto;
 pub mod envelope;

@@ -245,3 +245,32 @@ fn aes_request_signature_covers_the_ciphertext() {
     assert_eq!(content, s(&vector["string_to_sign"]).as_bytes());
     assert!(app_public.verify(SignType::Rsa2, &content, s(&vector["sign_rsa2"])));
 }
+
+/// The vector's ciphertexts, both ways: the request's `biz_content` decrypts to its plaintext, and
+/// the plaintext response node encrypts (zero IV: deterministic) to the vector's node, whose quoted
+/// form is what the platform key signed.
+#[test]
+fn aes_contents_match_the_vector_byte_for_byte() {
+    use agreements_protocol::aes::{ContentKey, EncryptType};
+    let vector = &json("aes-vector.json")["vectors"][0];
+    let key = ContentKey::parse(s(&vector["aes_key_b64"])).unwrap();
+    let request = &vector["request"];
+    let plaintext = key
+        .decrypt(
+            EncryptType::Aes,
+            s(&request["signed_params"]["biz_content"]),
+        )
+        .unwrap();
+    assert_eq!(plaintext, s(&request["biz_content_plaintext"]).as_bytes());
+    let response = &vector["response"];
+    let sealed = key
+        .encrypt(EncryptType::Aes, s(&response["plaintext_node"]).as_bytes())
+        .unwrap();
+    assert_eq!(format!("\"{sealed}\""), s(&response["signed_substring"]));
+    let gateway = PublicKey::parse(&read("keys/gateway_public_key_spki.pem")).unwrap();
+    assert!(gateway.verify(
+        SignType::Rsa2,
+        s(&response["signed_substring"]).as_bytes(),
+        s(&response["sign_rsa2"])
+    ));
+}
