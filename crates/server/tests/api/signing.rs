@@ -465,6 +465,12 @@ async fn bad_links_get_their_exact_page_and_create_nothing() {
             "",
         ),
         (
+            // biz_content changed after signing (WEB0003 → WEB0009, same length).
+            link(&app, &good, &[]).replace("WEB0003", "WEB0009"),
+            "isv.invalid-signature",
+            "",
+        ),
+        (
             link(&app, &good.replace("GENERAL_WITHHOLDING_P", "NO_SUCH_P"), &[]),
             "PRODUCT_CODE_NOT_SUPPORTED_ERROR",
             "NO_SUCH_P",
