@@ -2,8 +2,9 @@
 //! agreement a confirmed signing creates, and `alipay.user.agreement.sign.effect`.
 
 use serde_json::{Map, Value};
+pub use time::Date;
 use time::macros::offset;
-use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
+use time::{Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 use agreements_protocol::timestamp::parse_beijing;
 

@@ -495,6 +495,59 @@ pub struct PeriodRuleRecord {
     pub next_deduct_time: String,
 }
 
+impl PeriodRuleRecord {
+    /// The stored form of `agreement_no`'s rule, its next deduction on `execute_time`.
+    pub fn new(agreement_no: &AgreementNo, rule: &agreements_domain::sign::PeriodRule) -> Self {
+        Self {
+            agreement_no: agreement_no.clone(),
+            period_type: rule.period_type.as_str().to_owned(),
+            period: i64::from(rule.period),
+            execute_time: rule.execute_time.to_string(),
+            single_amount: rule.single_amount,
+            total_amount: rule.total_amount,
+            total_payments: rule.total_payments.map(i64::from),
+            next_deduct_time: rule.execute_time.to_string(),
+        }
+    }
+
+    /// The rule as the domain reads it, and the next deduction day.
+    pub fn rule(
+        &self,
+    ) -> Result<
+        (
+            agreements_domain::sign::PeriodRule,
+            agreements_domain::sign::Date,
+        ),
+        crate::Invalid,
+    > {
+        use agreements_domain::sign::{PeriodRule, PeriodType, parse_date};
+        let bad = |column: &'static str, value: String| crate::Invalid {
+            table: "period_rules",
+            column,
+            value: Some(value),
+            rule: "does not read as a period rule".into(),
+        };
+        let rule = PeriodRule {
+            period_type: PeriodType::parse(&self.period_type)
+                .ok_or_else(|| bad("period_type", self.period_type.clone()))?,
+            period: u32::try_from(self.period)
+                .map_err(|_| bad("period", self.period.to_string()))?,
+            execute_time: parse_date(&self.execute_time)
+                .ok_or_else(|| bad("execute_time", self.execute_time.clone()))?,
+            single_amount: self.single_amount,
+            total_amount: self.total_amount,
+            total_payments: self
+                .total_payments
+                .map(u32::try_from)
+                .transpose()
+                .map_err(|_| bad("total_payments", format!("{:?}", self.total_payments)))?,
+        };
+        let next = parse_date(&self.next_deduct_time)
+            .ok_or_else(|| bad("next_deduct_time", self.next_deduct_time.clone()))?;
+        Ok((rule, next))
+    }
+}
+
 /// A consumer's password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential {

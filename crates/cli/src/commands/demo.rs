@@ -84,20 +84,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let exe = std::env::current_exe().map_or_else(|_| "agreements".into(), |p| p.display().to_string());
         let url = format!("http://{addr}/gateway.do");
         let biz = format!(r#"{{"personal_product_code":"GENERAL_WITHHOLDING_P","alipay_user_id":"{}"}}"#, demo::USER_PRIMARY);
-        let no_return = super::sign_link::Args {
-            gateway: url.clone(),
-            app_id: demo::APP_ID.to_owned(),
-            app_key: dir.join("app_private_key_pkcs1.pem"),
-            biz: super::sign_link::DEFAULT_BIZ.to_owned(),
-            return_url: None,
-            notify_url: None,
-        };
         let link = super::sign_link::link(
             &url,
             demo::APP_ID,
             &app_key,
             super::sign_link::DEFAULT_BIZ,
-            &no_return,
+            (None, None),
             &agreements_client::now_beijing(),
         )
         .unwrap_or_else(|e| format!("(no link: {e})"));

@@ -42,28 +42,25 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         &args.app_id,
         &key,
         &args.biz,
-        args,
+        (args.return_url.as_deref(), args.notify_url.as_deref()),
         &now_beijing(),
     )?;
     super::print(&format!("{link}\n"))
 }
 
-/// The link, stamped `timestamp`.
+/// The link, stamped `timestamp`, with `(return_url, notify_url)` when given.
 pub fn link(
     gateway: &str,
     app_id: &str,
     key: &PrivateKey,
     biz: &str,
-    args: &Args,
+    (return_url, notify_url): (Option<&str>, Option<&str>),
     timestamp: &str,
 ) -> anyhow::Result<String> {
-    let mut extra: Vec<(&str, &str)> = Vec::new();
-    if let Some(url) = &args.return_url {
-        extra.push(("return_url", url));
-    }
-    if let Some(url) = &args.notify_url {
-        extra.push(("notify_url", url));
-    }
+    let extra: Vec<(&str, &str)> = [("return_url", return_url), ("notify_url", notify_url)]
+        .into_iter()
+        .filter_map(|(name, url)| Some((name, url?)))
+        .collect();
     let signer = Signer {
         app_id,
         key,

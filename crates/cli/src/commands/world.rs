@@ -330,25 +330,15 @@ pub async fn account(command: AccountCommand) -> anyhow::Result<()> {
                 Ok(id) => id,
                 Err(_) => {
                     let logon_id = arg("--account", &account, LogonId::parse)?;
-                    let app = AppId::parse("0").map_err(anyhow::Error::msg)?;
                     store
-                        .resolve_user(
-                            &agreements_domain::batch_query::UserLocator::LogonId(logon_id),
-                            &app,
-                        )
+                        .account_by_logon_id(&logon_id)
                         .await?
                         .ok_or_else(|| anyhow::anyhow!("no account has that logon id"))?
                         .user_id
                 }
             };
             anyhow::ensure!(
-                store
-                    .resolve_user(
-                        &agreements_domain::batch_query::UserLocator::UserId(user_id.clone()),
-                        &AppId::parse("0").map_err(anyhow::Error::msg)?,
-                    )
-                    .await?
-                    .is_some(),
+                store.account_of(&user_id).await?.is_some(),
                 "account {user_id} does not exist"
             );
             store

@@ -1,7 +1,7 @@
 //! `alipay.user.agreement.executionplan.modify`: a periodic agreement's next deduction day moves,
 //! inside its current period (sign-flow.md §1.8, PROTOCOL.md).
 
-use agreements_domain::sign::{PeriodRule, PeriodType, PlanRequest, beijing_date, parse_date};
+use agreements_domain::sign::{PlanRequest, beijing_date};
 use agreements_domain::unsign::Actor;
 use agreements_domain::{AgreementStatus, BizError, Scope};
 use serde::Serialize;
@@ -19,7 +19,7 @@ pub struct Response {
 
 /// The agreement must be visible to the caller (its own, or its group's MERCHANT agreements),
 /// live (not cancelled, not expired), of a product the caller holds a contract for, and
-/// periodic; the new day must satisfy [`PeriodRule::check_move`]. The same day again succeeds
+/// periodic; the new day must satisfy [`check_move`](agreements_domain::sign::PeriodRule::check_move). The same day again succeeds
 /// and changes nothing.
 pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<Response, Failure> {
     let request = PlanRequest::parse(biz)?;
@@ -45,17 +45,9 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
             "agreement {no} has no period rule: only periodic (CYCLE_PAY_AUTH_P) agreements have an execution plan"
         ))
     })?;
-    let corrupt = |what: &str| BizError::SystemError(format!("period rule of {no}: bad {what}"));
-    let rule = PeriodRule {
-        period_type: PeriodType::parse(&stored.period_type)
-            .ok_or_else(|| corrupt("period_type"))?,
-        period: u32::try_from(stored.period).map_err(|_| corrupt("period"))?,
-        execute_time: parse_date(&stored.execute_time).ok_or_else(|| corrupt("execute_time"))?,
-        single_amount: stored.single_amount,
-        total_amount: stored.total_amount,
-        total_payments: None,
-    };
-    let next = parse_date(&stored.next_deduct_time).ok_or_else(|| corrupt("next_deduct_time"))?;
+    let (rule, next) = stored
+        .rule()
+        .map_err(|e| Failure::Store(agreements_store::StoreError::Corrupt(e)))?;
     rule.check_move(next, request.deduct_time, beijing_date(call.now))
         .map_err(BizError::InvalidParameter)?;
     let to = request.deduct_time.to_string();

@@ -3,9 +3,9 @@
 //! request is opened and the browser is sent to the hosted signing page ([`crate::web`]).
 
 use agreements_domain::BizError;
-use agreements_domain::Scope;
 use agreements_domain::ids::{AppId, PartnerId, ProductCode};
 use agreements_domain::sign::{SignRequest, beijing_date};
+use agreements_domain::{PrincipalType, Scope};
 use agreements_protocol::crypto::random_alphanumeric;
 use agreements_store::{ExternalKey, SessionState, SigningSession, Store};
 use serde_json::{Map, Value};
@@ -76,14 +76,15 @@ pub(super) async fn handle(
 /// product paired with it (`PRODUCT_CODE_NOT_SUPPORTED_ERROR`), and the merchant must hold an
 /// active contract for it — or, when none is named, for one of the product's sales products,
 /// the first in order (`MERCHANT_AGREEMENT_IS_NOT_EXIST`). Checked when the link is opened
-/// and again at confirmation.
+/// and again at confirmation. Returns the sales product and whom the product's agreements are
+/// with.
 pub async fn terms(
     store: &Store,
     catalogue: &Catalogue,
     partner: &PartnerId,
     request: &SignRequest,
     now: i64,
-) -> Result<ProductCode, Failure> {
+) -> Result<(ProductCode, PrincipalType), Failure> {
     let code = &request.personal_product_code;
     let product = catalogue.product(store, code).await?.ok_or_else(|| {
         BizError::ProductCodeNotSupported(format!("personal_product_code {code} is not offered"))
@@ -106,7 +107,7 @@ pub async fn terms(
                 .iter()
                 .any(|c| c.product_code == **p && c.is_active(now))
         })
-        .cloned()
+        .map(|p| (p.clone(), product.principal_type))
         .ok_or_else(|| BizError::MerchantAgreementNotExist.into())
 }
 

@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use agreements_domain::batch_query::UserLocator;
 use agreements_domain::ids::AgreementNo;
 use agreements_domain::unsign::Actor;
 use agreements_domain::{Agreement, AgreementStatus, ResolvedUser};
@@ -104,11 +103,7 @@ struct AgreementPage<'a> {
 }
 
 async fn person(gateway: &Gateway, consumer: &Consumer) -> Result<ResolvedUser, Response> {
-    let user = UserLocator::UserId(consumer.session.user_id.clone());
-    let zero = agreements_domain::ids::AppId::parse("0").map_err(|_| {
-        message(StatusCode::INTERNAL_SERVER_ERROR, "系统繁忙", "系统繁忙").into_response()
-    })?;
-    match gateway.store().resolve_user(&user, &zero).await {
+    match gateway.store().account_of(&consumer.session.user_id).await {
         Ok(Some(person)) => Ok(person),
         Ok(None) => {
             Err(message(StatusCode::NOT_FOUND, "账户不存在", "账户不存在。").into_response())
@@ -275,19 +270,17 @@ async fn render_agreement(
         Err(e) => return unavailable(&e).into_response(),
     };
     let period = match store.period_rule(&agreement.agreement_no).await {
-        Ok(rule) => rule.map(|r| {
-            let unit = if r.period_type == "DAY" {
-                "天"
-            } else {
-                "个月"
-            };
-            format!(
-                "每 {} {unit}扣款一次，单次最多 ¥{}，下次 {}",
-                r.period,
-                agreements_domain::sign::format_yuan(r.single_amount),
-                r.next_deduct_time
-            )
-        }),
+        Ok(Some(stored)) => match stored.rule() {
+            Ok((rule, next)) => Some(format!(
+                "{}，单次最多 ¥{}，下次 {next}",
+                crate::web::sign::period_words(&rule),
+                agreements_domain::sign::format_yuan(rule.single_amount)
+            )),
+            Err(e) => {
+                return unavailable(&agreements_store::StoreError::Corrupt(e)).into_response();
+            }
+        },
+        Ok(None) => None,
         Err(e) => return unavailable(&e).into_response(),
     };
     Html::page(

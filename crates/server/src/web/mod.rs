@@ -405,10 +405,7 @@ async fn log_in(
     }
     let user = match &logon_id {
         Some(id) => store
-            .resolve_user(
-                &agreements_domain::batch_query::UserLocator::LogonId(id.clone()),
-                &agreements_domain::ids::AppId::parse("0").map_err(|_| LoginRefused::Wrong)?,
-            )
+            .account_by_logon_id(id)
             .await
             .map_err(LoginRefused::Store)?
             .map(|r| r.user_id),

@@ -8,14 +8,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use agreements_domain::batch_query::UserLocator;
 use agreements_domain::notify::{self, DUT_USER_SIGN};
 use agreements_domain::sign::{
     EffectType, PeriodRule, PeriodType, SignRequest, Signer, Signing, Validity, agreement_no,
     beijing_date, format_yuan,
 };
 use agreements_domain::unsign::Actor;
-use agreements_domain::{Agreement, PrincipalType};
+use agreements_domain::Agreement;
 use agreements_protocol::crypto::random_digits;
 use agreements_protocol::notification::sign_form;
 use agreements_protocol::timestamp::format_beijing;
@@ -358,7 +357,7 @@ pub async fn confirm(
                 status = %agreement.status,
                 "agreement signed"
             );
-            after(&gateway, &open.session, Some(&agreement))
+            after(&gateway, &open, Some(&agreement))
         }
         Ok(Signed::Refused(text)) => {
             render(
@@ -412,7 +411,7 @@ async fn sign(
     let session = &open.session;
     let request = &open.request;
     let now = gateway.clock().now();
-    let product_code = terms(
+    let (product_code, principal_type) = terms(
         store,
         gateway.catalogue(),
         &session.partner_id,
@@ -420,11 +419,6 @@ async fn sign(
         now,
     )
     .await?;
-    let principal_type = gateway
-        .catalogue()
-        .product(store, &request.personal_product_code)
-        .await?
-        .map_or(PrincipalType::Card, |p| p.principal_type);
     if require_external_free(store, &session.partner_id, request, &session.app_id)
         .await
         .is_err()
@@ -433,12 +427,9 @@ async fn sign(
             "商户的签约号已被使用，请回到商户重新发起签约。".to_owned(),
         ));
     }
-    let person = store
-        .resolve_user(&UserLocator::UserId(user_id.clone()), &session.app_id)
-        .await?
-        .ok_or_else(|| {
-            agreements_domain::BizError::SystemError(format!("account {user_id} vanished"))
-        })?;
+    let person = store.account_of(user_id).await?.ok_or_else(|| {
+        agreements_domain::BizError::SystemError(format!("account {user_id} vanished"))
+    })?;
     let signer = Signer {
         user_id: person.user_id,
         customer_id: person.customer_id,
@@ -459,16 +450,10 @@ async fn sign(
         let digits = random_digits(12)
             .map_err(|e| StoreError::unavailable("drawing an agreement number", e))?;
         let agreement = signing.agreement(agreement_no(now, &digits)?);
-        let rule = request.period_rule.as_ref().map(|r| PeriodRuleRecord {
-            agreement_no: agreement.agreement_no.clone(),
-            period_type: r.period_type.as_str().to_owned(),
-            period: i64::from(r.period),
-            execute_time: r.execute_time.to_string(),
-            single_amount: r.single_amount,
-            total_amount: r.total_amount,
-            total_payments: r.total_payments.map(i64::from),
-            next_deduct_time: r.execute_time.to_string(),
-        });
+        let rule = request
+            .period_rule
+            .as_ref()
+            .map(|r| PeriodRuleRecord::new(&agreement.agreement_no, r));
         let notifications = match destination(gateway, session).await? {
             Some(url) => vec![notification(
                 now,
@@ -532,9 +517,9 @@ async fn destination(
 
 /// Where the browser goes after a confirmation (`agreement`) or a decline: the link's
 /// `return_url` with the signed parameters of [`return_params`], else the result page.
-fn after(gateway: &Gateway, session: &SigningSession, agreement: Option<&Agreement>) -> Response {
-    if let Some(url) = &session.return_url
-        && let Some(target) = return_address(gateway, session, agreement, url)
+fn after(gateway: &Gateway, open: &Open, agreement: Option<&Agreement>) -> Response {
+    if let Some(url) = &open.session.return_url
+        && let Some(target) = return_address(gateway, open, agreement, url)
     {
         return redirect(&target, &[]);
     }
@@ -588,15 +573,16 @@ pub fn return_params(
 
 fn return_address(
     gateway: &Gateway,
-    session: &SigningSession,
+    open: &Open,
     agreement: Option<&Agreement>,
     url: &str,
 ) -> Option<String> {
-    let biz: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&session.biz_content).unwrap_or_default();
-    let external = biz
-        .get("external_agreement_no")
-        .and_then(serde_json::Value::as_str);
+    let session = &open.session;
+    let external = open
+        .request
+        .external_agreement_no
+        .as_ref()
+        .map(|n| n.as_str());
     let ours = return_params(session, agreement, external, gateway.clock().now());
     let mut target = url::Url::parse(url).ok()?;
     // The merchant's own query parameters are kept and signed too (a parameter named like one
@@ -638,7 +624,7 @@ pub async fn decline(
     {
         Ok(true) => {
             tracing::info!(app_id = %open.session.app_id, "signing declined");
-            after(&gateway, &open.session, None)
+            after(&gateway, &open, None)
         }
         Ok(false) => match gateway.store().signing_session(&id).await {
             Ok(Some(session)) => finished(&session, Some(&consumer)).into_response(),

@@ -31,7 +31,7 @@ const PAGE_SIGN: &str = "alipay.user.agreement.page.sign";
 struct Driver {
     process: Child,
     port: u16,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 impl Drop for Driver {
@@ -71,7 +71,7 @@ impl Driver {
         let driver = Self {
             process,
             port,
-            _profile: tempfile::tempdir().unwrap(),
+            profile: tempfile::tempdir().unwrap(),
         };
         // Ready when it accepts connections (it answers within a second of starting).
         for _ in 0..500 {
@@ -99,7 +99,7 @@ impl Driver {
             "--disable-component-update",
             "--disable-sync",
             "--window-size=390,844",
-            &format!("--user-data-dir={}", self._profile.path().display()),
+            &format!("--user-data-dir={}", self.profile.path().display()),
         ];
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(

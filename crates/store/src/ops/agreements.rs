@@ -151,46 +151,60 @@ impl Store {
         locator: &UserLocator,
         app_id: &AppId,
     ) -> Result<Option<ResolvedUser>, StoreError> {
-        let mut conn = self.pool.conn().await?;
-        let row = match locator {
-            UserLocator::UserId(id) => {
-                conn.row(
-                    sql!("SELECT user_id, customer_id FROM accounts WHERE user_id = $1"),
-                    &params![id],
-                )
-                .await?
-            }
-            UserLocator::LogonId(id) => {
-                conn.row(
-                    sql!(
-                        "SELECT a.user_id, a.customer_id FROM logon_ids l \
-                         JOIN accounts a ON a.user_id = l.user_id WHERE l.logon_id = $1"
-                    ),
-                    &params![id.as_str()],
-                )
-                .await?
-            }
+        match locator {
+            UserLocator::UserId(id) => self.account_of(id).await,
+            UserLocator::LogonId(id) => self.account_by_logon_id(id).await,
             UserLocator::OpenId(id) => {
-                conn.row(
-                    sql!(
-                        "SELECT a.user_id, a.customer_id FROM open_ids o \
-                         JOIN accounts a ON a.user_id = o.user_id \
-                         WHERE o.app_id = $1 AND o.open_id = $2"
-                    ),
-                    &params![app_id, id],
-                )
-                .await?
+                let row = self
+                    .pool
+                    .conn()
+                    .await?
+                    .row(
+                        sql!(
+                            "SELECT a.user_id, a.customer_id FROM open_ids o \
+                             JOIN accounts a ON a.user_id = o.user_id \
+                             WHERE o.app_id = $1 AND o.open_id = $2"
+                        ),
+                        &params![app_id, id],
+                    )
+                    .await?;
+                row.map(resolved).transpose()
             }
-        };
-        let Some(row) = row else { return Ok(None) };
-        let mut cells = row.into_iter();
-        let mut next = || cells.next().unwrap_or(Cell::Null);
-        Ok(Some(ResolvedUser {
-            user_id: Stored::from_cell(next())
-                .map_err(|rule| StoreError::Corrupt(rule.of("accounts", "user_id")))?,
-            customer_id: Stored::from_cell(next())
-                .map_err(|rule| StoreError::Corrupt(rule.of("accounts", "customer_id")))?,
-        }))
+        }
+    }
+
+    /// The account `user_id` with its person.
+    pub async fn account_of(&self, user_id: &UserId) -> Result<Option<ResolvedUser>, StoreError> {
+        let row = self
+            .pool
+            .conn()
+            .await?
+            .row(
+                sql!("SELECT user_id, customer_id FROM accounts WHERE user_id = $1"),
+                &params![user_id],
+            )
+            .await?;
+        row.map(resolved).transpose()
+    }
+
+    /// The account a logon id names, with its person.
+    pub async fn account_by_logon_id(
+        &self,
+        logon_id: &LogonId,
+    ) -> Result<Option<ResolvedUser>, StoreError> {
+        let row = self
+            .pool
+            .conn()
+            .await?
+            .row(
+                sql!(
+                    "SELECT a.user_id, a.customer_id FROM logon_ids l \
+                     JOIN accounts a ON a.user_id = l.user_id WHERE l.logon_id = $1"
+                ),
+                &params![logon_id.as_str()],
+            )
+            .await?;
+        row.map(resolved).transpose()
     }
 
     /// The agreements of one person for one product in one scope, in answer order.
@@ -334,6 +348,18 @@ impl Store {
     pub async fn history(&self, no: &AgreementNo) -> Result<Vec<AgreementEvent>, StoreError> {
         self.pool.conn().await?.all(&HISTORY, &params![no]).await
     }
+}
+
+/// A row of (user_id, customer_id).
+fn resolved(row: Vec<Cell>) -> Result<ResolvedUser, StoreError> {
+    let mut cells = row.into_iter();
+    let mut next = || cells.next().unwrap_or(Cell::Null);
+    Ok(ResolvedUser {
+        user_id: Stored::from_cell(next())
+            .map_err(|rule| StoreError::Corrupt(rule.of("accounts", "user_id")))?,
+        customer_id: Stored::from_cell(next())
+            .map_err(|rule| StoreError::Corrupt(rule.of("accounts", "customer_id")))?,
+    })
 }
 
 /// Appends an event to an agreement's history (the next `seq`).
