@@ -8,13 +8,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use agreements_domain::Agreement;
 use agreements_domain::notify::{self, DUT_USER_SIGN};
 use agreements_domain::sign::{
     EffectType, PeriodRule, PeriodType, SignRequest, Signer, Signing, Validity, agreement_no,
     beijing_date, format_yuan,
 };
 use agreements_domain::unsign::Actor;
-use agreements_domain::Agreement;
 use agreements_protocol::crypto::random_digits;
 use agreements_protocol::notification::sign_form;
 use agreements_protocol::timestamp::format_beijing;
