@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import urllib.request
 
 # Real clients send their local clock; the gateway reads Beijing time (openapi-gateway.md §4.3).
 os.environ["TZ"] = "Asia/Shanghai"
@@ -269,6 +270,54 @@ def wrong_platform_key(url, data_dir):
     raise AssertionError("the SDK accepted a response signed by another key")
 
 
+@case("AES: the SDK's own AES fails on Python 3 (SDK bug); its verifier accepts our encrypted answer")
+def aes(url, data_dir):
+    import base64
+    from Crypto.Cipher import AES  # the SDK's own dependency (pycryptodome)
+    from alipay.aop.api.util.SignatureUtils import sign_with_rsa2
+
+    key = read(os.path.join(data_dir, "app_aes_key.txt"))
+    sdk = client(url, data_dir)
+    config = sdk._DefaultAlipayClient__config
+    config.encrypt_type = "AES"
+    config.encrypt_key = key
+    model = AlipayUserAgreementBatchQueryModel()
+    model.personal_product_code = "GENERAL_WITHHOLDING_P"
+    model.alipay_user_id = "2088101122675263"
+    request = AlipayUserAgreementBatchQueryRequest()
+    request.biz_model = model
+    try:
+        sdk.execute(request)
+        raise AssertionError("the SDK's AES worked: make this test use it")
+    except TypeError:
+        pass  # EncryptUtils hands str to pycryptodome: it cannot encrypt on Python 3
+    # The request as the SDK would send it (AES-CBC, zero IV, PKCS#7, base64; sign over it).
+    plain = json.dumps({"personal_product_code": "GENERAL_WITHHOLDING_P",
+                        "alipay_user_id": "2088101122675263"}).encode("utf-8")
+    pad = 16 - len(plain) % 16
+    cipher = AES.new(base64.b64decode(key), AES.MODE_CBC, bytes(16))
+    sealed = base64.b64encode(cipher.encrypt(plain + bytes([pad]) * pad)).decode("ascii")
+    params = {"app_id": config.app_id, "method": "alipay.user.agreement.batch.query", "charset": "utf-8",
+              "sign_type": "RSA2", "timestamp": time.strftime("%Y-%m-%d %H:%M:%S"), "version": "1.0",
+              "encrypt_type": "AES", "biz_content": sealed}
+    params["sign"] = sign_with_rsa2(config.app_private_key, get_sign_content(params), "utf-8")
+    body = urllib.parse.urlencode(params).encode("ascii")
+    with urllib.request.urlopen(urllib.request.Request(url, data=body)) as response:
+        raw = response.read()
+    before = len(VERIFICATIONS)
+    try:
+        sdk._DefaultAlipayClient__parse_response(raw)
+        raise AssertionError("the SDK's AES decryption worked: make this test use it")
+    except TypeError:
+        pass  # verified first, then the same str-to-C bug in decrypt_content
+    assert VERIFICATIONS[before:] == [True], f"the SDK did not verify our encrypted answer: {raw!r}"
+    node = json.loads(raw)["alipay_user_agreement_batch_query_response"]
+    opened = AES.new(base64.b64decode(key), AES.MODE_CBC, bytes(16)).decrypt(base64.b64decode(node))
+    answer = json.loads(opened[:-opened[-1]].decode("utf-8"))
+    numbers = [i["agreement_no"] for i in answer["usage_agreement_info_list"]]
+    assert answer["code"] == "10000" and "20245920000000000001" in numbers, answer
+
+
 def main():
     binary = os.path.abspath(sys.argv[1])
     with tempfile.TemporaryDirectory() as tmp:
@@ -276,7 +325,7 @@ def main():
         process, url = start_server(binary, data_dir)
         try:
             for test in (success_rsa2, success_rsa, success_gbk, business_error, bad_signature, agreement_query,
-                         agreement_unsign, wrong_platform_key):
+                         agreement_unsign, wrong_platform_key, aes):
                 test(url, data_dir)
         finally:
             process.send_signal(signal.SIGTERM)

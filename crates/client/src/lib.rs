@@ -6,6 +6,7 @@ pub mod load;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use agreements_protocol::aes::{ContentKey, EncryptType};
 use agreements_protocol::method::ERROR_RESPONSE_NODE;
 use agreements_protocol::sign_content::{self, Empties};
 use agreements_protocol::timestamp::format_beijing;
@@ -49,6 +50,9 @@ pub struct ClientConfig {
     pub sign_type: SignType,
     /// Request charset.
     pub charset: Charset,
+    /// Content encryption (`encrypt_type` and the app's key): `biz_content` is sent encrypted
+    /// and encrypted answers are opened after their signature verifies.
+    pub encryption: Option<(EncryptType, ContentKey)>,
 }
 
 /// A request ready for the wire.
@@ -219,6 +223,19 @@ impl Client {
             sign_type: c.sign_type,
             charset: c.charset,
         };
+        let sealed;
+        let mut extended;
+        let (biz_content, extra) = match &c.encryption {
+            None => (biz_content, extra),
+            Some((encrypt_type, key)) => {
+                sealed = key
+                    .encrypt(*encrypt_type, &c.charset.encode(biz_content))
+                    .map_err(|e| ClientError::Malformed(e.to_string()))?;
+                extended = extra.to_vec();
+                extended.push(("encrypt_type", encrypt_type.as_str()));
+                (sealed.as_str(), extended.as_slice())
+            }
+        };
         let (public, sign) = signer.sign(method, biz_content, timestamp, extra)?;
         let mut query: Vec<String> = public
             .iter()
@@ -255,18 +272,74 @@ impl Client {
         if status != 200 {
             return Err(ClientError::Status(status));
         }
-        verify_response(
+        let answer = verify(
             &body,
             method,
             self.config.charset,
             &self.config.platform_public_key,
             self.config.sign_type,
+        )?;
+        answer.open(
+            self.config.charset,
+            self.config.encryption.as_ref().map(|(t, k)| (*t, k)),
         )
     }
 }
 
+/// A response whose signature verified: a plain node, or an encrypted one still to open.
+#[derive(Debug, Clone)]
+pub enum Verified {
+    /// The node, parsed.
+    Plain(Answer),
+    /// An encrypted node (§6): its name and its base64 ciphertext.
+    Sealed {
+        /// The node's name.
+        node_name: String,
+        /// The ciphertext, without its quotes.
+        ciphertext: String,
+    },
+}
+
+impl Verified {
+    /// The answer, decrypting an encrypted node with `encryption`.
+    pub fn open(
+        self,
+        charset: Charset,
+        encryption: Option<(EncryptType, &ContentKey)>,
+    ) -> Result<Answer, ClientError> {
+        match self {
+            Self::Plain(answer) => Ok(answer),
+            Self::Sealed {
+                node_name,
+                ciphertext,
+            } => {
+                let (encrypt_type, key) = encryption.ok_or_else(|| {
+                    ClientError::Malformed("an encrypted answer and no content key".into())
+                })?;
+                let bytes = key
+                    .decrypt(encrypt_type, &ciphertext)
+                    .map_err(|e| ClientError::Malformed(e.to_string()))?;
+                parse_node(node_name, &bytes, charset)
+            }
+        }
+    }
+
+    /// The parsed node; an encrypted one is an error.
+    pub fn plain(self) -> Result<Answer, ClientError> {
+        self.open(Charset::Utf8, None)
+    }
+}
+
+fn parse_node(node_name: String, bytes: &[u8], charset: Charset) -> Result<Answer, ClientError> {
+    let text = charset
+        .decode(bytes)
+        .map_err(|e| ClientError::Malformed(e.to_string()))?;
+    let node = serde_json::from_str(&text).map_err(|e| ClientError::Malformed(e.to_string()))?;
+    Ok(Answer { node_name, node })
+}
+
 /// Finds the node of `method` (or `error_response`) in `body`, verifies the signature over its
-/// exact bytes, and parses it.
+/// exact bytes, and parses it; an encrypted node is an error (see [`verify`]).
 pub fn verify_response(
     body: &[u8],
     method: &str,
@@ -274,6 +347,18 @@ pub fn verify_response(
     key: &PublicKey,
     sign_type: SignType,
 ) -> Result<Answer, ClientError> {
+    verify(body, method, charset, key, sign_type)?.plain()
+}
+
+/// Finds the node of `method` (or `error_response`) in `body` and verifies the signature over
+/// its exact bytes (an encrypted node's with its quotes); then parses a plain node.
+pub fn verify(
+    body: &[u8],
+    method: &str,
+    charset: Charset,
+    key: &PublicKey,
+    sign_type: SignType,
+) -> Result<Verified, ClientError> {
     let method_node = format!("{}_response", method.replace('.', "_"));
     let (node_name, node_bytes, sign) = [method_node.as_str(), ERROR_RESPONSE_NODE]
         .into_iter()
@@ -283,22 +368,28 @@ pub fn verify_response(
     if !key.verify(sign_type, node_bytes, &sign) {
         return Err(ClientError::BadSignature);
     }
-    let text = charset
-        .decode(node_bytes)
-        .map_err(|e| ClientError::Malformed(e.to_string()))?;
-    let node = serde_json::from_str(&text).map_err(|e| ClientError::Malformed(e.to_string()))?;
-    Ok(Answer {
-        node_name: node_name.to_owned(),
-        node,
-    })
+    if let Some(quoted) = node_bytes.strip_prefix(b"\"") {
+        let ciphertext = quoted.strip_suffix(b"\"").unwrap_or(quoted);
+        return Ok(Verified::Sealed {
+            node_name: node_name.to_owned(),
+            ciphertext: String::from_utf8_lossy(ciphertext).into_owned(),
+        });
+    }
+    parse_node(node_name.to_owned(), node_bytes, charset).map(Verified::Plain)
 }
 
-/// `(node bytes, sign)` for `{"<name>":{…},"sign":"…"}`; the node end is found by brace
-/// matching that respects strings and escapes.
+/// `(node bytes, sign)` for `{"<name>":{…},"sign":"…"}` — or, encrypted, `{"<name>":"…",…}`,
+/// whose node is the quoted string; an object's end is found by brace matching that respects
+/// strings and escapes.
 fn extract<'b>(body: &'b [u8], name: &str) -> Option<(&'b [u8], Option<String>)> {
     let key = format!("\"{name}\":");
     let start = body.windows(key.len()).position(|w| w == key.as_bytes())? + key.len();
     let rest = &body[start..];
+    if rest.first() == Some(&b'"') {
+        // A base64 string has no quote or backslash inside.
+        let end = rest[1..].iter().position(|&b| b == b'"')? + 2;
+        return Some((&rest[..end], sign_after(&rest[end..])));
+    }
     if rest.first() != Some(&b'{') {
         return None;
     }
@@ -328,13 +419,16 @@ fn extract<'b>(body: &'b [u8], name: &str) -> Option<(&'b [u8], Option<String>)>
         }
     }
     let end = end?;
-    let node = &rest[..end];
-    let sign = rest[end..].strip_prefix(b",\"sign\":\"").and_then(|s| {
+    Some((&rest[..end], sign_after(&rest[end..])))
+}
+
+/// The `sign` member right after a node.
+fn sign_after(rest: &[u8]) -> Option<String> {
+    rest.strip_prefix(b",\"sign\":\"").and_then(|s| {
         s.iter()
             .position(|&b| b == b'"')
             .map(|q| String::from_utf8_lossy(&s[..q]).into_owned())
-    });
-    Some((node, sign))
+    })
 }
 
 #[cfg(test)]
@@ -354,6 +448,11 @@ mod tests {
             None
         );
         assert!(extract(br#"{"x_response":{"a":1"#, "x_response").is_none());
+        let (node, sign) =
+            extract(br#"{"x_response":"QUJD+/==","sign":"s"}"#, "x_response").unwrap();
+        assert_eq!(node, br#""QUJD+/==""#);
+        assert_eq!(sign.as_deref(), Some("s"));
+        assert!(extract(br#"{"x_response":"QUJD"#, "x_response").is_none());
         assert!(extract(b"garbage", "x_response").is_none());
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::{Client, ClientError, SignedRequest, verify_response};
+use crate::{Client, ClientError, SignedRequest, verify};
 
 /// How a run sends.
 #[derive(Debug, Clone)]
@@ -483,13 +483,16 @@ impl Worker {
 impl Verify {
     fn sample(&self, body: &[u8], part: &mut Part) {
         let c = self.client.config();
-        match verify_response(
+        let encryption = c.encryption.as_ref().map(|(t, k)| (*t, k));
+        match verify(
             body,
             &self.method,
             c.charset,
             &c.platform_public_key,
             c.sign_type,
-        ) {
+        )
+        .and_then(|verified| verified.open(c.charset, encryption))
+        {
             Ok(answer) => *part.verified.entry(answer.outcome()).or_default() += 1,
             Err(e) => {
                 *part

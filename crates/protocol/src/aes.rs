@@ -83,6 +83,21 @@ impl ContentKey {
         }
     }
 
+    /// The key in its console form, to hand to the merchant (never to a log).
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(&self.0)
+    }
+
+    /// A new random key of `bytes` (16, 24 or 32) bytes.
+    pub fn generate(bytes: usize) -> Result<Self, AesError> {
+        if !matches!(bytes, 16 | 24 | 32) {
+            return Err(AesError::BadKey);
+        }
+        let mut key = vec![0; bytes];
+        openssl::rand::rand_bytes(&mut key).map_err(|_| AesError::Cipher)?;
+        Ok(Self(key))
+    }
+
     fn cipher(&self) -> Cipher {
         match self.0.len() {
             16 => Cipher::aes_128_cbc(),
@@ -124,6 +139,14 @@ impl ContentKey {
             return Err(AesError::BadLength);
         }
         self.run(Mode::Decrypt, &iv, body)
+    }
+
+    /// Whether `base64` is ciphertext this key opens, as `AES` or `AES_V2` (to tell a client
+    /// that it forgot `encrypt_type`).
+    pub fn opens(&self, base64: &str) -> bool {
+        [EncryptType::Aes, EncryptType::AesV2]
+            .into_iter()
+            .any(|t| self.decrypt(t, base64).is_ok())
     }
 
     /// The base64 ciphertext of `plaintext` (AES_V2: a fresh random IV before it).

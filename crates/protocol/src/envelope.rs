@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use crate::aes::{AesError, ContentKey, EncryptType};
 use crate::charset::Charset;
 use crate::crypto::{KeyError, PrivateKey, SignType};
 use crate::error::{GatewayCode, WireError};
@@ -70,6 +71,17 @@ pub fn render(
     Ok(wrap(node_name, &node, sign.as_deref()))
 }
 
+/// The node of an encrypted answer (§6): the node's bytes (in the response charset) encrypted
+/// with the app's key, as a JSON string — `"<base64>"`, the exact bytes to sign and send.
+pub fn seal(key: &ContentKey, encrypt_type: EncryptType, node: &[u8]) -> Result<Vec<u8>, AesError> {
+    let sealed = key.encrypt(encrypt_type, node)?;
+    let mut out = Vec::with_capacity(sealed.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(sealed.as_bytes());
+    out.push(b'"');
+    Ok(out)
+}
+
 /// Wraps node bytes (already in the response charset) and their signature, if any, into the
 /// body.
 pub fn wrap(node_name: &str, node: &[u8], sign: Option<&str>) -> Vec<u8> {
@@ -120,6 +132,23 @@ mod tests {
             node,
             r#"{"code":"40004","msg":"Business Failed","sub_code":"X","sub_msg":"a \"quoted\" / 用户\n"}"#
         );
+    }
+
+    #[test]
+    fn a_sealed_node_is_a_quoted_base64_string_that_opens_to_the_node() {
+        let key = ContentKey::parse("AAECAwQFBgcICQoLDA0ODw==").unwrap();
+        let node = br#"{"code":"10000","msg":"Success"}"#;
+        for encrypt_type in [EncryptType::Aes, EncryptType::AesV2] {
+            let sealed = seal(&key, encrypt_type, node).unwrap();
+            let text = std::str::from_utf8(&sealed).unwrap();
+            let inner = text.strip_prefix('"').unwrap().strip_suffix('"').unwrap();
+            assert_eq!(key.decrypt(encrypt_type, inner).unwrap(), node);
+            let body = wrap("n", &sealed, Some("S"));
+            assert_eq!(
+                body,
+                format!("{{\"n\":{text},\"sign\":\"S\"}}").into_bytes()
+            );
+        }
     }
 
     #[test]

@@ -168,9 +168,18 @@ pub enum ProtocolError {
     /// `encrypt_type` was sent but the app has no content-encryption key.
     #[error("no encryption key for the app")]
     EncryptionKeyMissing,
-    /// `encrypt_type` is not `AES`.
+    /// `encrypt_type` is neither `AES` nor `AES_V2`.
     #[error("invalid encrypt_type")]
     InvalidEncryptType,
+    /// `biz_content` does not decrypt with the app's key; `detail` says why.
+    #[error("biz_content does not decrypt: {detail}")]
+    InvalidEncrypt {
+        /// What was wrong with the ciphertext.
+        detail: &'static str,
+    },
+    /// `biz_content` is ciphertext for the app's key, but no `encrypt_type` says so.
+    #[error("encrypted biz_content without encrypt_type")]
+    MissingEncryptType,
     /// `app_auth_token` unknown, revoked, or issued to another app.
     #[error("invalid app_auth_token")]
     InvalidAppAuthToken,
@@ -253,11 +262,21 @@ impl ProtocolError {
             Self::EncryptionKeyMissing => (
                 InvalidArguments,
                 "isv.decryption-error-not-valid-encrypt-key",
-                "解密出错, 未配置加密密钥或加密密钥格式错误: send biz_content unencrypted".into(),
+                "解密出错, 未配置加密密钥或加密密钥格式错误: the app has no AES key; send biz_content unencrypted or ask the operator for a key".into(),
             ),
-            Self::InvalidEncryptType => {
-                (InvalidArguments, "isv.invalid-encrypt-type", "无效的加密类型: encrypt_type must be AES".into())
+            Self::InvalidEncryptType => (
+                InvalidArguments,
+                "isv.invalid-encrypt-type",
+                "无效的加密类型: encrypt_type must be AES or AES_V2".into(),
+            ),
+            Self::InvalidEncrypt { detail } => {
+                (InvalidArguments, "isv.invalid-encrypt", format!("解密异常: {detail}").into())
             }
+            Self::MissingEncryptType => (
+                MissingRequiredArguments,
+                "isv.decryption-error-missing-encrypt-type",
+                "解密出错, 未指定加密算法: biz_content is encrypted; send encrypt_type=AES".into(),
+            ),
             Self::InvalidAppAuthToken => {
                 (InsufficientTokenPermissions, "aop.invalid-app-auth-token", "无效的应用授权令牌".into())
             }

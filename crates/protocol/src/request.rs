@@ -3,10 +3,11 @@
 //! before the checks start because it decides how even a failure is answered, and whom the
 //! request acts for. Each step is also a function of its own: [`method`] → [`required`] → (app
 //! known and online) → [`sign_type`] → (key) → [`verify`] → [`check_signed`] → (actor) →
-//! (grant) → [`biz_content`].
+//! (grant) → [`biz_content`] (decrypted first when the request is encrypted).
 
 use std::future::Future;
 
+use crate::aes::{AesError, ContentKey, EncryptType};
 use crate::charset::{self, Charset};
 use crate::crypto::{PublicKey, SignType};
 use crate::error::ProtocolError;
@@ -84,6 +85,8 @@ pub trait CallingApp {
     fn has_keys(&self) -> bool;
     /// Its key for `sign_type`.
     fn key(&self, sign_type: SignType) -> Option<&PublicKey>;
+    /// Its content-encryption key, if the operator set one.
+    fn content_key(&self) -> Option<&ContentKey>;
     /// Whether it is granted `method`.
     fn may_call(&self, method: Method) -> bool;
 }
@@ -129,6 +132,16 @@ pub trait Lookups {
     ) -> impl Future<Output = Result<Self::Actor, Refusal<Self::Error>>> + Send;
 }
 
+/// How a request's `biz_content` was encrypted, and so how its answer is: the type it named and
+/// the app's key.
+#[derive(Debug, Clone, Copy)]
+pub struct Encryption<'a> {
+    /// `encrypt_type` as sent.
+    pub encrypt_type: EncryptType,
+    /// The app's content key.
+    pub key: &'a ContentKey,
+}
+
 /// A request that passed every check.
 #[derive(Debug)]
 pub struct Checked<'a, P, A> {
@@ -140,15 +153,18 @@ pub struct Checked<'a, P, A> {
     pub sign_type: SignType,
     /// Whom it acts for.
     pub actor: A,
-    /// `biz_content`, a JSON object.
+    /// `biz_content`, a JSON object (decrypted).
     pub biz_content: serde_json::Map<String, serde_json::Value>,
+    /// The request's encryption, which its answer uses too.
+    pub encryption: Option<Encryption<'a>>,
 }
 
 /// Runs the checks of §2.5 on a decoded request, in order: method, required parameters, the app
 /// (`app`, looked up by the server from the request's [`Head`]) known and online, sign type, the
 /// app's key for it, the signature, then on signed content format, version, timestamp (within
 /// `window_secs` of `now`), encryption and the token's length, whom the request acts for, the
-/// app's grant for the method, that actor being enabled, and `biz_content`.
+/// app's grant for the method, that actor being enabled, and `biz_content` (decrypted with the
+/// app's content key when `encrypt_type` says so).
 pub async fn check<'a, L: Lookups>(
     params: &Params,
     app: Result<Option<&'a L::App>, L::Error>,
@@ -179,7 +195,7 @@ pub async fn check<'a, L: Lookups>(
             sign_type: sign_type.as_str(),
         })?;
     verify(params, key, sign_type)?;
-    check_signed(params, now, window_secs)?;
+    let encryption = check_signed(params, now, window_secs, app.content_key())?;
     let actor = lookups
         .actor(app, method, params.non_empty("app_auth_token"), now)
         .await?;
@@ -197,7 +213,8 @@ pub async fn check<'a, L: Lookups>(
         method,
         sign_type,
         actor,
-        biz_content: biz_content(params)?,
+        biz_content: biz_content(params, encryption, app.content_key())?,
+        encryption,
     })
 }
 
@@ -278,13 +295,14 @@ pub fn verify(params: &Params, key: &PublicKey, sign_type: SignType) -> Result<(
 }
 
 /// Step 5 (on signed content): `format` (optional, JSON in any case), `version` (`1.0`),
-/// `timestamp` within the window, `encrypt_type` (no app has an AES key yet), and the length
-/// of `app_auth_token`.
-pub fn check_signed(
+/// `timestamp` within the window, `encrypt_type` (`AES` or `AES_V2`, and only for an app with a
+/// content key: `key`), and the length of `app_auth_token`. Answers the request's encryption.
+pub fn check_signed<'k>(
     params: &Params,
     now: i64,
     window_secs: Option<u64>,
-) -> Result<(), ProtocolError> {
+    key: Option<&'k ContentKey>,
+) -> Result<Option<Encryption<'k>>, ProtocolError> {
     if let Some(format) = params.non_empty("format")
         && !format.eq_ignore_ascii_case("json")
     {
@@ -298,40 +316,81 @@ pub fn check_signed(
         now,
         window_secs,
     )?;
-    if let Some(encrypt_type) = params.non_empty("encrypt_type") {
-        return Err(if encrypt_type == "AES" {
-            ProtocolError::EncryptionKeyMissing
-        } else {
-            ProtocolError::InvalidEncryptType
-        });
-    }
+    let encryption = match params.non_empty("encrypt_type") {
+        None => None,
+        Some(name) => {
+            let encrypt_type = EncryptType::parse(name).ok_or(ProtocolError::InvalidEncryptType)?;
+            let key = key.ok_or(ProtocolError::EncryptionKeyMissing)?;
+            Some(Encryption { encrypt_type, key })
+        }
+    };
     if params
         .non_empty("app_auth_token")
         .is_some_and(|t| t.len() > MAX_APP_AUTH_TOKEN)
     {
         return Err(ProtocolError::InvalidAppAuthToken);
     }
-    Ok(())
+    Ok(encryption)
 }
 
 /// Last gateway step: `biz_content` must be present and a JSON object (`40002`). Unknown
-/// fields are the business layer's to ignore.
+/// fields are the business layer's to ignore. An encrypted one is decrypted first and its
+/// plaintext read in the request charset; ciphertext for the app's `key` sent without
+/// `encrypt_type` is named as such rather than as bad JSON.
 pub fn biz_content(
     params: &Params,
+    encryption: Option<Encryption<'_>>,
+    key: Option<&ContentKey>,
 ) -> Result<serde_json::Map<String, serde_json::Value>, ProtocolError> {
     let text = params
         .non_empty("biz_content")
         .ok_or_else(|| ProtocolError::InvalidParameter {
             detail: "biz_content is required and must be a JSON object".into(),
         })?;
+    let plaintext;
+    let text = match encryption {
+        None => text,
+        Some(Encryption { encrypt_type, key }) => {
+            let bytes =
+                key.decrypt(encrypt_type, text)
+                    .map_err(|e| ProtocolError::InvalidEncrypt {
+                        detail: decryption_detail(e),
+                    })?;
+            plaintext = params
+                .charset()
+                .decode(&bytes)
+                .map_err(|_| ProtocolError::InvalidEncrypt {
+                    detail: "the decrypted content is not text in the request charset (wrong key or encrypt_type?)",
+                })?
+                .into_owned();
+            &plaintext
+        }
+    };
     match serde_json::from_str(text) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
         Ok(_) => Err(ProtocolError::InvalidParameter {
             detail: "biz_content must be a JSON object".into(),
         }),
+        Err(_) if encryption.is_none() && key.is_some_and(|k| k.opens(text)) => {
+            Err(ProtocolError::MissingEncryptType)
+        }
         Err(e) => Err(ProtocolError::InvalidParameter {
             detail: format!("biz_content is not valid JSON ({e})"),
         }),
+    }
+}
+
+/// What a client is told about ciphertext that did not decrypt.
+fn decryption_detail(error: AesError) -> &'static str {
+    match error {
+        AesError::BadBase64 => "biz_content is not base64",
+        AesError::BadLength => {
+            "the ciphertext is not a whole number of 16-byte AES blocks (AES_V2: after a 16-byte IV)"
+        }
+        AesError::BadPadding => {
+            "the ciphertext does not decrypt with the app's AES key (wrong key, wrong encrypt_type, or damaged content)"
+        }
+        AesError::BadKey | AesError::Cipher => "the AES cipher failed",
     }
 }
 
@@ -412,46 +471,111 @@ mod tests {
     #[test]
     fn signed_checks_cover_format_version_timestamp_and_encryption() {
         let now = 1_716_182_055;
-        assert!(check_signed(&params(FULL), now, Some(900)).is_ok());
-        assert!(check_signed(&with("version", "1.0"), now, Some(900)).is_ok());
+        let key = ContentKey::parse("AAECAwQFBgcICQoLDA0ODw==").unwrap();
+        let ok = |p: &Params| check_signed(p, now, Some(900), None).map(|e| e.is_none());
+        assert_eq!(ok(&params(FULL)), Ok(true));
+        assert_eq!(ok(&with("version", "1.0")), Ok(true));
         let mut full = FULL.to_vec();
         full.push(("format", "JSON"));
-        assert!(check_signed(&params(&full), now, Some(900)).is_ok());
+        assert_eq!(ok(&params(&full)), Ok(true));
         full.pop();
         full.push(("format", "xml"));
+        assert_eq!(ok(&params(&full)), Err(ProtocolError::InvalidFormat));
         assert_eq!(
-            check_signed(&params(&full), now, Some(900)),
-            Err(ProtocolError::InvalidFormat)
-        );
-        assert_eq!(
-            check_signed(&with("version", "2.0"), now, Some(900)),
+            ok(&with("version", "2.0")),
             Err(ProtocolError::InvalidVersion)
         );
         assert!(matches!(
-            check_signed(&params(FULL), now + 3600, Some(900)),
+            check_signed(&params(FULL), now + 3600, Some(900), Some(&key)),
             Err(ProtocolError::InvalidTimestamp { .. })
         ));
         full.pop();
-        full.push(("encrypt_type", "AES"));
-        assert_eq!(
-            check_signed(&params(&full), now, Some(900)),
-            Err(ProtocolError::EncryptionKeyMissing)
-        );
-        full.pop();
-        full.push(("encrypt_type", "DES"));
-        assert_eq!(
-            check_signed(&params(&full), now, Some(900)),
-            Err(ProtocolError::InvalidEncryptType)
-        );
+        for name in ["AES", "AES_V2"] {
+            full.push(("encrypt_type", name));
+            assert_eq!(ok(&params(&full)), Err(ProtocolError::EncryptionKeyMissing));
+            let encryption = check_signed(&params(&full), now, Some(900), Some(&key))
+                .unwrap()
+                .unwrap();
+            assert_eq!(encryption.encrypt_type.as_str(), name);
+            full.pop();
+        }
+        for bad in ["DES", "aes", "SM4"] {
+            full.push(("encrypt_type", bad));
+            assert_eq!(
+                check_signed(&params(&full), now, Some(900), Some(&key)).map(|_| ()),
+                Err(ProtocolError::InvalidEncryptType),
+                "{bad}"
+            );
+            full.pop();
+        }
+    }
+
+    #[test]
+    fn encrypted_biz_content_is_decrypted_in_the_request_charset() {
+        let key = ContentKey::parse("AAECAwQFBgcICQoLDA0ODw==").unwrap();
+        let other = ContentKey::parse("DwAOAA0ADAALAAoACQAIAA==").unwrap();
+        let plain = "{\"agreement_no\":\"用户\"}";
+        for encrypt_type in [EncryptType::Aes, EncryptType::AesV2] {
+            let encryption = Some(Encryption {
+                encrypt_type,
+                key: &key,
+            });
+            let sealed = key.encrypt(encrypt_type, plain.as_bytes()).unwrap();
+            let map = biz_content(&with("biz_content", &sealed), encryption, Some(&key)).unwrap();
+            assert_eq!(map["agreement_no"], "用户");
+            // The same text in GBK, for a GBK request.
+            let gbk = key
+                .encrypt(encrypt_type, &Charset::Gbk.encode(plain))
+                .unwrap();
+            let mut pairs: Vec<(&str, &str)> = FULL.to_vec();
+            pairs.retain(|(n, _)| *n != "biz_content");
+            pairs.push(("biz_content", &gbk));
+            let request = Params::from_pairs(Charset::Gbk, &pairs).unwrap();
+            assert_eq!(
+                biz_content(&request, encryption, Some(&key)).unwrap()["agreement_no"],
+                "用户"
+            );
+            // Another key's ciphertext, broken base64, partial blocks.
+            let foreign = other.encrypt(encrypt_type, plain.as_bytes()).unwrap();
+            for (bad, detail) in [
+                (foreign.as_str(), "does not decrypt"),
+                ("%%%", "not base64"),
+                ("AAAA", "16-byte"),
+            ] {
+                match biz_content(&with("biz_content", bad), encryption, Some(&key)) {
+                    Err(ProtocolError::InvalidEncrypt { detail: d }) => {
+                        assert!(d.contains(detail), "{bad}: {d}")
+                    }
+                    other => panic!("{bad}: {other:?}"),
+                }
+            }
+            // Decrypted text that is not a JSON object is a bad biz_content.
+            let not_json = key.encrypt(encrypt_type, b"[1]").unwrap();
+            assert!(matches!(
+                biz_content(&with("biz_content", &not_json), encryption, Some(&key)),
+                Err(ProtocolError::InvalidParameter { .. })
+            ));
+            // Ciphertext without encrypt_type: named, for an app with a key only.
+            assert_eq!(
+                biz_content(&with("biz_content", &sealed), None, Some(&key)),
+                Err(ProtocolError::MissingEncryptType)
+            );
+            assert!(matches!(
+                biz_content(&with("biz_content", &sealed), None, None),
+                Err(ProtocolError::InvalidParameter { .. })
+            ));
+        }
+        // Plain JSON from an app with a key is still accepted.
+        assert!(biz_content(&params(FULL), None, Some(&key)).is_ok());
     }
 
     #[test]
     fn biz_content_must_be_a_json_object() {
-        assert!(biz_content(&params(FULL)).is_ok());
+        assert!(biz_content(&params(FULL), None, None).is_ok());
         for bad in ["", "[]", "\"x\"", "{", "null", "1"] {
             assert!(
                 matches!(
-                    biz_content(&with("biz_content", bad)),
+                    biz_content(&with("biz_content", bad), None, None),
                     Err(ProtocolError::InvalidParameter { .. })
                 ),
                 "{bad}"
@@ -481,6 +605,7 @@ mod tests {
             online: bool,
             keys: Vec<(SignType, PublicKey)>,
             grants: Vec<Method>,
+            content_key: Option<ContentKey>,
         }
 
         impl App {
@@ -489,6 +614,7 @@ mod tests {
                     online: true,
                     keys: vec![(SignType::Rsa2, key().public_key().unwrap())],
                     grants: vec![Method::AgreementQuery],
+                    content_key: None,
                 }
             }
         }
@@ -508,6 +634,9 @@ mod tests {
             }
             fn may_call(&self, method: Method) -> bool {
                 self.grants.contains(&method)
+            }
+            fn content_key(&self) -> Option<&ContentKey> {
+                self.content_key.as_ref()
             }
         }
 
@@ -609,6 +738,7 @@ mod tests {
             assert_eq!(checked.method, Method::AgreementQuery);
             assert_eq!(checked.sign_type, SignType::Rsa2);
             assert_eq!(checked.biz_content["agreement_no"], "1");
+            assert!(checked.encryption.is_none());
             assert_eq!(fake.calls.get(), 1);
         }
 
@@ -697,6 +827,13 @@ mod tests {
                 refused(run(&stale, Ok(Some(&app)), &f)),
                 ProtocolError::InvalidTimestamp { .. }
             ));
+            // Then encryption: a type we speak, and a key to open it with.
+            let mut aes = GOOD.to_vec();
+            aes.push(("encrypt_type", "AES"));
+            assert_eq!(
+                refused(run(&signed(&aes), Ok(Some(&app)), &f)),
+                ProtocolError::EncryptionKeyMissing
+            );
             assert_eq!(
                 f.calls.get(),
                 0,
@@ -735,6 +872,39 @@ mod tests {
                 refused(run(&bad_biz, Ok(Some(&app)), &fake())),
                 ProtocolError::InvalidParameter { .. }
             ));
+            // An encrypted biz_content is opened last, after the grant.
+            let keyed = App {
+                content_key: Some(ContentKey::parse("AAECAwQFBgcICQoLDA0ODw==").unwrap()),
+                ..App::good()
+            };
+            let key = keyed.content_key.as_ref().unwrap();
+            let mut aes = replaced("biz_content", Some("AAAA"));
+            aes.push(("encrypt_type", "AES"));
+            let keyed_ungranted = App {
+                grants: Vec::new(),
+                content_key: keyed.content_key.clone(),
+                ..App::good()
+            };
+            assert!(matches!(
+                refused(run(&signed(&aes), Ok(Some(&keyed_ungranted)), &fake())),
+                ProtocolError::InsufficientIsvPermissions
+            ));
+            assert!(matches!(
+                refused(run(&signed(&aes), Ok(Some(&keyed)), &fake())),
+                ProtocolError::InvalidEncrypt { .. }
+            ));
+            let sealed = key
+                .encrypt(EncryptType::AesV2, br#"{"agreement_no":"7"}"#)
+                .unwrap();
+            let mut aes = replaced("biz_content", None);
+            aes.push(("biz_content", &sealed));
+            aes.push(("encrypt_type", "AES_V2"));
+            let checked = run(&signed(&aes), Ok(Some(&keyed)), &fake()).unwrap();
+            assert_eq!(checked.biz_content["agreement_no"], "7");
+            assert_eq!(
+                checked.encryption.map(|e| e.encrypt_type),
+                Some(EncryptType::AesV2)
+            );
         }
 
         #[test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use agreements_domain::ids::AppId;
 use agreements_domain::{EntityStatus, Merchant};
+use agreements_protocol::aes::ContentKey;
 use agreements_protocol::request::CallingApp;
 use agreements_protocol::{Method, PublicKey, SignType};
 use agreements_store::{AppRecord, AppStatus, Store, StoreError};
@@ -20,6 +21,8 @@ pub struct App {
     pub keys: Vec<(SignType, PublicKey)>,
     /// The owner merchant; `None` would be an inconsistency.
     pub merchant: Option<Merchant>,
+    /// Its content-encryption key, if the operator set one.
+    pub content_key: Option<ContentKey>,
 }
 
 impl CallingApp for App {
@@ -40,6 +43,10 @@ impl CallingApp for App {
 
     fn may_call(&self, method: Method) -> bool {
         self.record.methods.contains(&method)
+    }
+
+    fn content_key(&self) -> Option<&ContentKey> {
+        self.content_key.as_ref()
     }
 }
 
@@ -68,6 +75,7 @@ async fn load(store: &Store, app_id: &AppId) -> Result<Option<Arc<App>>, StoreEr
         return Ok(None);
     };
     let merchant = store.merchant(&record.partner_id).await?;
+    let content_key = store.content_key(app_id).await?.map(|k| k.content_key);
     let keys = record
         .keys
         .iter()
@@ -83,5 +91,6 @@ async fn load(store: &Store, app_id: &AppId) -> Result<Option<Arc<App>>, StoreEr
         record,
         keys,
         merchant,
+        content_key,
     })))
 }

@@ -12,6 +12,7 @@ use agreements_domain::clock::Clock;
 use agreements_domain::ids::AppId;
 use agreements_domain::token::AppAuthToken;
 use agreements_domain::{BizError, Caller, Merchant};
+use agreements_protocol::aes::{ContentKey, EncryptType};
 use agreements_protocol::charset::Charset;
 use agreements_protocol::envelope;
 use agreements_protocol::method::ERROR_RESPONSE_NODE;
@@ -231,13 +232,18 @@ impl Gateway {
             Ok(params) => {
                 let head = Head::of(&params);
                 let app = self.app(&head).await;
-                let result = self.run(&params, &app).await;
-                self.reply(&head, &app, result, started).await
+                let (result, encrypt_type) = self.run(&params, &app).await;
+                let sealing = encrypt_type.and_then(|t| {
+                    let app = app.as_ref().ok()?.as_deref()?;
+                    Some((t, app.content_key.as_ref()?))
+                });
+                self.reply(&head, &app, result, sealing, started).await
             }
             Err(error) => {
                 let head = Head::scan(query, content_type, body);
                 let app = self.app(&head).await;
-                self.reply(&head, &app, Err(error.into()), started).await
+                self.reply(&head, &app, Err(error.into()), None, started)
+                    .await
             }
         }
     }
@@ -253,7 +259,8 @@ impl Gateway {
         let started = Instant::now();
         let head = Head::scan(query, content_type, b"");
         let app = self.app(&head).await;
-        self.reply(&head, &app, Err(error.into()), started).await
+        self.reply(&head, &app, Err(error.into()), None, started)
+            .await
     }
 
     /// The app the request names: it decides how even a failure is answered.
@@ -264,20 +271,26 @@ impl Gateway {
         }
     }
 
-    /// The checks of §2.5, then the method.
+    /// The checks of §2.5, then the method; with the request's encryption when the checks
+    /// passed (the method's answer, success or failure, is then encrypted in kind).
     async fn run(
         &self,
         params: &Params,
         app: &Result<Option<Arc<App>>, StoreError>,
-    ) -> Result<Answer, Failure> {
+    ) -> (Result<Answer, Failure>, Option<EncryptType>) {
         let app = match app {
             Ok(app) => Ok(app.as_deref()),
             Err(e) => Err(Failure::from(e.clone())),
         };
         let now = self.clock.now();
-        let checked = request::check(params, app, self, now, self.limits.timestamp_window).await?;
+        let checked =
+            match request::check(params, app, self, now, self.limits.timestamp_window).await {
+                Ok(checked) => checked,
+                Err(refusal) => return (Err(refusal.into()), None),
+            };
+        let encrypt_type = checked.encryption.map(|e| e.encrypt_type);
         let Acting { merchant, token } = checked.actor;
-        methods::dispatch(
+        let result = methods::dispatch(
             checked.method,
             &Call {
                 store: &self.store,
@@ -302,17 +315,20 @@ impl Gateway {
             },
             &checked.biz_content,
         )
-        .await
+        .await;
+        (result, encrypt_type)
     }
 
     /// Renders the answer: the method's node (or `error_response` when the method is missing or
-    /// unknown), signed when the app is known, in the request charset; and logs it, with the
-    /// cause of any failure the operator must see.
+    /// unknown), in the request charset, encrypted with `sealing` (§6: the node becomes a quoted
+    /// base64 string, and the signature covers it with its quotes), signed when the app is
+    /// known; and logs it, with the cause of any failure the operator must see.
     async fn reply(
         &self,
         head: &Head,
         app: &Result<Option<Arc<App>>, StoreError>,
         result: Result<Answer, Failure>,
+        sealing: Option<(EncryptType, &ContentKey)>,
         started: Instant,
     ) -> Reply {
         if head.method.is_some_and(Method::is_page) {
@@ -334,7 +350,26 @@ impl Gateway {
             }
         };
         let known = matches!(app, Ok(Some(_)));
-        let node_bytes = head.charset.encode(&json);
+        let plain = head.charset.encode(&json);
+        let (node_bytes, encrypted, code, sub_code, detail) = match sealing {
+            None => (plain, false, code, sub_code, detail),
+            Some((encrypt_type, key)) => match envelope::seal(key, encrypt_type, &plain) {
+                Ok(sealed) => (sealed.into(), true, code, sub_code, detail),
+                Err(e) => {
+                    // Never the plaintext the client asked to have encrypted.
+                    let wire = Failure::from(BizError::SystemError(e.to_string())).wire();
+                    let json = envelope::error_node(&wire);
+                    let bytes = head.charset.encode(&json).into_owned();
+                    (
+                        bytes.into(),
+                        false,
+                        wire.code.code(),
+                        wire.sub_code,
+                        Some(e.to_string()),
+                    )
+                }
+            },
+        };
         let fresh = async || {
             self.signatures.fetch_add(1, Ordering::Relaxed);
             self.platform_key
@@ -343,7 +378,7 @@ impl Gateway {
         };
         let sign = if !known {
             None
-        } else if !sub_code.is_empty() {
+        } else if !sub_code.is_empty() && !encrypted {
             // A failure: before authentication, one of a few constant bodies.
             Some(
                 self.failure_signatures
@@ -368,6 +403,7 @@ impl Gateway {
                 code,
                 sub_code,
                 signed = known,
+                encrypted,
                 micros,
                 "gateway"
             ),
@@ -378,6 +414,7 @@ impl Gateway {
                     code,
                     sub_code,
                     signed = known,
+                    encrypted,
                     micros,
                     error,
                     "gateway"

@@ -45,6 +45,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_product_principal.sql"),
         postgres: include_str!("../migrations/postgres/0005_product_principal.sql"),
     },
+    Migration {
+        version: 6,
+        name: "content_keys",
+        sqlite: include_str!("../migrations/sqlite/0006_content_keys.sql"),
+        postgres: include_str!("../migrations/postgres/0006_content_keys.sql"),
+    },
 ];
 
 #[cfg(test)]

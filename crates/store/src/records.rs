@@ -6,6 +6,7 @@ use agreements_domain::ids::{
 };
 use agreements_domain::notify::DeliveryState;
 use agreements_domain::{Agreement, AgreementStatus, EntityStatus, Product, ResolvedUser, Scope};
+use agreements_protocol::aes::ContentKey;
 use agreements_protocol::{Method, SignType};
 
 /// Whether an app may call the gateway.
@@ -546,6 +547,17 @@ impl PeriodRuleRecord {
             .ok_or_else(|| bad("next_deduct_time", self.next_deduct_time.clone()))?;
         Ok((rule, next))
     }
+}
+
+/// An app's content-encryption key (its `Debug` shows no key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppContentKey {
+    /// The app.
+    pub app_id: AppId,
+    /// The key.
+    pub content_key: ContentKey,
+    /// When it was set.
+    pub updated_at: i64,
 }
 
 /// A consumer's password.

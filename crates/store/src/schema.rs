@@ -13,6 +13,7 @@ use agreements_domain::ids::{
 use agreements_domain::notify::DeliveryState;
 use agreements_domain::token::TokenStatus;
 use agreements_domain::{AgreementStatus, EntityStatus, PrincipalType, ThirdPartyType};
+use agreements_protocol::aes::ContentKey;
 use agreements_protocol::{Method, SignType};
 
 use crate::error::{Invalid, Rule};
@@ -366,6 +367,19 @@ impl Stored for LogonId {
     /// A logon id is never echoed in a message.
     fn from_cell(cell: Cell) -> Result<Self, Rule> {
         LogonId::parse(text(cell)?).map_err(|e| Rule::new(None, e.to_string()))
+    }
+}
+
+/// A content key, stored in its console form; never echoed in a message.
+impl Stored for ContentKey {
+    const TYPE: StoredType = stored(Ty::Text);
+
+    fn to_cell(&self) -> Cell {
+        Cell::Text(self.to_base64())
+    }
+
+    fn from_cell(cell: Cell) -> Result<Self, Rule> {
+        ContentKey::parse(&text(cell)?).map_err(|e| Rule::new(None, e.to_string()))
     }
 }
 

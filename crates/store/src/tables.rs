@@ -11,8 +11,9 @@ use agreements_protocol::{Method, SignType};
 use crate::error::Invalid;
 use crate::load::Kind;
 use crate::records::{
-    AccountRecord, AgreementEvent, AppKey, AppRecord, ConsumerSession, Credential, LogonIdRecord,
-    NewGroup, Notification, OpenIdRecord, PeriodRuleRecord, ProductRecord, SigningSession,
+    AccountRecord, AgreementEvent, AppContentKey, AppKey, AppRecord, ConsumerSession, Credential,
+    LogonIdRecord, NewGroup, Notification, OpenIdRecord, PeriodRuleRecord, ProductRecord,
+    SigningSession,
 };
 use std::sync::OnceLock;
 
@@ -364,8 +365,25 @@ table! {
     }
 }
 
+table! {
+    /// Apps' content-encryption keys (never read with the app, never exported).
+    APP_CONTENT_KEYS = "app_content_keys" for AppContentKey {
+        columns: [app_id, content_key, updated_at as time],
+        key: [app_id],
+        unique: [],
+        references: [Reference {
+            column: "app_id",
+            to: "apps",
+            target: "app_id",
+            what: "app",
+            defined_by: Kind::App,
+        }],
+        children: [],
+    }
+}
+
 /// Every table.
-pub(crate) static ALL: [&Table; 21] = [
+pub(crate) static ALL: [&Table; 22] = [
     &MERCHANT_GROUPS,
     &MERCHANTS,
     &PRODUCTS,
@@ -387,6 +405,7 @@ pub(crate) static ALL: [&Table; 21] = [
     &PERIOD_RULES,
     &CONSUMER_CREDENTIALS,
     &CONSUMER_SESSIONS,
+    &APP_CONTENT_KEYS,
 ];
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use agreements_client::{Client, ClientConfig};
+use agreements_protocol::aes::{ContentKey, EncryptType};
 use agreements_protocol::{Charset, PrivateKey, PublicKey, SignType};
 use anyhow::Context as _;
 
@@ -27,6 +28,13 @@ pub struct ClientArgs {
     /// The platform public key file that verifies responses.
     #[arg(long)]
     pub platform_key: PathBuf,
+    /// The app's AES content key file: biz_content is sent encrypted and encrypted answers are
+    /// opened (after their signature verifies).
+    #[arg(long)]
+    pub aes_key: Option<PathBuf>,
+    /// With --aes-key: AES (zero IV) or AES_V2 (random IV).
+    #[arg(long, default_value = "AES", requires = "aes_key")]
+    pub encrypt_type: String,
 }
 
 impl ClientArgs {
@@ -40,7 +48,22 @@ impl ClientArgs {
                 .context("--platform-key")?,
             sign_type,
             charset,
+            encryption: self.encryption()?,
         })?)
+    }
+
+    fn encryption(&self) -> anyhow::Result<Option<(EncryptType, ContentKey)>> {
+        let Some(path) = &self.aes_key else {
+            return Ok(None);
+        };
+        let key = ContentKey::parse(read(path)?.trim()).context("--aes-key")?;
+        let encrypt_type = EncryptType::parse(&self.encrypt_type).with_context(|| {
+            format!(
+                "--encrypt-type {:?} is not AES or AES_V2",
+                self.encrypt_type
+            )
+        })?;
+        Ok(Some((encrypt_type, key)))
     }
 }
 

@@ -12,6 +12,8 @@ use super::keygen;
 
 /// The demo consumer's password file in the data folder.
 const PASSWORD_FILE: &str = "consumer_password.txt";
+/// The demo app's AES content key (encrypt_type=AES) in the data folder.
+pub const AES_KEY_FILE: &str = "app_aes_key.txt";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -60,6 +62,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 updated_at: crate::now(),
             })
             .await?;
+        // The demo app's content key, for encrypt_type=AES (plain requests stay accepted).
+        let content_key = agreements_protocol::aes::ContentKey::generate(16)?;
+        keygen::write(
+            &dir.join(AES_KEY_FILE),
+            &format!("{}\n", content_key.to_base64()),
+            true,
+            true,
+        )?;
+        store
+            .set_content_key(&agreements_store::AppContentKey {
+                app_id: agreements_domain::ids::AppId::parse(demo::APP_ID)
+                    .map_err(anyhow::Error::msg)?,
+                content_key,
+                updated_at: crate::now(),
+            })
+            .await?;
         tracing::info!(data_dir = %dir.display(), "created the demo world");
     }
     let password = std::fs::read_to_string(dir.join(PASSWORD_FILE))
@@ -97,7 +115,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             "\nagreements demo is serving {url}\n\n\
              app id                 {app}  (merchant {merchant}, group {group})\n\
              app private key        {dir}/app_private_key_pkcs1.pem  (Python/Node SDKs; Java: app_private_key_pkcs8.b64)\n\
-             platform public key    {dir}/platform_public_key_spki.pem  (the SDKs' \"alipay public key\")\n\n\
+             platform public key    {dir}/platform_public_key_spki.pem  (the SDKs' \"alipay public key\")\n\
+             app AES key            {dir}/{aes_key_file}  (optional: encrypt_type=AES or AES_V2)\n\n\
              Try it:\n\n\
              {exe} call alipay.user.agreement.batch.query \\\n  --gateway {url} --app-id {app} \\\n  \
              --app-key {dir}/app_private_key_pkcs1.pem \\\n  --platform-key {dir}/platform_public_key_spki.pem \\\n  \
@@ -110,6 +129,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
              automatic payments     http://{addr}/me\n\nStop with Ctrl-C.\n",
             logon = demo::LOGON_EMAIL,
             password_file = PASSWORD_FILE,
+            aes_key_file = AES_KEY_FILE,
             app = demo::APP_ID,
             merchant = demo::MERCHANT_VIDEO,
             group = demo::GROUP_ID,

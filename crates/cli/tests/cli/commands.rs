@@ -199,9 +199,102 @@ fn app_add_validates_input_and_app_list_shows_the_app() {
     assert!(
         listing.contains("2021000000000077")
             && listing.contains("RSA2")
-            && listing.contains("2088000000000001"),
+            && listing.contains("2088000000000001")
+            && listing.contains("RSA2       no "),
         "{listing}"
     );
+
+    // AES content keys: generated (printed once, or written to a new 0600 file), or from a file.
+    let aes = |extra: &[&str]| {
+        let mut args = vec!["app", "aes-key", "--database", db];
+        args.extend_from_slice(extra);
+        agreements(&args, dir.path())
+    };
+    let printed = aes(&["--app-id", "2021000000000077", "--generate"]);
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    let key = text(&printed.stdout).trim().to_owned();
+    assert!(
+        agreements_protocol::aes::ContentKey::parse(&key).is_ok(),
+        "{key}"
+    );
+    let written = aes(&[
+        "--app-id",
+        "2021000000000077",
+        "--generate",
+        "--out",
+        "aes.txt",
+    ]);
+    assert!(written.status.success(), "{}", text(&written.stderr));
+    assert!(
+        text(&written.stdout).is_empty(),
+        "the key went to the file only"
+    );
+    let file = dir.path().join("aes.txt");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = aes(&[
+        "--app-id",
+        "2021000000000077",
+        "--generate",
+        "--out",
+        "aes.txt",
+    ]);
+    assert!(!again.status.success(), "an existing file is not replaced");
+    std::fs::write(dir.path().join("short.txt"), "AAEC\n").unwrap();
+    for (args, says) in [
+        (
+            vec!["--app-id", "2021000000000077", "--key-file", "short.txt"],
+            "16, 24 or 32",
+        ),
+        (
+            vec!["--app-id", "2021000000000099", "--generate"],
+            "does not exist",
+        ),
+        (vec!["--app-id", "2021000000000077"], "required"),
+        (
+            vec![
+                "--app-id",
+                "2021000000000077",
+                "--generate",
+                "--key-file",
+                "aes.txt",
+            ],
+            "cannot be used with",
+        ),
+    ] {
+        let out = aes(&args);
+        assert!(
+            !out.status.success() && text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let from_file = aes(&["--app-id", "2021000000000077", "--key-file", "aes.txt"]);
+    assert!(from_file.status.success(), "{}", text(&from_file.stderr));
+    assert!(!text(&from_file.stderr).contains(std::fs::read_to_string(&file).unwrap().trim()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let stored = runtime.block_on(async {
+        let store = agreements_store::Store::open_sqlite(Path::new(db))
+            .await
+            .unwrap();
+        store
+            .content_key(&agreements_domain::ids::AppId::parse("2021000000000077").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+    });
+    assert_eq!(
+        stored.content_key.to_base64(),
+        std::fs::read_to_string(&file).unwrap().trim()
+    );
+    assert!(!format!("{stored:?}").contains(&stored.content_key.to_base64()));
+    let listing = text(&agreements(&["app", "list", "--database", db], dir.path()).stdout);
+    assert!(listing.contains("RSA2       yes"), "{listing}");
 }
 
 /// An operator builds a world from nothing with the commands alone; the gateway then answers from

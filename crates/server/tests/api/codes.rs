@@ -41,6 +41,8 @@ fn every_gateway_code_is_documented_exactly() {
         },
         ProtocolError::EncryptionKeyMissing,
         ProtocolError::InvalidEncryptType,
+        ProtocolError::InvalidEncrypt { detail: "" },
+        ProtocolError::MissingEncryptType,
         ProtocolError::InvalidAppAuthToken,
         ProtocolError::AppAuthTokenExpired,
         ProtocolError::AppAuthTokenNoApi,

@@ -258,6 +258,7 @@ impl TestApp {
             platform_public_key: self.platform_public.clone(),
             sign_type,
             charset,
+            encryption: None,
         };
         Client::with_http(config, self.http.clone())
     }

@@ -8,6 +8,7 @@ mod browser;
 mod chaos;
 mod codes;
 mod delivery;
+mod encryption;
 mod gateway_errors;
 mod helpers;
 mod no_leak;

@@ -10,8 +10,8 @@ use crate::Store;
 use crate::db::params;
 use crate::error::StoreError;
 use crate::records::{
-    AccountRecord, AppRecord, LogonIdRecord, NewAccount, NewApp, NewGroup, OpenIdRecord,
-    ProductRecord,
+    AccountRecord, AppContentKey, AppRecord, LogonIdRecord, NewAccount, NewApp, NewGroup,
+    OpenIdRecord, ProductRecord,
 };
 use crate::schema::{Cell, Entity, Stored};
 use crate::sql::{Sql, sql};
@@ -40,6 +40,23 @@ impl Store {
     pub async fn add_app(&self, app: &NewApp) -> Result<(), StoreError> {
         let mut tx = self.pool.write().await?;
         tx.insert(app).await?;
+        tx.commit().await
+    }
+
+    /// An app's content-encryption key, if it has one.
+    pub async fn content_key(&self, app_id: &AppId) -> Result<Option<AppContentKey>, StoreError> {
+        self.pool.conn().await?.get(&params![app_id]).await
+    }
+
+    /// Sets (or replaces) an app's content-encryption key.
+    pub async fn set_content_key(&self, key: &AppContentKey) -> Result<(), StoreError> {
+        let mut tx = self.pool.write().await?;
+        tx.execute(
+            sql!("DELETE FROM app_content_keys WHERE app_id = $1"),
+            &params![&key.app_id],
+        )
+        .await?;
+        tx.insert(key).await?;
         tx.commit().await
     }
 

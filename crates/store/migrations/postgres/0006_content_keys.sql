@@ -1,0 +1,7 @@
+-- Content encryption (openapi-gateway.md §6): an app's AES key, set by the operator and handed
+-- to the merchant. Kept apart from `apps` so that nothing that reads or exports apps reads it.
+CREATE TABLE app_content_keys (
+    app_id      TEXT COLLATE "C" PRIMARY KEY REFERENCES apps (app_id),
+    content_key TEXT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);
