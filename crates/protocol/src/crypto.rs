@@ -204,6 +204,13 @@ impl PrivateKey {
         Ok(STANDARD.encode(self.0.rsa()?.private_key_to_der()?))
     }
 
+    /// PKCS#8 DER.
+    pub fn to_pkcs8_der(&self) -> Result<Vec<u8>, KeyError> {
+        let pem = self.to_pkcs8_pem()?;
+        let (_, der) = pem_or_base64(&pem).ok_or(KeyError::Unreadable("PKCS#8 export"))?;
+        Ok(der)
+    }
+
     /// Bare base64 of the PKCS#8 DER (the Java SDK's private key form).
     pub fn to_pkcs8_base64(&self) -> Result<String, KeyError> {
         let pem = self.to_pkcs8_pem()?;
@@ -239,6 +246,19 @@ impl PublicKey {
         .map_err(|_| KeyError::Unreadable("not an SPKI or PKCS#1 RSA public key"))?;
         check_rsa(&key)?;
         Ok(Self(key))
+    }
+
+    /// Reads SPKI DER (an RSA key; as [`PublicKey::parse`] checks it).
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, KeyError> {
+        let key = PKey::public_key_from_der(der)
+            .map_err(|_| KeyError::Unreadable("not an SPKI public key"))?;
+        check_rsa(&key)?;
+        Ok(Self(key))
+    }
+
+    /// SPKI DER.
+    pub fn to_spki_der(&self) -> Result<Vec<u8>, KeyError> {
+        Ok(self.0.public_key_to_der()?)
     }
 
     /// Verifies a base64 signature over `data`. Any failure (bad base64, wrong length, mismatch)

@@ -3,6 +3,7 @@
 //! signatures, the response envelope and the code table. Pure functions, no I/O.
 
 pub mod aes;
+pub mod cert;
 pub mod charset;
 pub mod crypto;
 pub mod envelope;

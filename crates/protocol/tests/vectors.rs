@@ -274,3 +274,40 @@ fn aes_contents_match_the_vector_byte_for_byte() {
         s(&response["sign_rsa2"])
     ));
 }
+
+/// The SNs of the public Alipay certificate files, as the Java and Node SDKs compute them: the
+/// leaf of `appPublicCert.crt` and `alipayPublicCert.crt`, and the RSA-signed members of the
+/// root bundle (its SM2 and ECDSA roots skipped) joined by `_`; each certificate's issuer in
+/// RFC 2253 form and serial as the vector lists them.
+#[test]
+fn certificate_sns_match_the_vector() {
+    use agreements_protocol::cert::{Certificate, root_cert_sn};
+    let vector = &json("cert-sn-vector.json")["vectors"][0];
+    for (file, data) in vector["files"].as_object().unwrap() {
+        let chain =
+            Certificate::parse_pem_chain(read(&format!("certs/{file}")).as_bytes()).unwrap();
+        let expected = s(&data["expected"]);
+        if s(&data["role"]) == "alipay_root_cert_sn" {
+            assert_eq!(root_cert_sn(&chain), expected);
+            let listed = data["certificates"].as_array().unwrap();
+            assert_eq!(chain.len(), listed.len());
+            for (cert, listed) in chain.iter().zip(listed) {
+                assert_eq!(
+                    cert.sn(),
+                    s(&listed["sn"]),
+                    "{}",
+                    s(&listed["issuer_rfc2253"])
+                );
+                let rsa = s(&listed["signature_algorithm"]).contains("RSA");
+                assert_eq!(
+                    cert.is_rsa_signed(),
+                    rsa,
+                    "{}",
+                    s(&listed["signature_algorithm"])
+                );
+            }
+        } else {
+            assert_eq!(chain[0].sn(), expected, "{file}");
+        }
+    }
+}
