@@ -2,7 +2,8 @@
 //
 // Starts `agreements demo` on a free port in a temporary folder, then drives the SDK's own
 // `exec()` (OpenAPI v2), with and without content encryption (`needEncrypt`, the demo app's AES
-// key as the SDK's `encryptKey`).
+// key as the SDK's `encryptKey`), in public-key mode and in certificate mode (the demo's
+// `cert/` files as `appCertPath`, `alipayPublicCertPath`, `alipayRootCertPath`).
 //
 //   NODE_PATH=…/node_modules node node_sdk.mjs PATH/TO/agreements
 //
@@ -42,6 +43,15 @@ async function startServer(binary, dataDir) {
 
 function read(dir, name) {
   return readFileSync(join(dir, name), 'ascii').trim();
+}
+
+function certMode(dir) {
+  return {
+    appCertPath: join(dir, 'cert', `appCertPublicKey_${APP_ID}.crt`),
+    alipayPublicCertPath: join(dir, 'cert', 'alipayCertPublicKey_RSA2.crt'),
+    alipayRootCertPath: join(dir, 'cert', 'alipayRootCert.crt'),
+    alipayPublicKey: undefined,
+  };
 }
 
 function sdk(url, dir, extra = {}) {
@@ -154,6 +164,39 @@ async function main() {
         needEncrypt: true,
       }, { validateSign: true });
       assert(result.code === '40002' && result.subCode === 'isv.invalid-encrypt', JSON.stringify(result));
+    });
+
+    await check('v2 exec in certificate mode: the SDK sends its SNs and verifies our answer', async () => {
+      const client = sdk(url, dir, certMode(dir));
+      const [result, bodies] = await withBodies(() => client.exec(BATCH, {
+        bizContent: { personal_product_code: 'GENERAL_WITHHOLDING_P', alipay_user_id: '2088101122675263' },
+      }, { validateSign: true }));
+      assert(result.code === '10000', JSON.stringify(result));
+      // The answer names the platform certificate the SDK holds (by the SDK's own SN rule).
+      const sn = bodies[0].match(/,"alipay_cert_sn":"([0-9a-f]{32})","sign":"/);
+      assert(sn, `no alipay_cert_sn: ${bodies[0]}`);
+      assert(sn[1] === client.config.alipayCertSn, `${sn[1]} is not the SDK's ${client.config.alipayCertSn}`);
+    });
+
+    await check('v2 exec in certificate mode with AES', async () => {
+      const [result, bodies] = await withBodies(() => sdk(url, dir, { ...certMode(dir), encryptKey: aesKey }).exec(
+        'alipay.user.agreement.query', { bizContent: { agreement_no: '20245920000000000001' }, needEncrypt: true },
+      ));
+      assert(result.code === '10000' && result.agreementNo === '20245920000000000001', JSON.stringify(result));
+      const sealed = bodies[0].match(/^\{"alipay_user_agreement_query_response":("[A-Za-z0-9+/=]+"),"alipay_cert_sn":"[0-9a-f]{32}","sign":"([^"]+)"\}$/);
+      assert(sealed, `not an encrypted cert-mode answer: ${bodies[0]}`);
+      const verifier = createVerify('RSA-SHA256');
+      verifier.update(sealed[1], 'utf8');
+      assert(verifier.verify(platformKey, sealed[2], 'base64'), 'the encrypted node does not verify');
+    });
+
+    await check('certificate mode with an app certificate the platform never issued: isv.app-cert-not-exist', async () => {
+      const client = sdk(url, dir, certMode(dir));
+      client.config.appCertSn = '0123456789abcdef0123456789abcdef';
+      const result = await client.exec(BATCH, {
+        bizContent: { personal_product_code: 'GENERAL_WITHHOLDING_P', alipay_user_id: '2088101122675263' },
+      }, { validateSign: true });
+      assert(result.code === '40002' && result.subCode === 'isv.app-cert-not-exist', JSON.stringify(result));
     });
   } finally {
     child.kill('SIGTERM');

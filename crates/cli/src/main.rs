@@ -33,9 +33,12 @@ enum Command {
     },
     /// Generate an RSA-2048 key pair in every format merchants use.
     Keygen(commands::keygen::Args),
-    /// Register and list apps.
+    /// Register and list apps; set their AES keys; issue their certificates.
     #[command(subcommand)]
     App(commands::app::Command),
+    /// The platform's certificate authority for certificate mode (公钥证书).
+    #[command(subcommand)]
+    Ca(commands::ca::Command),
     /// Add merchant groups.
     #[command(subcommand)]
     Group(commands::world::GroupCommand),
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
             }
             Command::Keygen(args) => commands::keygen::run(&args),
             Command::App(command) => commands::app::run(command).await,
+            Command::Ca(command) => commands::ca::run(command).await,
             Command::Group(command) => commands::world::group(command).await,
             Command::Merchant(command) => commands::world::merchant(command).await,
             Command::Product(command) => commands::world::product(command).await,

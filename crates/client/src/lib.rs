@@ -6,7 +6,11 @@ pub mod load;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use agreements_protocol::aes::{ContentKey, EncryptType};
+use agreements_protocol::cert::{Certificate, root_cert_sn};
 use agreements_protocol::method::ERROR_RESPONSE_NODE;
 use agreements_protocol::sign_content::{self, Empties};
 use agreements_protocol::timestamp::format_beijing;
@@ -53,6 +57,50 @@ pub struct ClientConfig {
     /// Content encryption (`encrypt_type` and the app's key): `biz_content` is sent encrypted
     /// and encrypted answers are opened after their signature verifies.
     pub encryption: Option<(EncryptType, ContentKey)>,
+    /// Certificate mode (公钥证书): `platform_public_key` is then the key of the platform
+    /// certificate the client was given.
+    pub cert: Option<CertMode>,
+}
+
+/// Certificate mode as the Java SDK's `certificateExecute` does it: requests carry
+/// `app_cert_sn` and `alipay_root_cert_sn`; an answer naming a platform certificate the client
+/// does not hold makes it download that certificate (`alipay.open.app.alipaycert.download`),
+/// check its chain against the root bundle, and verify with it.
+#[derive(Debug, Clone)]
+pub struct CertMode {
+    /// SN of the app's certificate.
+    pub app_cert_sn: String,
+    /// `alipay_root_cert_sn` of the root bundle.
+    pub root_cert_sn: String,
+    /// The root bundle.
+    pub roots: Vec<Certificate>,
+    /// SN of the platform certificate the client was given (its key is `platform_public_key`).
+    pub platform_cert_sn: String,
+}
+
+impl CertMode {
+    /// Certificate mode from the three files a merchant is handed: its app certificate, the
+    /// platform certificate (chain) and the root bundle (PEM).
+    pub fn from_files(
+        app_cert: &[u8],
+        platform_cert: &[u8],
+        root_bundle: &[u8],
+    ) -> Result<(Self, PublicKey), ClientError> {
+        let bad = |e: agreements_protocol::cert::CertError| ClientError::Malformed(e.to_string());
+        let app = Certificate::parse_pem(app_cert).map_err(bad)?;
+        let platform = Certificate::parse_pem(platform_cert).map_err(bad)?;
+        let roots = Certificate::parse_pem_chain(root_bundle).map_err(bad)?;
+        let key = platform.public_key().map_err(bad)?;
+        Ok((
+            Self {
+                app_cert_sn: app.sn(),
+                root_cert_sn: root_cert_sn(&roots),
+                roots,
+                platform_cert_sn: platform.sn(),
+            },
+            key,
+        ))
+    }
 }
 
 /// A request ready for the wire.
@@ -103,6 +151,8 @@ impl Answer {
 pub struct Client {
     config: ClientConfig,
     http: reqwest::Client,
+    /// Certificate mode: the platform keys known, by certificate SN (downloads added).
+    platform_keys: Arc<Mutex<HashMap<String, PublicKey>>>,
 }
 
 fn encode(bytes: &[u8]) -> String {
@@ -184,10 +234,14 @@ pub fn page_link(
 
 /// Now in Beijing wire time.
 pub fn now_beijing() -> String {
-    let now = SystemTime::now()
+    format_beijing(now_unix())
+}
+
+/// Now, in seconds since the epoch, by this machine's clock.
+pub fn now_unix() -> i64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format_beijing(i64::try_from(now).unwrap_or(i64::MAX))
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl Client {
@@ -199,7 +253,29 @@ impl Client {
     /// A client sharing an existing HTTP connection pool (building one loads the system's
     /// certificate store, which is slow).
     pub fn with_http(config: ClientConfig, http: reqwest::Client) -> Self {
-        Self { config, http }
+        let mut keys = HashMap::new();
+        if let Some(cert) = &config.cert {
+            keys.insert(
+                cert.platform_cert_sn.clone(),
+                config.platform_public_key.clone(),
+            );
+        }
+        Self {
+            config,
+            http,
+            platform_keys: Arc::new(Mutex::new(keys)),
+        }
+    }
+
+    /// The platform certificates this client has learnt so far (certificate mode), by SN.
+    pub fn known_platform_certs(&self) -> Vec<String> {
+        let mut sns: Vec<String> = self.keys().keys().cloned().collect();
+        sns.sort();
+        sns
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, PublicKey>> {
+        self.platform_keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The configuration.
@@ -224,18 +300,22 @@ impl Client {
             charset: c.charset,
         };
         let sealed;
-        let mut extended;
-        let (biz_content, extra) = match &c.encryption {
-            None => (biz_content, extra),
+        let mut extended = extra.to_vec();
+        if let Some(cert) = &c.cert {
+            extended.push(("app_cert_sn", cert.app_cert_sn.as_str()));
+            extended.push(("alipay_root_cert_sn", cert.root_cert_sn.as_str()));
+        }
+        let biz_content = match &c.encryption {
+            None => biz_content,
             Some((encrypt_type, key)) => {
                 sealed = key
                     .encrypt(*encrypt_type, &c.charset.encode(biz_content))
                     .map_err(|e| ClientError::Malformed(e.to_string()))?;
-                extended = extra.to_vec();
                 extended.push(("encrypt_type", encrypt_type.as_str()));
-                (sealed.as_str(), extended.as_slice())
+                sealed.as_str()
             }
         };
+        let extra = extended.as_slice();
         let (public, sign) = signer.sign(method, biz_content, timestamp, extra)?;
         let mut query: Vec<String> = public
             .iter()
@@ -267,22 +347,104 @@ impl Client {
 
     /// Signs, sends, and verifies: the answer is returned only if its signature verifies.
     pub async fn execute(&self, method: &str, biz_content: &str) -> Result<Answer, ClientError> {
-        let request = self.sign(method, biz_content, &now_beijing(), &[])?;
+        self.execute_at(method, biz_content, &now_beijing()).await
+    }
+
+    /// As [`Client::execute`], stamped `timestamp`. In certificate mode the answer's
+    /// `alipay_cert_sn` chooses the key, downloading a certificate not yet known (a success
+    /// without it is refused, as the Java SDK refuses it).
+    pub async fn execute_at(
+        &self,
+        method: &str,
+        biz_content: &str,
+        timestamp: &str,
+    ) -> Result<Answer, ClientError> {
+        let request = self.sign(method, biz_content, timestamp, &[])?;
         let (status, body) = self.send(&request).await?;
         if status != 200 {
             return Err(ClientError::Status(status));
         }
+        let key = match (&self.config.cert, cert_sn_of(&body, method)) {
+            (Some(_), Some(sn)) => self.platform_key(&sn, timestamp).await?,
+            _ => self.config.platform_public_key.clone(),
+        };
         let answer = verify(
             &body,
             method,
             self.config.charset,
-            &self.config.platform_public_key,
+            &key,
             self.config.sign_type,
         )?;
+        if self.config.cert.is_some()
+            && cert_sn_of(&body, method).is_none()
+            && matches!(&answer, Verified::Plain(a) if a.code() == "10000")
+        {
+            return Err(ClientError::Malformed(
+                "cert check fail: ALIPAY_CERT_SN is Empty".into(),
+            ));
+        }
         answer.open(
             self.config.charset,
             self.config.encryption.as_ref().map(|(t, k)| (*t, k)),
         )
+    }
+}
+
+impl Client {
+    /// The platform key of certificate `sn`: known, or downloaded (the answer is read without
+    /// verifying it, as the Java SDK does, because its proof is the chain to the root bundle,
+    /// checked at this machine's time).
+    async fn platform_key(&self, sn: &str, timestamp: &str) -> Result<PublicKey, ClientError> {
+        if let Some(key) = self.keys().get(sn) {
+            return Ok(key.clone());
+        }
+        let Some(cert) = &self.config.cert else {
+            return Ok(self.config.platform_public_key.clone());
+        };
+        let method = "alipay.open.app.alipaycert.download";
+        let biz = serde_json::json!({ "alipay_cert_sn": sn }).to_string();
+        let plain = Client {
+            config: ClientConfig {
+                encryption: None,
+                ..self.config.clone()
+            },
+            http: self.http.clone(),
+            platform_keys: Arc::new(Mutex::new(HashMap::new())),
+        };
+        let request = plain.sign(method, &biz, timestamp, &[])?;
+        let (_, body) = plain.send(&request).await?;
+        let node = format!("{}_response", method.replace('.', "_"));
+        let (bytes, _) = extract(&body, &node)
+            .ok_or_else(|| ClientError::Malformed("no download node".into()))?;
+        let answer = parse_node(node, bytes, self.config.charset)?;
+        let content = answer
+            .node
+            .get("alipay_cert_content")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                ClientError::Malformed(format!(
+                    "the platform has no certificate {sn}: {}",
+                    answer.outcome()
+                ))
+            })?;
+        use base64::Engine as _;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(content)
+            .map_err(|e| ClientError::Malformed(e.to_string()))?;
+        let bad = |e: agreements_protocol::cert::CertError| ClientError::Malformed(e.to_string());
+        let chain = Certificate::parse_pem_chain(&pem).map_err(bad)?;
+        let leaf = &chain[0];
+        if leaf.sn() != sn {
+            return Err(ClientError::Malformed(format!(
+                "downloaded certificate {} is not {sn}",
+                leaf.sn()
+            )));
+        }
+        leaf.verify_chain(&chain[1..], &cert.roots, now_unix())
+            .map_err(bad)?;
+        let key = leaf.public_key().map_err(bad)?;
+        self.keys().insert(sn.to_owned(), key.clone());
+        Ok(key)
     }
 }
 
@@ -359,12 +521,33 @@ pub fn verify(
     key: &PublicKey,
     sign_type: SignType,
 ) -> Result<Verified, ClientError> {
+    verify_with(body, method, charset, sign_type, |_| Ok(key.clone()))
+}
+
+/// The `alipay_cert_sn` of a response (certificate mode), if it names one.
+pub fn cert_sn_of(body: &[u8], method: &str) -> Option<String> {
     let method_node = format!("{}_response", method.replace('.', "_"));
-    let (node_name, node_bytes, sign) = [method_node.as_str(), ERROR_RESPONSE_NODE]
+    [method_node.as_str(), ERROR_RESPONSE_NODE]
         .into_iter()
-        .find_map(|name| extract(body, name).map(|(node, sign)| (name, node, sign)))
+        .find_map(|name| extract(body, name))
+        .and_then(|(_, tail)| tail.cert_sn)
+}
+
+/// As [`verify`], with the key chosen by the response's `alipay_cert_sn`.
+fn verify_with(
+    body: &[u8],
+    method: &str,
+    charset: Charset,
+    sign_type: SignType,
+    key_for: impl FnOnce(Option<&str>) -> Result<PublicKey, ClientError>,
+) -> Result<Verified, ClientError> {
+    let method_node = format!("{}_response", method.replace('.', "_"));
+    let (node_name, node_bytes, tail) = [method_node.as_str(), ERROR_RESPONSE_NODE]
+        .into_iter()
+        .find_map(|name| extract(body, name).map(|(node, tail)| (name, node, tail)))
         .ok_or_else(|| ClientError::Malformed("no response node".into()))?;
-    let sign = sign.ok_or(ClientError::Unsigned)?;
+    let sign = tail.sign.ok_or(ClientError::Unsigned)?;
+    let key = key_for(tail.cert_sn.as_deref())?;
     if !key.verify(sign_type, node_bytes, &sign) {
         return Err(ClientError::BadSignature);
     }
@@ -378,17 +561,24 @@ pub fn verify(
     parse_node(node_name.to_owned(), node_bytes, charset).map(Verified::Plain)
 }
 
-/// `(node bytes, sign)` for `{"<name>":{…},"sign":"…"}` — or, encrypted, `{"<name>":"…",…}`,
-/// whose node is the quoted string; an object's end is found by brace matching that respects
-/// strings and escapes.
-fn extract<'b>(body: &'b [u8], name: &str) -> Option<(&'b [u8], Option<String>)> {
+/// What follows a node: `alipay_cert_sn` (certificate mode) and `sign`.
+#[derive(Debug, Default)]
+struct Tail {
+    cert_sn: Option<String>,
+    sign: Option<String>,
+}
+
+/// `(node bytes, tail)` for `{"<name>":{…},"alipay_cert_sn":"…","sign":"…"}` — or, encrypted,
+/// `{"<name>":"…",…}`, whose node is the quoted string; an object's end is found by brace
+/// matching that respects strings and escapes.
+fn extract<'b>(body: &'b [u8], name: &str) -> Option<(&'b [u8], Tail)> {
     let key = format!("\"{name}\":");
     let start = body.windows(key.len()).position(|w| w == key.as_bytes())? + key.len();
     let rest = &body[start..];
     if rest.first() == Some(&b'"') {
         // A base64 string has no quote or backslash inside.
         let end = rest[1..].iter().position(|&b| b == b'"')? + 2;
-        return Some((&rest[..end], sign_after(&rest[end..])));
+        return Some((&rest[..end], tail(&rest[end..])));
     }
     if rest.first() != Some(&b'{') {
         return None;
@@ -419,16 +609,28 @@ fn extract<'b>(body: &'b [u8], name: &str) -> Option<(&'b [u8], Option<String>)>
         }
     }
     let end = end?;
-    Some((&rest[..end], sign_after(&rest[end..])))
+    Some((&rest[..end], tail(&rest[end..])))
 }
 
-/// The `sign` member right after a node.
-fn sign_after(rest: &[u8]) -> Option<String> {
-    rest.strip_prefix(b",\"sign\":\"").and_then(|s| {
-        s.iter()
-            .position(|&b| b == b'"')
-            .map(|q| String::from_utf8_lossy(&s[..q]).into_owned())
-    })
+/// The `alipay_cert_sn` and `sign` members right after a node, in that order.
+fn tail(rest: &[u8]) -> Tail {
+    let member = |rest: &[u8], name: &str| -> Option<(String, usize)> {
+        let prefix = format!(",\"{name}\":\"");
+        let value = rest.strip_prefix(prefix.as_bytes())?;
+        let q = value.iter().position(|&b| b == b'"')?;
+        Some((
+            String::from_utf8_lossy(&value[..q]).into_owned(),
+            prefix.len() + q + 1,
+        ))
+    };
+    let (cert_sn, rest) = match member(rest, "alipay_cert_sn") {
+        Some((sn, used)) => (Some(sn), &rest[used..]),
+        None => (None, rest),
+    };
+    Tail {
+        cert_sn,
+        sign: member(rest, "sign").map(|(sign, _)| sign),
+    }
 }
 
 #[cfg(test)]
@@ -438,20 +640,31 @@ mod tests {
     #[test]
     fn extraction_respects_strings_and_finds_the_sign() {
         let body = br#"{"x_response":{"a":"}{\"","b":{"c":1}},"sign":"abc"}"#;
-        let (node, sign) = extract(body, "x_response").unwrap();
+        let (node, tail) = extract(body, "x_response").unwrap();
         assert_eq!(node, br#"{"a":"}{\"","b":{"c":1}}"#);
-        assert_eq!(sign.as_deref(), Some("abc"));
+        assert_eq!(tail.sign.as_deref(), Some("abc"));
+        assert_eq!(tail.cert_sn, None);
+        let (_, tail) = extract(
+            br#"{"x_response":{},"alipay_cert_sn":"0a","sign":"s"}"#,
+            "x_response",
+        )
+        .unwrap();
+        assert_eq!(
+            (tail.cert_sn.as_deref(), tail.sign.as_deref()),
+            (Some("0a"), Some("s"))
+        );
         assert_eq!(
             extract(br#"{"x_response":{"a":1}}"#, "x_response")
                 .unwrap()
-                .1,
+                .1
+                .sign,
             None
         );
         assert!(extract(br#"{"x_response":{"a":1"#, "x_response").is_none());
-        let (node, sign) =
+        let (node, tail) =
             extract(br#"{"x_response":"QUJD+/==","sign":"s"}"#, "x_response").unwrap();
         assert_eq!(node, br#""QUJD+/==""#);
-        assert_eq!(sign.as_deref(), Some("s"));
+        assert_eq!(tail.sign.as_deref(), Some("s"));
         assert!(extract(br#"{"x_response":"QUJD"#, "x_response").is_none());
         assert!(extract(b"garbage", "x_response").is_none());
     }

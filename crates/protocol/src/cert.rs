@@ -490,6 +490,32 @@ mod tests {
             public_key_of_request(b"not a csr"),
             Err(CertError::Unreadable(_))
         ));
+        // Certificate requests: the key's own signature, and at least 2048 bits.
+        let request = |key: &PrivateKey, signer: &PrivateKey| {
+            let key = PKey::private_key_from_der(&key.to_pkcs8_der().unwrap()).unwrap();
+            let signer = PKey::private_key_from_der(&signer.to_pkcs8_der().unwrap()).unwrap();
+            let mut builder = openssl::x509::X509ReqBuilder::new().unwrap();
+            builder.set_pubkey(&key).unwrap();
+            builder
+                .set_subject_name(&build_name(&name("app")).unwrap())
+                .unwrap();
+            builder.sign(&signer, MessageDigest::sha256()).unwrap();
+            builder.build().to_pem().unwrap()
+        };
+        let app = PrivateKey::generate(2048).unwrap();
+        let key = public_key_of_request(&request(&app, &app)).unwrap();
+        assert_eq!(
+            key.to_spki_base64().unwrap(),
+            app.public_key().unwrap().to_spki_base64().unwrap()
+        );
+        assert_eq!(
+            public_key_of_request(&request(&app, &root_key)).unwrap_err(),
+            CertError::BadRequestSignature
+        );
+        assert_eq!(
+            public_key_of_request(&request(&weak, &weak)).unwrap_err(),
+            CertError::WeakKey
+        );
         assert!(Certificate::parse_pem_chain(b"").is_err());
     }
 }

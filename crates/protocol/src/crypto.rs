@@ -256,6 +256,11 @@ impl PublicKey {
         Ok(Self(key))
     }
 
+    /// Its size in bits.
+    pub fn bits(&self) -> u32 {
+        self.0.bits()
+    }
+
     /// SPKI DER.
     pub fn to_spki_der(&self) -> Result<Vec<u8>, KeyError> {
         Ok(self.0.public_key_to_der()?)

@@ -68,7 +68,7 @@ pub fn render(
     let sign = signing
         .map(|s| s.key.sign(s.sign_type, &node))
         .transpose()?;
-    Ok(wrap(node_name, &node, sign.as_deref()))
+    Ok(wrap(node_name, &node, None, sign.as_deref()))
 }
 
 /// The node of an encrypted answer (§6): the node's bytes (in the response charset) encrypted
@@ -83,13 +83,19 @@ pub fn seal(key: &ContentKey, encrypt_type: EncryptType, node: &[u8]) -> Result<
 }
 
 /// Wraps node bytes (already in the response charset) and their signature, if any, into the
-/// body.
-pub fn wrap(node_name: &str, node: &[u8], sign: Option<&str>) -> Vec<u8> {
-    let mut body = Vec::with_capacity(node_name.len() + node.len() + 400);
+/// body. In certificate mode `cert_sn` (the SN of the platform certificate whose key signed) goes
+/// between the node and `sign` (§3.5: the one layout every cert-mode client reads).
+pub fn wrap(node_name: &str, node: &[u8], cert_sn: Option<&str>, sign: Option<&str>) -> Vec<u8> {
+    let mut body = Vec::with_capacity(node_name.len() + node.len() + 450);
     body.extend_from_slice(b"{\"");
     body.extend_from_slice(node_name.as_bytes());
     body.extend_from_slice(b"\":");
     body.extend_from_slice(node);
+    if let Some(sn) = cert_sn {
+        body.extend_from_slice(b",\"alipay_cert_sn\":\"");
+        body.extend_from_slice(sn.as_bytes());
+        body.push(b'"');
+    }
     if let Some(sign) = sign {
         body.extend_from_slice(b",\"sign\":\"");
         body.extend_from_slice(sign.as_bytes());
@@ -143,12 +149,20 @@ mod tests {
             let text = std::str::from_utf8(&sealed).unwrap();
             let inner = text.strip_prefix('"').unwrap().strip_suffix('"').unwrap();
             assert_eq!(key.decrypt(encrypt_type, inner).unwrap(), node);
-            let body = wrap("n", &sealed, Some("S"));
+            let body = wrap("n", &sealed, None, Some("S"));
             assert_eq!(
                 body,
                 format!("{{\"n\":{text},\"sign\":\"S\"}}").into_bytes()
             );
         }
+    }
+
+    #[test]
+    fn the_cert_sn_goes_between_the_node_and_the_sign() {
+        assert_eq!(
+            wrap("n", b"{}", Some("abc"), Some("S")),
+            br#"{"n":{},"alipay_cert_sn":"abc","sign":"S"}"#
+        );
     }
 
     #[test]

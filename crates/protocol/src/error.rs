@@ -180,6 +180,28 @@ pub enum ProtocolError {
     /// `biz_content` is ciphertext for the app's key, but no `encrypt_type` says so.
     #[error("encrypted biz_content without encrypt_type")]
     MissingEncryptType,
+    /// A certificate-mode request (`app_cert_sn`) without `alipay_root_cert_sn`.
+    #[error("missing alipay_root_cert_sn")]
+    MissingRootCertSn,
+    /// `alipay_root_cert_sn` names no root of the platform.
+    #[error("invalid alipay_root_cert_sn")]
+    InvalidRootCertSn,
+    /// `app_cert_sn` names no certificate of the calling app.
+    #[error("unknown app_cert_sn")]
+    AppCertNotExist,
+    /// The app certificate is outside its validity, or was replaced and its overlap is over.
+    #[error("app certificate not in force: {detail}")]
+    AppCertExpired {
+        /// Why.
+        detail: String,
+    },
+    /// The platform has no certificate (certificate mode is not set up), or none with the SN
+    /// asked for.
+    #[error("no such platform certificate")]
+    PlatformCertNotExist,
+    /// The app switched to certificate mode and its public-key overlap is over.
+    #[error("public-key mode retired for the app")]
+    KeyModeRetired,
     /// `app_auth_token` unknown, revoked, or issued to another app.
     #[error("invalid app_auth_token")]
     InvalidAppAuthToken,
@@ -276,6 +298,34 @@ impl ProtocolError {
                 MissingRequiredArguments,
                 "isv.decryption-error-missing-encrypt-type",
                 "解密出错, 未指定加密算法: biz_content is encrypted; send encrypt_type=AES".into(),
+            ),
+            Self::MissingRootCertSn => (
+                MissingRequiredArguments,
+                "isv.missing-alipay-root-cert-sn",
+                "缺少支付宝根证书序列号: a request with app_cert_sn must carry alipay_root_cert_sn".into(),
+            ),
+            Self::InvalidRootCertSn => (
+                InvalidArguments,
+                "isv.invalid-alipay-root-cert-sn",
+                "无效的支付宝根证书序列号: alipay_root_cert_sn must include the SN of the platform's root (alipayRootCert.crt)".into(),
+            ),
+            Self::AppCertNotExist => (
+                InvalidArguments,
+                "isv.app-cert-not-exist",
+                "应用公钥证书不存在: app_cert_sn names no certificate of this app".into(),
+            ),
+            Self::AppCertExpired { detail } => {
+                (InvalidArguments, "isv.app-cert-expired", format!("应用公钥证书已过期: {detail}").into())
+            }
+            Self::PlatformCertNotExist => (
+                InvalidArguments,
+                "isv.alipay-cert-not-exist",
+                "支付宝公钥证书不存在: no platform certificate has that SN (or certificate mode is not set up)".into(),
+            ),
+            Self::KeyModeRetired => (
+                InvalidArguments,
+                "isv.unsupported-expired-app-key-sign",
+                "应用已切换为公钥证书模式: sign with the app certificate (app_cert_sn, alipay_root_cert_sn); the public key's overlap is over".into(),
             ),
             Self::InvalidAppAuthToken => {
                 (InsufficientTokenPermissions, "aop.invalid-app-auth-token", "无效的应用授权令牌".into())

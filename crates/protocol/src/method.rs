@@ -18,6 +18,9 @@ pub enum Method {
     AgreementSignEffect,
     /// `alipay.user.agreement.executionplan.modify`: a periodic agreement's next deduction day.
     AgreementExecutionPlanModify,
+    /// `alipay.open.app.alipaycert.download`: a platform certificate by its SN (certificate
+    /// mode); every app may call it.
+    AlipayCertDownload,
 }
 
 impl Method {
@@ -29,6 +32,7 @@ impl Method {
         Method::AgreementPageSign,
         Method::AgreementSignEffect,
         Method::AgreementExecutionPlanModify,
+        Method::AlipayCertDownload,
     ];
 
     /// Looks a wire name up (exact match: method names are case-sensitive).
@@ -45,6 +49,7 @@ impl Method {
             Self::AgreementPageSign => "alipay.user.agreement.page.sign",
             Self::AgreementSignEffect => "alipay.user.agreement.sign.effect",
             Self::AgreementExecutionPlanModify => "alipay.user.agreement.executionplan.modify",
+            Self::AlipayCertDownload => "alipay.open.app.alipaycert.download",
         }
     }
 
@@ -59,6 +64,7 @@ impl Method {
             Self::AgreementExecutionPlanModify => {
                 "alipay_user_agreement_executionplan_modify_response"
             }
+            Self::AlipayCertDownload => "alipay_open_app_alipaycert_download_response",
         }
     }
 
@@ -66,6 +72,11 @@ impl Method {
     /// envelope.
     pub fn is_page(self) -> bool {
         matches!(self, Self::AgreementPageSign)
+    }
+
+    /// Whether every app may call it, whatever it was granted (the platform's own methods).
+    pub fn is_open_to_every_app(self) -> bool {
+        matches!(self, Self::AlipayCertDownload)
     }
 }
 

@@ -23,6 +23,8 @@ pub const MAX_APP_ID: usize = 32;
 pub const MAX_SIGN: usize = 1024;
 /// Longest accepted `app_auth_token` (the public parameter table).
 pub const MAX_APP_AUTH_TOKEN: usize = 40;
+/// Most SNs accepted in `alipay_root_cert_sn` (the public root bundle has two RSA roots).
+pub const MAX_ROOT_SNS: usize = 8;
 
 /// Whether `value` has the shape of an `app_id`: 1 to [`MAX_APP_ID`] digits. The one rule,
 /// used by the checks, by [`Head`] and by the domain's `AppId`.
@@ -43,6 +45,9 @@ pub struct Head {
     pub sign_type: SignType,
     /// The request charset (UTF-8 when it cannot be told).
     pub charset: Charset,
+    /// Whether it is a certificate-mode request (it carries `app_cert_sn`): its answer then names
+    /// the platform certificate that signed it.
+    pub cert_mode: bool,
 }
 
 impl Head {
@@ -73,6 +78,7 @@ impl Head {
                 .and_then(SignType::parse)
                 .unwrap_or(SignType::Rsa2),
             charset,
+            cert_mode: get("app_cert_sn").is_some_and(|sn| !sn.is_empty()),
         }
     }
 }
@@ -87,8 +93,25 @@ pub trait CallingApp {
     fn key(&self, sign_type: SignType) -> Option<&PublicKey>;
     /// Its content-encryption key, if the operator set one.
     fn content_key(&self) -> Option<&ContentKey>;
+    /// Its certificate whose SN is `sn`, if it has one.
+    fn cert(&self, sn: &str) -> Option<&AppCertificate>;
+    /// When its public keys stop verifying (it switched to certificate mode), if ever.
+    fn keys_sunset(&self) -> Option<i64>;
     /// Whether it is granted `method`.
     fn may_call(&self, method: Method) -> bool;
+}
+
+/// An app certificate as the checks see it.
+#[derive(Debug, Clone)]
+pub struct AppCertificate {
+    /// The key inside it, which verifies the app's requests.
+    pub key: PublicKey,
+    /// Validity start (epoch seconds).
+    pub not_before: i64,
+    /// Validity end (epoch seconds).
+    pub not_after: i64,
+    /// When a newer certificate's overlap ends, if it was replaced.
+    pub retired_at: Option<i64>,
 }
 
 /// Whom a request acts for, as the checks see it.
@@ -120,6 +143,9 @@ pub trait Lookups {
     type Actor: Actor;
     /// A failed lookup.
     type Error;
+
+    /// The SNs of the platform's roots, `None` when certificate mode is not set up.
+    fn root_cert_sns(&self) -> Option<&[String]>;
 
     /// Whom a request of `app` for `method` acts for at `now`: with an `app_auth_token`, the
     /// merchant that granted it (or the token's `20001` answer), else the app's owner.
@@ -186,16 +212,16 @@ pub async fn check<'a, L: Lookups>(
         .into());
     }
     let sign_type = sign_type(&required)?;
-    if !app.has_keys() {
-        return Err(ProtocolError::MissingSignatureKey.into());
-    }
-    let key = app
-        .key(sign_type)
-        .ok_or(ProtocolError::MissingSignatureConfig {
-            sign_type: sign_type.as_str(),
-        })?;
+    let roots = lookups.root_cert_sns();
+    let key = match params.non_empty("app_cert_sn") {
+        Some(sn) => certificate(params, app, sn, roots, now)?,
+        None => public_key(app, sign_type, now)?,
+    };
     verify(params, key, sign_type)?;
     let encryption = check_signed(params, now, window_secs, app.content_key())?;
+    if params.non_empty("app_cert_sn").is_some() {
+        root_cert_sn(params, roots.unwrap_or_default())?;
+    }
     let actor = lookups
         .actor(app, method, params.non_empty("app_auth_token"), now)
         .await?;
@@ -268,6 +294,84 @@ pub fn required(params: &Params) -> Result<Required<'_>, ProtocolError> {
 /// Step 3 (after the app is known): the sign type.
 pub fn sign_type(required: &Required<'_>) -> Result<SignType, ProtocolError> {
     SignType::parse(required.sign_type).ok_or(ProtocolError::InvalidSignType)
+}
+
+/// Step 3b, public-key mode: the app has keys, one for `sign_type`, and has not switched to
+/// certificates for longer than the overlap.
+pub fn public_key<A: CallingApp>(
+    app: &A,
+    sign_type: SignType,
+    now: i64,
+) -> Result<&PublicKey, ProtocolError> {
+    if !app.has_keys() {
+        return Err(ProtocolError::MissingSignatureKey);
+    }
+    let key = app
+        .key(sign_type)
+        .ok_or(ProtocolError::MissingSignatureConfig {
+            sign_type: sign_type.as_str(),
+        })?;
+    if app.keys_sunset().is_some_and(|at| at <= now) {
+        return Err(ProtocolError::KeyModeRetired);
+    }
+    Ok(key)
+}
+
+/// Step 3b, certificate mode: `alipay_root_cert_sn` present, the platform set up for
+/// certificates (`roots`), `sn` one of the app's certificates, in force at `now`.
+pub fn certificate<'a, A: CallingApp>(
+    params: &Params,
+    app: &'a A,
+    sn: &str,
+    roots: Option<&[String]>,
+    now: i64,
+) -> Result<&'a PublicKey, ProtocolError> {
+    params
+        .non_empty("alipay_root_cert_sn")
+        .ok_or(ProtocolError::MissingRootCertSn)?;
+    if roots.is_none_or(<[String]>::is_empty) {
+        return Err(ProtocolError::PlatformCertNotExist);
+    }
+    let cert = app.cert(sn).ok_or(ProtocolError::AppCertNotExist)?;
+    let when = |at: i64| crate::timestamp::format_beijing(at);
+    if now < cert.not_before {
+        return Err(ProtocolError::AppCertExpired {
+            detail: format!("valid from {} (Beijing time)", when(cert.not_before)),
+        });
+    }
+    if now > cert.not_after {
+        return Err(ProtocolError::AppCertExpired {
+            detail: format!("expired at {} (Beijing time)", when(cert.not_after)),
+        });
+    }
+    if let Some(retired) = cert.retired_at
+        && retired <= now
+    {
+        return Err(ProtocolError::AppCertExpired {
+            detail: format!(
+                "replaced by a newer certificate; refused since {} (Beijing time)",
+                when(retired)
+            ),
+        });
+    }
+    Ok(&cert.key)
+}
+
+/// After the signed checks, certificate mode: `alipay_root_cert_sn` lists at most
+/// [`MAX_ROOT_SNS`] SNs joined by `_` (32 lower-case hex digits each, any order), one of them a
+/// root of the platform's (`roots`) — a merchant's bundle may hold other roots too.
+pub fn root_cert_sn(params: &Params, roots: &[String]) -> Result<(), ProtocolError> {
+    let listed = params.get("alipay_root_cert_sn").unwrap_or_default();
+    let parts: Vec<&str> = listed.split('_').collect();
+    let well_formed = parts.len() <= MAX_ROOT_SNS
+        && parts
+            .iter()
+            .all(|p| p.len() == 32 && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+    if well_formed && parts.iter().any(|p| roots.iter().any(|r| r == p)) {
+        Ok(())
+    } else {
+        Err(ProtocolError::InvalidRootCertSn)
+    }
 }
 
 /// Step 4: the signature over the rebuilt string-to-sign, with empty values dropped, then (only
@@ -606,6 +710,8 @@ mod tests {
             keys: Vec<(SignType, PublicKey)>,
             grants: Vec<Method>,
             content_key: Option<ContentKey>,
+            certs: Vec<(String, AppCertificate)>,
+            sunset: Option<i64>,
         }
 
         impl App {
@@ -615,6 +721,8 @@ mod tests {
                     keys: vec![(SignType::Rsa2, key().public_key().unwrap())],
                     grants: vec![Method::AgreementQuery],
                     content_key: None,
+                    certs: Vec::new(),
+                    sunset: None,
                 }
             }
         }
@@ -638,6 +746,12 @@ mod tests {
             fn content_key(&self) -> Option<&ContentKey> {
                 self.content_key.as_ref()
             }
+            fn cert(&self, sn: &str) -> Option<&AppCertificate> {
+                self.certs.iter().find(|(s, _)| s == sn).map(|(_, c)| c)
+            }
+            fn keys_sunset(&self) -> Option<i64> {
+                self.sunset
+            }
         }
 
         struct Merchant(bool);
@@ -652,12 +766,17 @@ mod tests {
         struct Fake {
             actor: Result<bool, ProtocolError>,
             calls: Cell<u32>,
+            roots: Option<Vec<String>>,
         }
 
         impl Lookups for Fake {
             type App = App;
             type Actor = Merchant;
             type Error = &'static str;
+
+            fn root_cert_sns(&self) -> Option<&[String]> {
+                self.roots.as_deref()
+            }
 
             fn actor(
                 &self,
@@ -717,6 +836,7 @@ mod tests {
             Fake {
                 actor: Ok(true),
                 calls: Cell::new(0),
+                roots: None,
             }
         }
 
@@ -849,6 +969,7 @@ mod tests {
             let token_refused = Fake {
                 actor: Err(ProtocolError::AppAuthTokenExpired),
                 calls: Cell::new(0),
+                roots: None,
             };
             assert_eq!(
                 refused(run(&bad_biz, Ok(Some(&ungranted)), &token_refused)),
@@ -857,6 +978,7 @@ mod tests {
             let disabled = Fake {
                 actor: Ok(false),
                 calls: Cell::new(0),
+                roots: None,
             };
             assert_eq!(
                 refused(run(&bad_biz, Ok(Some(&ungranted)), &disabled)),
@@ -908,6 +1030,112 @@ mod tests {
         }
 
         #[test]
+        fn certificate_mode_has_its_own_steps_in_place_of_the_key() {
+            const ROOT: &str = "687b59193f3f462dd5336e5abf83c5d8";
+            const OTHER: &str = "02941eef3187dddf3d3b83462e1dfcf6";
+            let cert = |not_before: i64, not_after: i64, retired_at: Option<i64>| AppCertificate {
+                key: key().public_key().unwrap(),
+                not_before,
+                not_after,
+                retired_at,
+            };
+            // A certificate-only app: no public keys at all.
+            let app = App {
+                keys: Vec::new(),
+                certs: vec![
+                    ("good".into(), cert(NOW - 10, NOW + 10, None)),
+                    ("early".into(), cert(NOW + 10, NOW + 20, None)),
+                    ("late".into(), cert(NOW - 20, NOW - 10, None)),
+                    ("replaced".into(), cert(NOW - 10, NOW + 10, Some(NOW))),
+                    ("overlap".into(), cert(NOW - 10, NOW + 10, Some(NOW + 1))),
+                ],
+                ..App::good()
+            };
+            let trusting = || Fake {
+                roots: Some(vec![ROOT.to_owned()]),
+                ..fake()
+            };
+            let with = |sn: &'static str, root: Option<&'static str>| {
+                let mut pairs = GOOD.to_vec();
+                pairs.push(("app_cert_sn", sn));
+                if let Some(root) = root {
+                    pairs.push(("alipay_root_cert_sn", root));
+                }
+                signed(&pairs)
+            };
+            let checked = run(&with("good", Some(ROOT)), Ok(Some(&app)), &trusting()).unwrap();
+            assert_eq!(checked.biz_content["agreement_no"], "1");
+            // The bundle's other roots, in any order, do not matter.
+            let listed = format!("{OTHER}_{ROOT}").leak();
+            assert!(run(&with("good", Some(listed)), Ok(Some(&app)), &trusting()).is_ok());
+            assert!(run(&with("overlap", Some(ROOT)), Ok(Some(&app)), &trusting()).is_ok());
+            let refused_with =
+                |params: &Params, fake: &Fake| refused(run(params, Ok(Some(&app)), fake));
+            assert_eq!(
+                refused_with(&with("good", None), &trusting()),
+                ProtocolError::MissingRootCertSn
+            );
+            assert_eq!(
+                refused_with(&with("good", Some(ROOT)), &fake()),
+                ProtocolError::PlatformCertNotExist
+            );
+            assert_eq!(
+                refused_with(&with("another-apps", Some(ROOT)), &trusting()),
+                ProtocolError::AppCertNotExist
+            );
+            for (sn, says) in [
+                ("early", "valid from"),
+                ("late", "expired at"),
+                ("replaced", "replaced"),
+            ] {
+                match refused_with(&with(sn, Some(ROOT)), &trusting()) {
+                    ProtocolError::AppCertExpired { detail } => assert!(detail.contains(says)),
+                    other => panic!("{sn}: {other:?}"),
+                }
+            }
+            let too_many = [ROOT; 9].join("_").leak();
+            for bad in [
+                OTHER,
+                "x",
+                "_",
+                too_many,
+                "687B59193F3F462DD5336E5ABF83C5D8",
+            ] {
+                assert_eq!(
+                    refused_with(&with("good", Some(bad)), &trusting()),
+                    ProtocolError::InvalidRootCertSn,
+                    "{bad}"
+                );
+            }
+            // The root is checked on signed content: a forged request is a bad signature first.
+            let mut forged = GOOD.to_vec();
+            forged.extend([
+                ("app_cert_sn", "good"),
+                ("alipay_root_cert_sn", OTHER),
+                ("sign", "AAAA"),
+            ]);
+            let forged = Params::from_pairs(Charset::Utf8, &forged).unwrap();
+            assert_eq!(
+                refused_with(&forged, &trusting()),
+                ProtocolError::InvalidSignature
+            );
+            // Public-key mode ends with the overlap after a switch to certificates.
+            let switching = App {
+                sunset: Some(NOW + 1),
+                ..App::good()
+            };
+            assert!(run(&signed(GOOD), Ok(Some(&switching)), &fake()).is_ok());
+            let switched = App {
+                sunset: Some(NOW),
+                ..App::good()
+            };
+            assert_eq!(
+                refused(run(&signed(GOOD), Ok(Some(&switched)), &fake())),
+                ProtocolError::KeyModeRetired
+            );
+        }
+
+        #[test]
         fn the_head_of_a_broken_request_comes_from_a_scan() {
             let head = Head::scan(
                 b"method=alipay.user.agreement.query&charset=GBK&app_id=2021%30",
@@ -918,6 +1146,8 @@ mod tests {
             assert_eq!(head.app_id.as_deref(), Some("20210"));
             assert_eq!(head.sign_type, SignType::Rsa);
             assert_eq!(head.charset, Charset::Gbk);
+            assert!(!head.cert_mode);
+            assert!(Head::scan(b"app_cert_sn=abc", None, b"").cert_mode);
             // A multipart body is not scanned as a form; an app id of the wrong shape is none.
             let head = Head::scan(
                 b"app_id=12ab",

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use agreements_domain::ids::AppId;
 use agreements_domain::{EntityStatus, Merchant};
 use agreements_protocol::aes::ContentKey;
-use agreements_protocol::request::CallingApp;
+use agreements_protocol::cert::Certificate;
+use agreements_protocol::request::{AppCertificate, CallingApp};
 use agreements_protocol::{Method, PublicKey, SignType};
 use agreements_store::{AppRecord, AppStatus, Store, StoreError};
 
@@ -23,6 +24,10 @@ pub struct App {
     pub merchant: Option<Merchant>,
     /// Its content-encryption key, if the operator set one.
     pub content_key: Option<ContentKey>,
+    /// Its certificates by SN; a stored one that does not parse is left out (and logged).
+    pub certs: Vec<(String, AppCertificate)>,
+    /// When its public keys stop verifying, if it switched to certificate mode.
+    pub keys_sunset: Option<i64>,
 }
 
 impl CallingApp for App {
@@ -42,11 +47,19 @@ impl CallingApp for App {
     }
 
     fn may_call(&self, method: Method) -> bool {
-        self.record.methods.contains(&method)
+        method.is_open_to_every_app() || self.record.methods.contains(&method)
     }
 
     fn content_key(&self) -> Option<&ContentKey> {
         self.content_key.as_ref()
+    }
+
+    fn cert(&self, sn: &str) -> Option<&AppCertificate> {
+        self.certs.iter().find(|(s, _)| s == sn).map(|(_, c)| c)
+    }
+
+    fn keys_sunset(&self) -> Option<i64> {
+        self.keys_sunset
     }
 }
 
@@ -76,6 +89,30 @@ async fn load(store: &Store, app_id: &AppId) -> Result<Option<Arc<App>>, StoreEr
     };
     let merchant = store.merchant(&record.partner_id).await?;
     let content_key = store.content_key(app_id).await?.map(|k| k.content_key);
+    let keys_sunset = store.key_sunset(app_id).await?.map(|s| s.sunset_at);
+    let certs = store
+        .app_certs(app_id)
+        .await?
+        .into_iter()
+        .filter_map(|c| {
+            let key = Certificate::parse_pem(c.cert_pem.as_bytes()).and_then(|cert| cert.public_key());
+            match key {
+                Ok(key) => Some((
+                    c.cert_sn,
+                    AppCertificate {
+                        key,
+                        not_before: c.not_before,
+                        not_after: c.not_after,
+                        retired_at: c.retired_at,
+                    },
+                )),
+                Err(e) => {
+                    tracing::error!(%app_id, cert_sn = %c.cert_sn, error = %e, "stored app certificate does not parse");
+                    None
+                }
+            }
+        })
+        .collect();
     let keys = record
         .keys
         .iter()
@@ -92,5 +129,7 @@ async fn load(store: &Store, app_id: &AppId) -> Result<Option<Arc<App>>, StoreEr
         keys,
         merchant,
         content_key,
+        certs,
+        keys_sunset,
     })))
 }

@@ -22,6 +22,7 @@ use agreements_store::{Store, StoreError};
 
 use crate::apps::{App, AppCache, is_enabled};
 use crate::cache::{Catalogue, FailureSignatures};
+use crate::certs::{PlatformTrust, TrustCache};
 use crate::failure::Failure;
 use crate::methods::{self, Answer, Call, Request};
 use crate::notify::Outbox;
@@ -68,6 +69,7 @@ pub struct Gateway {
     outbox: Outbox,
     notify_policy: AddressPolicy,
     failure_signatures: FailureSignatures,
+    trust: TrustCache,
     web: crate::web::Settings,
     logins: crate::web::throttle::Logins,
     /// Signatures made so far.
@@ -89,12 +91,37 @@ impl request::Actor for Acting {
     }
 }
 
-impl Lookups for Gateway {
+/// What the checks of one request look up: whom it acts for, through the gateway, and the
+/// platform's roots read for it.
+struct Checking<'a> {
+    gateway: &'a Gateway,
+    roots: Option<&'a [String]>,
+}
+
+impl Lookups for Checking<'_> {
     type App = App;
     type Actor = Acting;
     type Error = Failure;
 
+    fn root_cert_sns(&self) -> Option<&[String]> {
+        self.roots
+    }
+
     async fn actor(
+        &self,
+        app: &App,
+        method: Method,
+        app_auth_token: Option<&str>,
+        now: i64,
+    ) -> Result<Acting, Refusal<Failure>> {
+        self.gateway.acting(app, method, app_auth_token, now).await
+    }
+}
+
+impl Gateway {
+    /// Whom a request of `app` for `method` acts for: with an `app_auth_token`, the merchant
+    /// that granted it, else the app's owner.
+    async fn acting(
         &self,
         app: &App,
         method: Method,
@@ -150,6 +177,7 @@ impl Gateway {
             outbox: Outbox::default(),
             notify_policy: AddressPolicy::default(),
             failure_signatures: FailureSignatures::default(),
+            trust: TrustCache::default(),
             web: crate::web::Settings::default(),
             logins: crate::web::throttle::Logins::new(crate::web::throttle::Limits::default()),
             signatures: AtomicU64::new(0),
@@ -232,18 +260,28 @@ impl Gateway {
             Ok(params) => {
                 let head = Head::of(&params);
                 let app = self.app(&head).await;
-                let (result, encrypt_type) = self.run(&params, &app).await;
+                let trust = self.trust(&head).await;
+                let (result, encrypt_type) = self.run(&params, &app, trust.as_deref()).await;
                 let sealing = encrypt_type.and_then(|t| {
                     let app = app.as_ref().ok()?.as_deref()?;
                     Some((t, app.content_key.as_ref()?))
                 });
-                self.reply(&head, &app, result, sealing, started).await
+                self.reply(&head, &app, result, sealing, trust.as_deref(), started)
+                    .await
             }
             Err(error) => {
                 let head = Head::scan(query, content_type, body);
                 let app = self.app(&head).await;
-                self.reply(&head, &app, Err(error.into()), None, started)
-                    .await
+                let trust = self.trust(&head).await;
+                self.reply(
+                    &head,
+                    &app,
+                    Err(error.into()),
+                    None,
+                    trust.as_deref(),
+                    started,
+                )
+                .await
             }
         }
     }
@@ -259,8 +297,32 @@ impl Gateway {
         let started = Instant::now();
         let head = Head::scan(query, content_type, b"");
         let app = self.app(&head).await;
-        self.reply(&head, &app, Err(error.into()), None, started)
-            .await
+        let trust = self.trust(&head).await;
+        self.reply(
+            &head,
+            &app,
+            Err(error.into()),
+            None,
+            trust.as_deref(),
+            started,
+        )
+        .await
+    }
+
+    /// The platform's certificates, read only for what needs them: certificate-mode requests
+    /// and the certificate download. A failed read is logged; the request is then answered as
+    /// if certificate mode were not set up.
+    async fn trust(&self, head: &Head) -> Option<Arc<PlatformTrust>> {
+        if !head.cert_mode && head.method != Some(Method::AlipayCertDownload) {
+            return None;
+        }
+        match self.trust.get(&self.store, &self.platform_key).await {
+            Ok(trust) => Some(trust),
+            Err(e) => {
+                tracing::error!(error = %crate::telemetry::chain(&e), "reading the platform certificates failed");
+                None
+            }
+        }
     }
 
     /// The app the request names: it decides how even a failure is answered.
@@ -277,17 +339,24 @@ impl Gateway {
         &self,
         params: &Params,
         app: &Result<Option<Arc<App>>, StoreError>,
+        trust: Option<&PlatformTrust>,
     ) -> (Result<Answer, Failure>, Option<EncryptType>) {
         let app = match app {
             Ok(app) => Ok(app.as_deref()),
             Err(e) => Err(Failure::from(e.clone())),
         };
         let now = self.clock.now();
-        let checked =
-            match request::check(params, app, self, now, self.limits.timestamp_window).await {
-                Ok(checked) => checked,
-                Err(refusal) => return (Err(refusal.into()), None),
-            };
+        let lookups = Checking {
+            gateway: self,
+            roots: trust
+                .filter(|t| t.is_set_up())
+                .map(|t| t.root_sns.as_slice()),
+        };
+        let window = self.limits.timestamp_window;
+        let checked = match request::check(params, app, &lookups, now, window).await {
+            Ok(checked) => checked,
+            Err(refusal) => return (Err(refusal.into()), None),
+        };
         let encrypt_type = checked.encryption.map(|e| e.encrypt_type);
         let Acting { merchant, token } = checked.actor;
         let result = methods::dispatch(
@@ -312,6 +381,7 @@ impl Gateway {
                 outbox: &self.outbox,
                 notify_policy: &self.notify_policy,
                 signing_ttl_secs: self.web.signing_ttl_secs,
+                platform: trust,
             },
             &checked.biz_content,
         )
@@ -329,6 +399,7 @@ impl Gateway {
         app: &Result<Option<Arc<App>>, StoreError>,
         result: Result<Answer, Failure>,
         sealing: Option<(EncryptType, &ContentKey)>,
+        trust: Option<&PlatformTrust>,
         started: Instant,
     ) -> Reply {
         if head.method.is_some_and(Method::is_page) {
@@ -392,7 +463,13 @@ impl Gateway {
             tracing::error!(error = %e, "signing failed; answering unsigned");
             None
         });
-        let body = envelope::wrap(node, &node_bytes, sign.as_deref());
+        // Certificate mode: name the certificate of the key that signed.
+        let cert_sn = if head.cert_mode && sign.is_some() {
+            trust.and_then(|t| t.signing_sn.as_deref())
+        } else {
+            None
+        };
+        let body = envelope::wrap(node, &node_bytes, cert_sn, sign.as_deref());
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let app_id = head.app_id.as_deref().unwrap_or("-");
         let method = head.method.map_or("-", Method::name);

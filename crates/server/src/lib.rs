@@ -4,6 +4,7 @@
 pub mod apps;
 pub mod cache;
 pub mod cancel;
+pub mod certs;
 pub mod config;
 pub mod failure;
 pub mod gateway;

@@ -36,11 +36,11 @@ pub use load::{Exporter, Kind, LoadOptions, Loader, Outcome, Record};
 pub use migrations::{MIGRATIONS, Migration};
 pub use ops::PersonAgreement;
 pub use records::{
-    AccountRecord, AgreementEvent, AgreementFilter, AppContentKey, AppKey, AppRecord, AppStatus,
-    Attempt, ConsumerSession, Credential, EventKind, ExternalKey, FoundAgreement, LogonIdRecord,
-    NewAccount, NewApp, NewGroup, NewNotification, NewSigned, Notification, NotificationFilter,
-    OpenIdRecord, PeriodRuleRecord, ProductRecord, Resend, SessionState, SignOutcome,
-    SigningSession, Unsign, UnsignOutcome,
+    AccountRecord, AgreementEvent, AgreementFilter, AppCert, AppContentKey, AppKey, AppRecord,
+    AppStatus, Attempt, CertRole, ConsumerSession, Credential, EventKind, ExternalKey,
+    FoundAgreement, KeySunset, LogonIdRecord, NewAccount, NewApp, NewGroup, NewNotification,
+    NewSigned, Notification, NotificationFilter, OpenIdRecord, PeriodRuleRecord, PlatformCert,
+    ProductRecord, Resend, SessionState, SignOutcome, SigningSession, Unsign, UnsignOutcome,
 };
 
 use db::Pool;

@@ -51,6 +51,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_content_keys.sql"),
         postgres: include_str!("../migrations/postgres/0006_content_keys.sql"),
     },
+    Migration {
+        version: 7,
+        name: "certificates",
+        sqlite: include_str!("../migrations/sqlite/0007_certificates.sql"),
+        postgres: include_str!("../migrations/postgres/0007_certificates.sql"),
+    },
 ];
 
 #[cfg(test)]

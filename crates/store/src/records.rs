@@ -407,6 +407,78 @@ pub enum Resend<'a> {
     AllFailed,
 }
 
+/// What a platform certificate is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertRole {
+    /// A root merchants trust (their `alipayRootCert.crt`).
+    Root,
+    /// A certificate of the platform's signing key, with its chain.
+    Signing,
+}
+
+impl CertRole {
+    /// Every role.
+    pub const ALL: &'static [Self] = &[Self::Root, Self::Signing];
+
+    /// Storage spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Root => "ROOT",
+            Self::Signing => "SIGNING",
+        }
+    }
+
+    /// Parses the storage spelling.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.as_str() == value)
+    }
+}
+
+/// One of the platform's certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformCert {
+    /// Its SN (of the first certificate of `chain_pem`).
+    pub cert_sn: String,
+    /// Root or signing.
+    pub role: CertRole,
+    /// PEM: the certificate, then (signing) its chain up to the root.
+    pub chain_pem: String,
+    /// Validity start (epoch seconds).
+    pub not_before: i64,
+    /// Validity end (epoch seconds).
+    pub not_after: i64,
+    /// When it was added: the newest signing certificate signs answers.
+    pub created_at: i64,
+}
+
+/// One of an app's certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppCert {
+    /// The app.
+    pub app_id: AppId,
+    /// Its SN (`app_cert_sn`).
+    pub cert_sn: String,
+    /// PEM.
+    pub cert_pem: String,
+    /// Validity start (epoch seconds).
+    pub not_before: i64,
+    /// Validity end (epoch seconds).
+    pub not_after: i64,
+    /// When it was issued.
+    pub created_at: i64,
+    /// When a newer certificate's overlap ends and this one is refused.
+    pub retired_at: Option<i64>,
+}
+
+/// When an app stops being served in public-key mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySunset {
+    /// The app.
+    pub app_id: AppId,
+    /// The end of the overlap.
+    pub sunset_at: i64,
+}
+
 /// Where a signing session is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SessionState {

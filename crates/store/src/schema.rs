@@ -18,7 +18,7 @@ use agreements_protocol::{Method, SignType};
 
 use crate::error::{Invalid, Rule};
 use crate::load::Kind;
-use crate::records::{AppStatus, EventKind, SessionState};
+use crate::records::{AppStatus, CertRole, EventKind, SessionState};
 use crate::sql::TableSql;
 
 /// A stored value, as read from or written to one column.
@@ -448,6 +448,7 @@ spelled!(
     AppStatus: AppStatus::ALL, as_str, parse;
     EventKind: EventKind::ALL, as_str, parse;
     SessionState: SessionState::ALL, as_str, parse;
+    CertRole: CertRole::ALL, as_str, parse;
 );
 
 /// A notification's form parameters, stored as one JSON object.

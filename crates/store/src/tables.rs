@@ -11,9 +11,9 @@ use agreements_protocol::{Method, SignType};
 use crate::error::Invalid;
 use crate::load::Kind;
 use crate::records::{
-    AccountRecord, AgreementEvent, AppContentKey, AppKey, AppRecord, ConsumerSession, Credential,
-    LogonIdRecord, NewGroup, Notification, OpenIdRecord, PeriodRuleRecord, ProductRecord,
-    SigningSession,
+    AccountRecord, AgreementEvent, AppCert, AppContentKey, AppKey, AppRecord, ConsumerSession,
+    Credential, KeySunset, LogonIdRecord, NewGroup, Notification, OpenIdRecord, PeriodRuleRecord,
+    PlatformCert, ProductRecord, SigningSession,
 };
 use std::sync::OnceLock;
 
@@ -371,19 +371,62 @@ table! {
         columns: [app_id, content_key, updated_at as time],
         key: [app_id],
         unique: [],
-        references: [Reference {
-            column: "app_id",
-            to: "apps",
-            target: "app_id",
-            what: "app",
-            defined_by: Kind::App,
-        }],
+        references: [APP],
+        children: [],
+    }
+}
+
+const APP: Reference = Reference {
+    column: "app_id",
+    to: "apps",
+    target: "app_id",
+    what: "app",
+    defined_by: Kind::App,
+};
+
+table! {
+    /// The platform's roots and signing certificates (certificate mode).
+    PLATFORM_CERTS = "platform_certs" for PlatformCert {
+        columns: [cert_sn, role, chain_pem, not_before as time, not_after as time, created_at as time],
+        key: [cert_sn],
+        unique: [],
+        references: [],
+        children: [],
+    }
+}
+
+table! {
+    /// Apps' certificates (certificate mode).
+    APP_CERTS = "app_certs" for AppCert {
+        columns: [
+            app_id,
+            cert_sn,
+            cert_pem,
+            not_before as time,
+            not_after as time,
+            created_at as time,
+            retired_at as time,
+        ],
+        key: [app_id, cert_sn],
+        unique: [],
+        references: [APP],
+        children: [],
+    }
+}
+
+table! {
+    /// When apps that switched to certificate mode stop being served by their public keys.
+    APP_KEY_SUNSETS = "app_key_sunsets" for KeySunset {
+        columns: [app_id, sunset_at as time],
+        key: [app_id],
+        unique: [],
+        references: [APP],
         children: [],
     }
 }
 
 /// Every table.
-pub(crate) static ALL: [&Table; 22] = [
+pub(crate) static ALL: [&Table; 25] = [
     &MERCHANT_GROUPS,
     &MERCHANTS,
     &PRODUCTS,
@@ -406,6 +449,9 @@ pub(crate) static ALL: [&Table; 22] = [
     &CONSUMER_CREDENTIALS,
     &CONSUMER_SESSIONS,
     &APP_CONTENT_KEYS,
+    &PLATFORM_CERTS,
+    &APP_CERTS,
+    &APP_KEY_SUNSETS,
 ];
 
 #[cfg(test)]

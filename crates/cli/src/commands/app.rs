@@ -28,6 +28,9 @@ pub enum Command {
     /// key at once (running servers see it within their app cache's lifetime), and it is never
     /// logged.
     AesKey(AesKeyArgs),
+    /// Certificates of apps in certificate mode (公钥证书).
+    #[command(subcommand)]
+    Cert(super::ca::CertCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -82,6 +85,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Add(args) => add(args).await,
         Command::List { db } => list(&db).await,
         Command::AesKey(args) => aes_key(args).await,
+        Command::Cert(command) => super::ca::run_cert(command).await,
     }
 }
 

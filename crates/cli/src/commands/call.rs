@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use agreements_client::{Client, ClientConfig};
+use agreements_client::{CertMode, Client, ClientConfig};
 use agreements_protocol::aes::{ContentKey, EncryptType};
 use agreements_protocol::{Charset, PrivateKey, PublicKey, SignType};
 use anyhow::Context as _;
@@ -25,9 +25,9 @@ pub struct ClientArgs {
     /// The app's private key file (PKCS#1 or PKCS#8, PEM or bare base64).
     #[arg(long)]
     pub app_key: PathBuf,
-    /// The platform public key file that verifies responses.
-    #[arg(long)]
-    pub platform_key: PathBuf,
+    /// The platform public key file that verifies responses (not needed in certificate mode).
+    #[arg(long, required_unless_present = "app_cert")]
+    pub platform_key: Option<PathBuf>,
     /// The app's AES content key file: biz_content is sent encrypted and encrypted answers are
     /// opened (after their signature verifies).
     #[arg(long)]
@@ -35,20 +35,52 @@ pub struct ClientArgs {
     /// With --aes-key: AES (zero IV) or AES_V2 (random IV).
     #[arg(long, default_value = "AES", requires = "aes_key")]
     pub encrypt_type: String,
+    /// Certificate mode: the app's certificate (appCertPublicKey_<app id>.crt); with
+    /// --platform-cert and --root-cert, which then replace --platform-key.
+    #[arg(long, requires_all = ["platform_cert", "root_cert"])]
+    pub app_cert: Option<PathBuf>,
+    /// Certificate mode: the platform certificate (alipayCertPublicKey_RSA2.crt).
+    #[arg(long, requires = "app_cert")]
+    pub platform_cert: Option<PathBuf>,
+    /// Certificate mode: the root bundle (alipayRootCert.crt).
+    #[arg(long, requires = "app_cert")]
+    pub root_cert: Option<PathBuf>,
 }
 
 impl ClientArgs {
     /// A client signing by `sign_type` in `charset`.
     pub fn client(&self, sign_type: SignType, charset: Charset) -> anyhow::Result<Client> {
+        let (platform_public_key, cert) =
+            match (&self.app_cert, &self.platform_cert, &self.root_cert) {
+                (Some(app), Some(platform), Some(root)) => {
+                    let bytes = |p: &PathBuf| {
+                        std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+                    };
+                    let (mode, key) =
+                        CertMode::from_files(&bytes(app)?, &bytes(platform)?, &bytes(root)?)
+                            .context("certificate mode")?;
+                    (key, Some(mode))
+                }
+                _ => {
+                    let path = self
+                        .platform_key
+                        .as_ref()
+                        .context("--platform-key is required")?;
+                    (
+                        PublicKey::parse(&read(path)?).context("--platform-key")?,
+                        None,
+                    )
+                }
+            };
         Ok(Client::new(ClientConfig {
             gateway_url: self.gateway.clone(),
             app_id: self.app_id.clone(),
             app_private_key: PrivateKey::parse(&read(&self.app_key)?).context("--app-key")?,
-            platform_public_key: PublicKey::parse(&read(&self.platform_key)?)
-                .context("--platform-key")?,
+            platform_public_key,
             sign_type,
             charset,
             encryption: self.encryption()?,
+            cert,
         })?)
     }
 
@@ -129,10 +161,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             answer.node_name.clone(),
             serde_json::Value::Object(answer.node),
         );
-        eprintln!(
-            "response signature verified with {}",
-            args.client.platform_key.display()
-        );
+        let key = match (&args.client.platform_key, &args.client.platform_cert) {
+            (_, Some(cert)) => format!("the key of {}", cert.display()),
+            (Some(key), None) => key.display().to_string(),
+            (None, None) => "the platform key".to_owned(),
+        };
+        eprintln!("response signature verified with {key}");
         return super::print(&format!("{}\n", serde_json::to_string_pretty(&wrapped)?));
     }
     burst(Arc::new(client), &args, Arc::new(bizs), total).await

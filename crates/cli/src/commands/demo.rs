@@ -14,6 +14,10 @@ use super::keygen;
 const PASSWORD_FILE: &str = "consumer_password.txt";
 /// The demo app's AES content key (encrypt_type=AES) in the data folder.
 pub const AES_KEY_FILE: &str = "app_aes_key.txt";
+/// The platform's certificate authority (certificate mode) in the data folder.
+const CA_DIR: &str = "ca";
+/// The demo app's certificate-mode files in the data folder.
+const CERT_DIR: &str = "cert";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -78,6 +82,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 updated_at: crate::now(),
             })
             .await?;
+        // Certificate mode: the platform's authority, and a certificate for the demo app (its
+        // public key stays valid too, so both modes work).
+        let platform =
+            agreements_protocol::PrivateKey::parse(&std::fs::read_to_string(&platform_key)?)?;
+        super::ca::init(&store, &dir.join(CA_DIR), &platform, "Agreements Demo").await?;
+        let app_id =
+            agreements_domain::ids::AppId::parse(demo::APP_ID).map_err(anyhow::Error::msg)?;
+        super::ca::issue_app(
+            &store,
+            &dir.join(CA_DIR),
+            &super::ca::AppIssue {
+                app_id: &app_id,
+                public_key: &agreements_protocol::PublicKey::parse(public.trim())?,
+                days: 1825,
+                overlap_days: 7,
+                keep_keys: true,
+                out: &dir.join(CERT_DIR),
+            },
+        )
+        .await?;
         tracing::info!(data_dir = %dir.display(), "created the demo world");
     }
     let password = std::fs::read_to_string(dir.join(PASSWORD_FILE))
@@ -116,7 +140,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
              app id                 {app}  (merchant {merchant}, group {group})\n\
              app private key        {dir}/app_private_key_pkcs1.pem  (Python/Node SDKs; Java: app_private_key_pkcs8.b64)\n\
              platform public key    {dir}/platform_public_key_spki.pem  (the SDKs' \"alipay public key\")\n\
-             app AES key            {dir}/{aes_key_file}  (optional: encrypt_type=AES or AES_V2)\n\n\
+             app AES key            {dir}/{aes_key_file}  (optional: encrypt_type=AES or AES_V2)\n\
+             certificate mode       {dir}/{cert_dir}/  (appCertPublicKey_{app}.crt, alipayCertPublicKey_RSA2.crt,\n\
+             \x20                      alipayRootCert.crt: the SDKs' cert options; the app key mode works too)\n\n\
              Try it:\n\n\
              {exe} call alipay.user.agreement.batch.query \\\n  --gateway {url} --app-id {app} \\\n  \
              --app-key {dir}/app_private_key_pkcs1.pem \\\n  --platform-key {dir}/platform_public_key_spki.pem \\\n  \
@@ -130,6 +156,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             logon = demo::LOGON_EMAIL,
             password_file = PASSWORD_FILE,
             aes_key_file = AES_KEY_FILE,
+            cert_dir = CERT_DIR,
             app = demo::APP_ID,
             merchant = demo::MERCHANT_VIDEO,
             group = demo::GROUP_ID,

@@ -3,6 +3,7 @@
 pub mod app;
 pub mod bench;
 pub mod bulk;
+pub mod ca;
 pub mod call;
 pub mod demo;
 pub mod history;

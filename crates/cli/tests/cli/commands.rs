@@ -5,7 +5,7 @@ use std::process::Command;
 
 use agreements_protocol::{PrivateKey, PublicKey, SignType};
 
-use crate::common::{agreements, fails_with_db, with_db};
+use crate::common::{agreements, fails_with_db, ok, with_db};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -759,4 +759,157 @@ fn consumers_get_passwords_and_merchants_get_signing_links() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Certificate mode from the command line: `ca init` makes the authority and the platform's
+/// certificate (once), `app cert issue` the app's certificate and the merchant's three files,
+/// refusing weak keys and broken requests, and `ca rotate` a new platform certificate.
+#[test]
+fn operators_set_up_certificate_mode_and_hand_merchants_their_files() {
+    use agreements_protocol::cert::{Certificate, root_cert_sn};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let db = db.to_str().unwrap();
+    for name in ["app", "platform"] {
+        ok(agreements(
+            &["keygen", "--out", ".", "--name", name],
+            dir.path(),
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let store = runtime.block_on(async {
+        let store = agreements_store::Store::open_sqlite(Path::new(db))
+            .await
+            .unwrap();
+        let public = std::fs::read_to_string(dir.path().join("app_public_key_spki.b64")).unwrap();
+        agreements_store::demo::load(&store, public.trim())
+            .await
+            .unwrap();
+        store
+    });
+    let init = [
+        "ca",
+        "init",
+        "--ca-dir",
+        "ca",
+        "--platform-key",
+        "platform_private_key_pkcs1.pem",
+    ];
+    let out = with_db(dir.path(), db, &init);
+    let ca = dir.path().join("ca");
+    let roots =
+        Certificate::parse_pem_chain(&std::fs::read(ca.join("alipayRootCert.crt")).unwrap())
+            .unwrap();
+    let platform = Certificate::parse_pem_chain(
+        &std::fs::read(ca.join("alipayCertPublicKey_RSA2.crt")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        out.contains(&root_cert_sn(&roots)) && out.contains(&platform[0].sn()),
+        "{out}"
+    );
+    assert_eq!(platform.len(), 2, "the leaf and the intermediate");
+    platform[0]
+        .verify_chain(&platform[1..], &roots, agreements_client::now_unix())
+        .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for key in ["root_private_key.pem", "intermediate_private_key.pem"] {
+            let mode = std::fs::metadata(ca.join(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key}");
+        }
+    }
+    fails_with_db(dir.path(), db, &init, "already holds an authority");
+
+    // An app certificate: the key's owner only, 2048 bits at least, a request signed by its key.
+    let issue = |extra: &[&'static str]| {
+        let mut args = vec![
+            "app",
+            "cert",
+            "issue",
+            "--app-id",
+            "2021000000000001",
+            "--ca-dir",
+            "ca",
+            "--out",
+            "merchant",
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    let weak = agreements_protocol::PrivateKey::generate(1024).unwrap();
+    std::fs::write(
+        dir.path().join("weak.pem"),
+        weak.public_key().unwrap().to_spki_pem().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("junk.csr"), "not a request").unwrap();
+    fails_with_db(
+        dir.path(),
+        db,
+        &issue(&["--public-key", "weak.pem"]),
+        "2048",
+    );
+    fails_with_db(dir.path(), db, &issue(&["--csr", "junk.csr"]), "CSR");
+    fails_with_db(dir.path(), db, &issue(&[]), "required");
+    let out = with_db(
+        dir.path(),
+        db,
+        &issue(&["--public-key", "app_public_key_spki.pem"]),
+    );
+    let merchant = dir.path().join("merchant");
+    let app_cert = Certificate::parse_pem(
+        &std::fs::read(merchant.join("appCertPublicKey_2021000000000001.crt")).unwrap(),
+    )
+    .unwrap();
+    assert!(out.contains(&app_cert.sn()), "{out}");
+    assert_eq!(
+        std::fs::read(merchant.join("alipayRootCert.crt")).unwrap(),
+        std::fs::read(ca.join("alipayRootCert.crt")).unwrap()
+    );
+    assert!(merchant.join("alipayCertPublicKey_RSA2.crt").exists());
+    let app_id = agreements_domain::ids::AppId::parse("2021000000000001").unwrap();
+    let (certs, sunset) = runtime.block_on(async {
+        (
+            store.app_certs(&app_id).await.unwrap(),
+            store.key_sunset(&app_id).await.unwrap(),
+        )
+    });
+    assert_eq!(certs.len(), 1);
+    assert_eq!(certs[0].cert_sn, app_cert.sn());
+    let sunset = sunset
+        .expect("the first certificate switches the app's mode")
+        .sunset_at;
+    assert!((sunset - certs[0].created_at - 7 * 86_400).abs() <= 1);
+
+    // A new platform certificate: same key, new SN, the newest one signs.
+    let out = with_db(
+        dir.path(),
+        db,
+        &[
+            "ca",
+            "rotate",
+            "--ca-dir",
+            "ca",
+            "--platform-key",
+            "platform_private_key_pkcs1.pem",
+        ],
+    );
+    let rotated =
+        Certificate::parse_pem(&std::fs::read(ca.join("alipayCertPublicKey_RSA2.crt")).unwrap())
+            .unwrap();
+    assert_ne!(rotated.sn(), platform[0].sn());
+    assert!(out.contains(&rotated.sn()), "{out}");
+    let stored = runtime.block_on(store.platform_certs()).unwrap();
+    let signing: Vec<&str> = stored
+        .iter()
+        .filter(|c| c.role == agreements_store::CertRole::Signing)
+        .map(|c| c.cert_sn.as_str())
+        .collect();
+    assert_eq!(signing, [platform[0].sn().as_str(), rotated.sn().as_str()]);
 }

@@ -164,6 +164,7 @@ async fn a_killed_server_sends_every_committed_notification_after_restart() {
             sign_type: SignType::Rsa2,
             charset: Charset::Utf8,
             encryption: None,
+            cert: None,
         })
         .unwrap();
         let mut answered = 0;

@@ -1,6 +1,7 @@
 //! Dispatch by method: one file per OpenAPI method, one arm per [`Method`].
 
 mod batch_query;
+mod cert_download;
 mod execution_plan;
 pub mod page_sign;
 mod query;
@@ -41,6 +42,8 @@ pub struct Call<'a> {
     pub notify_policy: &'a agreements_domain::address::AddressPolicy,
     /// How long a signing session stays open when the request names no `effect_time`.
     pub signing_ttl_secs: i64,
+    /// The platform's certificates, when the request needed them.
+    pub platform: Option<&'a crate::certs::PlatformTrust>,
 }
 
 /// The public parameters a method may use.
@@ -74,6 +77,8 @@ pub enum Answer {
     SignEffect(Box<agreements_domain::query::Response>),
     /// `alipay.user.agreement.executionplan.modify`.
     ExecutionPlan(execution_plan::Response),
+    /// `alipay.open.app.alipaycert.download`.
+    CertDownload(cert_download::Response),
     /// `alipay.user.agreement.page.sign`: the signing session the browser is sent to (never
     /// rendered as JSON: page methods are answered with pages).
     #[serde(skip)]
@@ -101,6 +106,7 @@ pub async fn dispatch(
         Method::AgreementSignEffect => sign_effect::handle(call, biz)
             .await
             .map(|r| Answer::SignEffect(Box::new(r))),
+        Method::AlipayCertDownload => cert_download::handle(call, biz).map(Answer::CertDownload),
     }
 }
 

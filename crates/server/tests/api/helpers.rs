@@ -259,6 +259,7 @@ impl TestApp {
             sign_type,
             charset,
             encryption: None,
+            cert: None,
         };
         Client::with_http(config, self.http.clone())
     }

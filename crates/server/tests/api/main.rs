@@ -5,6 +5,7 @@
 
 mod batch_query;
 mod browser;
+mod certificates;
 mod chaos;
 mod codes;
 mod delivery;

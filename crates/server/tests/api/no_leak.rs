@@ -566,7 +566,11 @@ fn model(world: &World, r: &Request, now: i64) -> Expected {
             }
             err("INVALID_PARAMETER")
         }
-        Method::AgreementPageSign => unreachable!("page methods are not generated"),
+        Method::AgreementPageSign | Method::AlipayCertDownload => {
+            unreachable!(
+                "page methods and the certificate download (no agreements) are not generated"
+            )
+        }
     }
 }
 
@@ -780,7 +784,11 @@ fn answer_of(
         Method::AgreementExecutionPlanModify => {
             Expected::One(answer.node["agreement_no"].as_str().unwrap().to_owned())
         }
-        Method::AgreementPageSign => unreachable!("page methods are not generated"),
+        Method::AgreementPageSign | Method::AlipayCertDownload => {
+            unreachable!(
+                "page methods and the certificate download (no agreements) are not generated"
+            )
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod agreements;
 mod catalogue;
+mod certs;
 mod outbox;
 mod signing;
 
