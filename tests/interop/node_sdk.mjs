@@ -3,7 +3,9 @@
 // Starts `agreements demo` on a free port in a temporary folder, then drives the SDK's own
 // `exec()` (OpenAPI v2), with and without content encryption (`needEncrypt`, the demo app's AES
 // key as the SDK's `encryptKey`), in public-key mode and in certificate mode (the demo's
-// `cert/` files as `appCertPath`, `alipayPublicCertPath`, `alipayRootCertPath`).
+// `cert/` files as `appCertPath`, `alipayPublicCertPath`, `alipayRootCertPath`); and OpenAPI v3
+// with the SDK's `curl()` (its own Authorization header, its own check of our signed response
+// headers), plain, encrypted and in certificate mode.
 //
 //   NODE_PATH=…/node_modules node node_sdk.mjs PATH/TO/agreements
 //
@@ -58,6 +60,7 @@ function sdk(url, dir, extra = {}) {
   return new AlipaySdk({
     appId: APP_ID,
     gateway: url,
+    endpoint: url.replace(/\/gateway\.do$/, ''),
     keyType: 'PKCS1',
     privateKey: read(dir, 'app_private_key_pkcs1.pem'),
     alipayPublicKey: read(dir, 'platform_public_key_spki.pem'),
@@ -197,6 +200,64 @@ async function main() {
         bizContent: { personal_product_code: 'GENERAL_WITHHOLDING_P', alipay_user_id: '2088101122675263' },
       }, { validateSign: true });
       assert(result.code === '40002' && result.subCode === 'isv.app-cert-not-exist', JSON.stringify(result));
+    });
+
+    await check('v3 GET query: the SDK signs its Authorization and verifies our response headers', async () => {
+      const result = await sdk(url, dir).curl('GET', '/v3/alipay/user/agreement/query', {
+        query: { agreement_no: '20245920000000000001' },
+      });
+      assert(result.responseHttpStatus === 200, JSON.stringify(result));
+      assert(result.data.agreement_no === '20245920000000000001' && result.data.status === 'NORMAL', JSON.stringify(result.data));
+      assert(!('code' in result.data), 'v3 success bodies have no code');
+    });
+
+    await check('v3 business error: HTTP 400 {code, message, links}', async () => {
+      try {
+        await sdk(url, dir).curl('GET', '/v3/alipay/user/agreement/query', { query: { agreement_no: '20990101000000000000' } });
+      } catch (e) {
+        assert(e.responseHttpStatus === 400 && e.code === 'USER_AGREEMENT_NOT_EXIST', `${e.code} ${e.responseHttpStatus}`);
+        assert(e.message.startsWith('用户协议不存在') && e.links?.length === 1, `${e.message} ${JSON.stringify(e.links)}`);
+        return;
+      }
+      throw new Error('no error');
+    });
+
+    await check('v3 path that does not exist: HTTP 400 invalid-method', async () => {
+      try {
+        await sdk(url, dir).curl('POST', '/v3/alipay/user/agreement/batch/query', { body: {} });
+      } catch (e) {
+        assert(e.responseHttpStatus === 400 && e.code === 'invalid-method', `${e.code} ${e.responseHttpStatus}`);
+        return;
+      }
+      throw new Error('no error');
+    });
+
+    await check('v3 POST unsign with AES (needEncrypt): encrypted both ways, verified by the SDK', async () => {
+      const result = await sdk(url, dir, { encryptKey: aesKey }).curl('POST', '/v3/alipay/user/agreement/unsign', {
+        body: { agreement_no: '20240102000000000003' },
+        needEncrypt: true,
+      });
+      assert(result.responseHttpStatus === 200, JSON.stringify(result));
+      assert(JSON.stringify(result.data) === '{}', JSON.stringify(result.data));
+    });
+
+    await check('v3 in certificate mode: alipay-sn names the SDK\'s platform certificate', async () => {
+      const client = sdk(url, dir, certMode(dir));
+      const result = await client.curl('GET', '/v3/alipay/user/agreement/query', {
+        query: { agreement_no: '20245920000000000001' },
+      });
+      assert(result.data.agreement_no === '20245920000000000001', JSON.stringify(result.data));
+    });
+
+    await check('v3 with a wrong app key: HTTP 400 invalid-signature', async () => {
+      const client = sdk(url, dir, { privateKey: read(dir, 'platform_private_key_pkcs1.pem') });
+      try {
+        await client.curl('GET', '/v3/alipay/user/agreement/query', { query: { agreement_no: '20245920000000000001' } });
+      } catch (e) {
+        assert(e.responseHttpStatus === 400 && e.code === 'invalid-signature', `${e.code} ${e.responseHttpStatus}`);
+        return;
+      }
+      throw new Error('no error');
     });
   } finally {
     child.kill('SIGTERM');

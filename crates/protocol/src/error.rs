@@ -180,6 +180,12 @@ pub enum ProtocolError {
     /// `biz_content` is ciphertext for the app's key, but no `encrypt_type` says so.
     #[error("encrypted biz_content without encrypt_type")]
     MissingEncryptType,
+    /// v3: the Authorization header's nonce is missing, too long, or was used before.
+    #[error("invalid nonce: {detail}")]
+    InvalidNonce {
+        /// What was wrong.
+        detail: &'static str,
+    },
     /// A certificate-mode request (`app_cert_sn`) without `alipay_root_cert_sn`.
     #[error("missing alipay_root_cert_sn")]
     MissingRootCertSn,
@@ -299,6 +305,9 @@ impl ProtocolError {
                 "isv.decryption-error-missing-encrypt-type",
                 "解密出错, 未指定加密算法: biz_content is encrypted; send encrypt_type=AES".into(),
             ),
+            Self::InvalidNonce { detail } => {
+                (InvalidArguments, "isv.invalid-nonce", format!("无效的随机数: {detail}").into())
+            }
             Self::MissingRootCertSn => (
                 MissingRequiredArguments,
                 "isv.missing-alipay-root-cert-sn",

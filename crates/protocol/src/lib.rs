@@ -16,6 +16,7 @@ pub mod params;
 pub mod request;
 pub mod sign_content;
 pub mod timestamp;
+pub mod v3;
 
 pub use charset::Charset;
 pub use crypto::{KeyError, PrivateKey, PublicKey, SignType};

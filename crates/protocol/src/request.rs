@@ -147,6 +147,10 @@ pub trait Lookups {
     /// The SNs of the platform's roots, `None` when certificate mode is not set up.
     fn root_cert_sns(&self) -> Option<&[String]>;
 
+    /// v3: records `nonce` of `app_id` until `until_ms` and answers whether it is new (a
+    /// replayed request's nonce is not); `now_ms` lets expired records go.
+    fn first_use(&self, app_id: &str, nonce: &str, until_ms: i64, now_ms: i64) -> bool;
+
     /// Whom a request of `app` for `method` acts for at `now`: with an `app_auth_token`, the
     /// merchant that granted it (or the token's `20001` answer), else the app's owner.
     fn actor(
@@ -214,13 +218,21 @@ pub async fn check<'a, L: Lookups>(
     let sign_type = sign_type(&required)?;
     let roots = lookups.root_cert_sns();
     let key = match params.non_empty("app_cert_sn") {
-        Some(sn) => certificate(params, app, sn, roots, now)?,
+        Some(sn) => {
+            params
+                .non_empty("alipay_root_cert_sn")
+                .ok_or(ProtocolError::MissingRootCertSn)?;
+            certificate(app, sn, roots, now)?
+        }
         None => public_key(app, sign_type, now)?,
     };
     verify(params, key, sign_type)?;
     let encryption = check_signed(params, now, window_secs, app.content_key())?;
     if params.non_empty("app_cert_sn").is_some() {
-        root_cert_sn(params, roots.unwrap_or_default())?;
+        root_cert_sn(
+            params.get("alipay_root_cert_sn").unwrap_or_default(),
+            roots.unwrap_or_default(),
+        )?;
     }
     let actor = lookups
         .actor(app, method, params.non_empty("app_auth_token"), now)
@@ -317,18 +329,14 @@ pub fn public_key<A: CallingApp>(
     Ok(key)
 }
 
-/// Step 3b, certificate mode: `alipay_root_cert_sn` present, the platform set up for
-/// certificates (`roots`), `sn` one of the app's certificates, in force at `now`.
+/// Step 3b, certificate mode (after `alipay_root_cert_sn` was found present): the platform set
+/// up for certificates (`roots`), `sn` one of the app's certificates, in force at `now`.
 pub fn certificate<'a, A: CallingApp>(
-    params: &Params,
     app: &'a A,
     sn: &str,
     roots: Option<&[String]>,
     now: i64,
 ) -> Result<&'a PublicKey, ProtocolError> {
-    params
-        .non_empty("alipay_root_cert_sn")
-        .ok_or(ProtocolError::MissingRootCertSn)?;
     if roots.is_none_or(<[String]>::is_empty) {
         return Err(ProtocolError::PlatformCertNotExist);
     }
@@ -357,11 +365,10 @@ pub fn certificate<'a, A: CallingApp>(
     Ok(&cert.key)
 }
 
-/// After the signed checks, certificate mode: `alipay_root_cert_sn` lists at most
+/// After the signed checks, certificate mode: `alipay_root_cert_sn` (`listed`) lists at most
 /// [`MAX_ROOT_SNS`] SNs joined by `_` (32 lower-case hex digits each, any order), one of them a
 /// root of the platform's (`roots`) — a merchant's bundle may hold other roots too.
-pub fn root_cert_sn(params: &Params, roots: &[String]) -> Result<(), ProtocolError> {
-    let listed = params.get("alipay_root_cert_sn").unwrap_or_default();
+pub fn root_cert_sn(listed: &str, roots: &[String]) -> Result<(), ProtocolError> {
     let parts: Vec<&str> = listed.split('_').collect();
     let well_formed = parts.len() <= MAX_ROOT_SNS
         && parts
@@ -776,6 +783,10 @@ mod tests {
 
             fn root_cert_sns(&self) -> Option<&[String]> {
                 self.roots.as_deref()
+            }
+
+            fn first_use(&self, _: &str, _: &str, _: i64, _: i64) -> bool {
+                true
             }
 
             fn actor(

@@ -17,6 +17,7 @@ use agreements_protocol::charset::Charset;
 use agreements_protocol::envelope;
 use agreements_protocol::method::ERROR_RESPONSE_NODE;
 use agreements_protocol::request::{self, Head, Lookups, Refusal};
+use agreements_protocol::v3;
 use agreements_protocol::{GatewayCode, Method, Params, PrivateKey, ProtocolError};
 use agreements_store::{Store, StoreError};
 
@@ -48,6 +49,19 @@ pub enum Page {
     Refused(agreements_protocol::WireError),
 }
 
+/// A v3 answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V3Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// Its Content-Type.
+    pub content_type: &'static str,
+    /// The `alipay-*` headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
 /// Gateway settings that requests see.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -70,6 +84,7 @@ pub struct Gateway {
     notify_policy: AddressPolicy,
     failure_signatures: FailureSignatures,
     trust: TrustCache,
+    nonces: crate::nonces::Nonces,
     web: crate::web::Settings,
     logins: crate::web::throttle::Logins,
     /// Signatures made so far.
@@ -105,6 +120,12 @@ impl Lookups for Checking<'_> {
 
     fn root_cert_sns(&self) -> Option<&[String]> {
         self.roots
+    }
+
+    fn first_use(&self, app_id: &str, nonce: &str, until_ms: i64, now_ms: i64) -> bool {
+        self.gateway
+            .nonces
+            .first_use(app_id, nonce, until_ms, now_ms)
     }
 
     async fn actor(
@@ -178,6 +199,7 @@ impl Gateway {
             notify_policy: AddressPolicy::default(),
             failure_signatures: FailureSignatures::default(),
             trust: TrustCache::default(),
+            nonces: crate::nonces::Nonces::default(),
             web: crate::web::Settings::default(),
             logins: crate::web::throttle::Logins::new(crate::web::throttle::Limits::default()),
             signatures: AtomicU64::new(0),
@@ -307,6 +329,169 @@ impl Gateway {
             started,
         )
         .await
+    }
+
+    /// Answers one OpenAPI v3 request (§7): its checks (`v3::check`), the same method code as
+    /// v2, and a v3 answer — the fields as JSON (encrypted when asked), or
+    /// `{code, message, links}` with the code's HTTP status; signed in the response headers
+    /// whenever the app is known.
+    pub async fn handle_v3(&self, request: &v3::Request<'_>) -> V3Reply {
+        let started = Instant::now();
+        let head = v3::Head::of(request);
+        let app = match head.app_id.as_deref().map(AppId::parse) {
+            Some(Ok(app_id)) => self.apps.get(&self.store, &app_id).await,
+            Some(Err(_)) | None => Ok(None),
+        };
+        let trust = if head.cert_mode {
+            self.trust(&Head {
+                method: None,
+                app_id: None,
+                sign_type: agreements_protocol::SignType::Rsa2,
+                charset: Charset::Utf8,
+                cert_mode: true,
+            })
+            .await
+        } else {
+            None
+        };
+        let now = self.clock.now();
+        let checked_app = match &app {
+            Ok(app) => Ok(app.as_deref()),
+            Err(e) => Err(Failure::from(e.clone())),
+        };
+        let lookups = Checking {
+            gateway: self,
+            roots: trust
+                .as_deref()
+                .filter(|t| t.is_set_up())
+                .map(|t| t.root_sns.as_slice()),
+        };
+        let window = self.limits.timestamp_window;
+        let (result, encrypt_type) =
+            match v3::check(request, checked_app, &lookups, now, window).await {
+                Err(refusal) => (Err(Failure::from(refusal)), None),
+                Ok(checked) => {
+                    let encrypt_type = checked.encryption.map(|e| e.encrypt_type);
+                    let Acting { merchant, token } = checked.actor;
+                    let result = methods::dispatch(
+                        checked.method,
+                        &Call {
+                            store: &self.store,
+                            catalogue: &self.catalogue,
+                            app: checked.app,
+                            caller: Caller {
+                                merchant: merchant.partner_id,
+                                group: merchant.group_id,
+                            },
+                            now,
+                            request: Request {
+                                sign_type: checked.sign_type,
+                                notify_url: None,
+                                token,
+                                return_url: None,
+                                timestamp: "",
+                                sign: "",
+                            },
+                            outbox: &self.outbox,
+                            notify_policy: &self.notify_policy,
+                            signing_ttl_secs: self.web.signing_ttl_secs,
+                            platform: trust.as_deref(),
+                        },
+                        &checked.biz_content,
+                    )
+                    .await;
+                    (result, encrypt_type)
+                }
+            };
+        let trace_id = agreements_protocol::crypto::random_alphanumeric(32).unwrap_or_default();
+        let content_key = app
+            .as_ref()
+            .ok()
+            .and_then(|a| a.as_deref())
+            .and_then(|a| a.content_key.as_ref());
+        let (status, body, content_type, code, sub_code, detail) = match result
+            .and_then(|answer| {
+                serde_json::to_vec(&answer)
+                    .map_err(|e| Failure::from(BizError::SystemError(e.to_string())))
+            })
+            .and_then(|json| match (encrypt_type, content_key) {
+                (Some(t), Some(key)) => key
+                    .encrypt(t, &json)
+                    .map(|sealed| (sealed.into_bytes(), "text/plain;charset=utf-8"))
+                    .map_err(|e| Failure::from(BizError::SystemError(e.to_string()))),
+                _ => Ok((json, "application/json;charset=utf-8")),
+            }) {
+            Ok((body, content_type)) => (200, body, content_type, "10000", "", None),
+            Err(failure) => {
+                let wire = failure.wire();
+                let (status, _) = v3::status_and_code(&wire);
+                (
+                    status,
+                    v3::error_body(&wire, &trace_id),
+                    "application/json;charset=utf-8",
+                    wire.code.code(),
+                    wire.sub_code,
+                    failure.detail(),
+                )
+            }
+        };
+        let mut headers = vec![("alipay-trace-id", trace_id)];
+        let known = matches!(app, Ok(Some(_)));
+        if known {
+            let timestamp = now.saturating_mul(1000).to_string();
+            let nonce = agreements_protocol::crypto::random_alphanumeric(32).unwrap_or_default();
+            let content = v3::response_sign_content(&timestamp, &nonce, &body);
+            self.signatures.fetch_add(1, Ordering::Relaxed);
+            match self
+                .platform_key
+                .sign(agreements_protocol::SignType::Rsa2, &content)
+            {
+                Ok(signature) => {
+                    headers.push(("alipay-timestamp", timestamp));
+                    headers.push(("alipay-nonce", nonce));
+                    headers.push(("alipay-signature", signature));
+                    if let Some(sn) = trust.as_deref().and_then(|t| t.signing_sn.clone()) {
+                        headers.push(("alipay-sn", sn));
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "signing failed; answering unsigned"),
+            }
+        }
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let app_id = head.app_id.as_deref().unwrap_or("-");
+        let method = head.method.map_or("-", Method::name);
+        let encrypted = encrypt_type.is_some() && status == 200;
+        match detail {
+            None => tracing::info!(
+                app_id,
+                method,
+                code,
+                sub_code,
+                status,
+                signed = known,
+                encrypted,
+                micros,
+                "gateway v3"
+            ),
+            Some(error) => tracing::error!(
+                app_id,
+                method,
+                code,
+                sub_code,
+                status,
+                signed = known,
+                encrypted,
+                micros,
+                error,
+                "gateway v3"
+            ),
+        }
+        V3Reply {
+            status,
+            content_type,
+            headers,
+            body,
+        }
     }
 
     /// The platform's certificates, read only for what needs them: certificate-mode requests

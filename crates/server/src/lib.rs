@@ -9,6 +9,7 @@ pub mod config;
 pub mod failure;
 pub mod gateway;
 pub mod methods;
+pub mod nonces;
 pub mod notify;
 pub mod telemetry;
 pub mod web;
@@ -27,13 +28,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::timeout::TimeoutLayer;
 
-pub use gateway::{Gateway, Limits, Page, Reply};
+pub use gateway::{Gateway, Limits, Page, Reply, V3Reply};
 
 /// Every route, in one list.
 pub fn router(gateway: Arc<Gateway>, request_timeout: Duration) -> Router {
     Router::new()
         .route("/gateway.do", get(gateway_do).post(gateway_do))
         .route("/healthz", get(healthz))
+        .route("/v3/{*path}", axum::routing::any(openapi_v3))
         .merge(web::routes())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -105,6 +107,52 @@ async fn gateway_do(
             .into_response()
         }
     }
+}
+
+/// OpenAPI v3 (`/v3/…`): reads at most the body limit, then answers with the v3 status, body and
+/// signed `alipay-*` headers.
+async fn openapi_v3(
+    State(gateway): State<Arc<Gateway>>,
+    method: axum::http::Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let limit = gateway.limits().max_body_bytes;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let target = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        let wire = ProtocolError::RequestTooLarge { limit }.wire();
+        let body = agreements_protocol::v3::error_body(&wire, "-");
+        return (
+            StatusCode::BAD_REQUEST,
+            [(CONTENT_TYPE, "application/json;charset=utf-8")],
+            body,
+        )
+            .into_response();
+    };
+    let request = agreements_protocol::v3::Request {
+        http_method: method.as_str(),
+        target,
+        body: &bytes,
+        authorization: header("authorization"),
+        app_auth_token: header("alipay-app-auth-token"),
+        encrypt_type: header("alipay-encrypt-type"),
+        root_cert_sn: header("alipay-root-cert-sn"),
+    };
+    let reply = gateway.handle_v3(&request).await;
+    let mut response = (
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST),
+        [(CONTENT_TYPE, reply.content_type)],
+        reply.body,
+    )
+        .into_response();
+    for (name, value) in reply.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 fn is_length_limit(error: &axum::Error) -> bool {

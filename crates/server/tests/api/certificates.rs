@@ -540,3 +540,43 @@ async fn a_client_holding_a_rotated_platform_certificate_downloads_the_new_one_a
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn v3_requests_name_their_app_certificate_and_answers_carry_alipay_sn() {
+    use crate::openapi_v3::Call;
+    let app = TestApp::spawn().await;
+    let pki = Pki::install(&app).await;
+    let now = app.clock_now();
+    let cert = pki
+        .issue_app(&app, demo::APP_ID, now - DAY, 365, 7 * DAY, false)
+        .await;
+    let target = "/v3/alipay/user/agreement/query?agreement_no=20245920000000000001";
+    let mut call = Call::get(&app, target);
+    call.cert_sn = Some(cert.sn());
+    let answer = call.send(&app).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert!(answer.verified(&app));
+    assert_eq!(answer.header("alipay-sn"), Some(pki.signing.sn().as_str()));
+    // alipay-root-cert-sn is optional in v3, but checked when sent.
+    let mut call = Call::get(&app, target);
+    call.cert_sn = Some(cert.sn());
+    call.headers.push((
+        "alipay-root-cert-sn",
+        "02941eef3187dddf3d3b83462e1dfcf6".into(),
+    ));
+    assert_eq!(
+        call.send(&app).await.error(),
+        (400, "invalid-alipay-root-cert-sn".into())
+    );
+    let mut call = Call::get(&app, target);
+    call.cert_sn = Some("0123456789abcdef0123456789abcdef".into());
+    assert_eq!(
+        call.send(&app).await.error(),
+        (400, "app-cert-not-exist".into())
+    );
+}

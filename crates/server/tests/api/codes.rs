@@ -51,6 +51,7 @@ fn every_gateway_code_is_documented_exactly() {
         },
         ProtocolError::PlatformCertNotExist,
         ProtocolError::KeyModeRetired,
+        ProtocolError::InvalidNonce { detail: "" },
         ProtocolError::InvalidAppAuthToken,
         ProtocolError::AppAuthTokenExpired,
         ProtocolError::AppAuthTokenNoApi,

@@ -13,6 +13,7 @@ mod encryption;
 mod gateway_errors;
 mod helpers;
 mod no_leak;
+mod openapi_v3;
 mod query;
 mod robustness;
 mod signing;
