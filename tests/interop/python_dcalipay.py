@@ -10,9 +10,7 @@ Run by .ci/run in a venv of its own (this SDK's `alipay` package would shadow al
 """
 
 import os
-import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,29 +19,12 @@ import time
 os.environ["TZ"] = "Asia/Shanghai"
 time.tzset()
 
+from demo import RESULTS, case, start_server  # noqa: E402 - beside this script
+
 from alipay import DCAliPay  # noqa: E402
 from alipay.exceptions import AliPayException, AliPayValidationError  # noqa: E402
 
 APP_ID = "2021000000000001"
-RESULTS = []
-
-
-def start_server(binary, data_dir):
-    process = subprocess.Popen(
-        [binary, "demo", "--data-dir", data_dir, "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    for line in process.stdout:
-        match = re.search(r"serving (http://\S+/gateway\.do)", line)
-        if match:
-            return process, match.group(1)
-        if time.monotonic() > deadline:
-            break
-    process.kill()
-    raise SystemExit("the demo server did not start")
 
 
 def read(*parts):
@@ -63,20 +44,6 @@ def client(url, data_dir, platform_cert="alipayCertPublicKey_RSA2.crt"):
     # Test-driver setting: the SDK has no gateway option (it knows only Alipay's two hosts).
     sdk._gateway = url
     return sdk
-
-
-def case(name):
-    def wrap(fn):
-        def run(*args):
-            try:
-                fn(*args)
-                RESULTS.append(True)
-                print(f"ok   {name}")
-            except Exception as e:  # noqa: BLE001 - report and continue
-                RESULTS.append(False)
-                print(f"FAIL {name}: {type(e).__name__}: {e}")
-        return run
-    return wrap
 
 
 @case("DCAliPay batch.query: the SDK's SNs accepted, our answer verified by the SDK")

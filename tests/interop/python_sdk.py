@@ -11,9 +11,7 @@ import http.server
 import json
 import os
 import queue
-import re
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,6 +22,8 @@ import urllib.request
 # Real clients send their local clock; the gateway reads Beijing time (openapi-gateway.md §4.3).
 os.environ["TZ"] = "Asia/Shanghai"
 time.tzset()
+
+from demo import RESULTS, case, start_server  # noqa: E402 - beside this script
 
 import alipay.aop.api.DefaultAlipayClient as default_client_module  # noqa: E402
 import rsa  # noqa: E402 - the SDK's RSA library
@@ -67,24 +67,6 @@ def counting_verify(public_key, message, sign):
 
 
 default_client_module.verify_with_rsa = counting_verify
-
-
-def start_server(binary, data_dir):
-    process = subprocess.Popen(
-        [binary, "demo", "--data-dir", data_dir, "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    for line in process.stdout:
-        match = re.search(r"serving (http://\S+/gateway\.do)", line)
-        if match:
-            return process, match.group(1)
-        if time.monotonic() > deadline:
-            break
-    process.kill()
-    raise SystemExit("the demo server did not start")
 
 
 def read(path):
@@ -155,21 +137,6 @@ def execute(sdk, model, request, fields):
     return json.loads(text)
 
 
-RESULTS = []
-
-
-def case(name):
-    def wrap(fn):
-        def run(*args):
-            try:
-                fn(*args)
-                RESULTS.append(True)
-                print(f"ok   {name}")
-            except Exception as e:  # noqa: BLE001 - report and continue
-                RESULTS.append(False)
-                print(f"FAIL {name}: {type(e).__name__}: {e}")
-        return run
-    return wrap
 
 
 @case("batch.query success (RSA2, utf-8) verified by the SDK")

@@ -204,17 +204,7 @@ pub async fn check<'a, L: Lookups>(
 ) -> Result<Checked<'a, L::App, L::Actor>, Refusal<L::Error>> {
     let method = method(params)?;
     let required = required(params)?;
-    let app = app
-        .map_err(Refusal::Lookup)?
-        .ok_or(ProtocolError::InvalidAppId {
-            detail: "no such app",
-        })?;
-    if !app.is_online() {
-        return Err(ProtocolError::InvalidAppId {
-            detail: "the app is offline",
-        }
-        .into());
-    }
+    let app = known_app(app)?;
     let sign_type = sign_type(&required)?;
     let roots = lookups.root_cert_sns();
     let key = match params.non_empty("app_cert_sn") {
@@ -254,6 +244,23 @@ pub async fn check<'a, L: Lookups>(
         biz_content: biz_content(params, encryption, app.content_key())?,
         encryption,
     })
+}
+
+/// Step 3 (v2 and v3): the app the request names (looked up by the server) exists and is
+/// online.
+pub fn known_app<A: CallingApp, E>(app: Result<Option<&A>, E>) -> Result<&A, Refusal<E>> {
+    let app = app
+        .map_err(Refusal::Lookup)?
+        .ok_or(ProtocolError::InvalidAppId {
+            detail: "no such app",
+        })?;
+    if !app.is_online() {
+        return Err(ProtocolError::InvalidAppId {
+            detail: "the app is offline",
+        }
+        .into());
+    }
+    Ok(app)
 }
 
 /// Step 1: the method. Missing or unknown methods are answered in `error_response`.

@@ -263,17 +263,7 @@ pub async fn check<'a, L: Lookups>(
 ) -> Result<Checked<'a, L::App, L::Actor>, Refusal<L::Error>> {
     let method = method(request.http_method, request.path())?;
     let auth = authorization(request.authorization)?;
-    let app = app
-        .map_err(Refusal::Lookup)?
-        .ok_or(ProtocolError::InvalidAppId {
-            detail: "no such app",
-        })?;
-    if !app.is_online() {
-        return Err(ProtocolError::InvalidAppId {
-            detail: "the app is offline",
-        }
-        .into());
-    }
+    let app = request::known_app(app)?;
     let roots = lookups.root_cert_sns();
     let key: &PublicKey = match auth.app_cert_sn {
         Some(sn) => request::certificate(app, sn, roots, now)?,

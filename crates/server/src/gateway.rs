@@ -49,6 +49,15 @@ pub enum Page {
     Refused(agreements_protocol::WireError),
 }
 
+/// What a request says beside its content that a method may use (v2 parameters; none in v3).
+#[derive(Debug, Default, Clone, Copy)]
+struct Said<'a> {
+    notify_url: Option<&'a str>,
+    return_url: Option<&'a str>,
+    timestamp: &'a str,
+    sign: &'a str,
+}
+
 /// A v3 answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct V3Reply {
@@ -292,18 +301,8 @@ impl Gateway {
                     .await
             }
             Err(error) => {
-                let head = Head::scan(query, content_type, body);
-                let app = self.app(&head).await;
-                let trust = self.trust(&head).await;
-                self.reply(
-                    &head,
-                    &app,
-                    Err(error.into()),
-                    None,
-                    trust.as_deref(),
-                    started,
-                )
-                .await
+                self.refuse(Head::scan(query, content_type, body), error, started)
+                    .await
             }
         }
     }
@@ -316,8 +315,12 @@ impl Gateway {
         content_type: Option<&[u8]>,
         error: ProtocolError,
     ) -> Reply {
-        let started = Instant::now();
         let head = Head::scan(query, content_type, b"");
+        self.refuse(head, error, Instant::now()).await
+    }
+
+    /// Answers `error` to a request known only by its `head`.
+    async fn refuse(&self, head: Head, error: ProtocolError, started: Instant) -> Reply {
         let app = self.app(&head).await;
         let trust = self.trust(&head).await;
         self.reply(
@@ -371,36 +374,8 @@ impl Gateway {
             match v3::check(request, checked_app, &lookups, now, window).await {
                 Err(refusal) => (Err(Failure::from(refusal)), None),
                 Ok(checked) => {
-                    let encrypt_type = checked.encryption.map(|e| e.encrypt_type);
-                    let Acting { merchant, token } = checked.actor;
-                    let result = methods::dispatch(
-                        checked.method,
-                        &Call {
-                            store: &self.store,
-                            catalogue: &self.catalogue,
-                            app: checked.app,
-                            caller: Caller {
-                                merchant: merchant.partner_id,
-                                group: merchant.group_id,
-                            },
-                            now,
-                            request: Request {
-                                sign_type: checked.sign_type,
-                                notify_url: None,
-                                token,
-                                return_url: None,
-                                timestamp: "",
-                                sign: "",
-                            },
-                            outbox: &self.outbox,
-                            notify_policy: &self.notify_policy,
-                            signing_ttl_secs: self.web.signing_ttl_secs,
-                            platform: trust.as_deref(),
-                        },
-                        &checked.biz_content,
-                    )
-                    .await;
-                    (result, encrypt_type)
+                    self.dispatch(checked, Said::default(), now, trust.as_deref())
+                        .await
                 }
             };
         let trace_id = agreements_protocol::crypto::random_alphanumeric(32).unwrap_or_default();
@@ -542,6 +517,24 @@ impl Gateway {
             Ok(checked) => checked,
             Err(refusal) => return (Err(refusal.into()), None),
         };
+        let said = Said {
+            notify_url: params.non_empty("notify_url"),
+            return_url: params.non_empty("return_url"),
+            timestamp: params.get("timestamp").unwrap_or_default(),
+            sign: params.get("sign").unwrap_or_default(),
+        };
+        self.dispatch(checked, said, now, trust).await
+    }
+
+    /// Runs the method of a request that passed its checks (v2 or v3); with the request's
+    /// encryption, which its answer uses.
+    async fn dispatch(
+        &self,
+        checked: request::Checked<'_, App, Acting>,
+        said: Said<'_>,
+        now: i64,
+        trust: Option<&PlatformTrust>,
+    ) -> (Result<Answer, Failure>, Option<EncryptType>) {
         let encrypt_type = checked.encryption.map(|e| e.encrypt_type);
         let Acting { merchant, token } = checked.actor;
         let result = methods::dispatch(
@@ -557,11 +550,11 @@ impl Gateway {
                 now,
                 request: Request {
                     sign_type: checked.sign_type,
-                    notify_url: params.non_empty("notify_url"),
+                    notify_url: said.notify_url,
                     token,
-                    return_url: params.non_empty("return_url"),
-                    timestamp: params.get("timestamp").unwrap_or_default(),
-                    sign: params.get("sign").unwrap_or_default(),
+                    return_url: said.return_url,
+                    timestamp: said.timestamp,
+                    sign: said.sign,
                 },
                 outbox: &self.outbox,
                 notify_policy: &self.notify_policy,

@@ -166,19 +166,6 @@ async fn call(
         .await
 }
 
-/// Sends the batch query signed with the tests' app key, with `extra` parameters.
-async fn raw_with(app: &TestApp, extra: &[(&'static str, &str)]) -> Raw {
-    let mut pairs = common(VECTOR_BIZ);
-    pairs.extend(extra.iter().map(|(n, v)| (*n, (*v).to_owned())));
-    app.call_raw(
-        "POST",
-        "",
-        Some(FORM),
-        signed_form(&pairs, SignType::Rsa2, Charset::Utf8, Empties::Drop),
-    )
-    .await
-}
-
 /// `(code, sub_code, alipay_cert_sn)` of a signed answer.
 fn outcome(app: &TestApp, raw: &Raw) -> (String, String, Option<String>) {
     let answer = agreements_client::verify_response(
@@ -215,8 +202,9 @@ async fn requests_are_verified_by_the_app_certificate_and_answers_name_the_platf
     assert_eq!(answer.code(), "10000", "{:?}", answer.node);
     // The layout every certificate-mode client reads: node, alipay_cert_sn, sign.
     let root = pki.root_sn();
-    let raw = raw_with(
+    let raw = signed_call(
         &app,
+        VECTOR_BIZ,
         &[("app_cert_sn", &cert.sn()), ("alipay_root_cert_sn", &root)],
     )
     .await;
@@ -234,7 +222,7 @@ async fn requests_are_verified_by_the_app_certificate_and_answers_name_the_platf
     .await
     .unwrap();
     assert_eq!(answer.sub_code(), Some("USER_NOT_EXIST_ERROR"));
-    let raw = raw_with(&app, &[]).await;
+    let raw = signed_call(&app, VECTOR_BIZ, &[]).await;
     assert_eq!(outcome(&app, &raw), ("10000".into(), String::new(), None));
 }
 
@@ -242,8 +230,9 @@ async fn requests_are_verified_by_the_app_certificate_and_answers_name_the_platf
 async fn each_certificate_failure_has_its_own_answer() {
     // Before the platform has certificates, certificate mode is not available.
     let bare = TestApp::spawn().await;
-    let raw = raw_with(
+    let raw = signed_call(
         &bare,
+        VECTOR_BIZ,
         &[
             ("app_cert_sn", "0123456789abcdef0123456789abcdef"),
             ("alipay_root_cert_sn", "0123456789abcdef0123456789abcdef"),
@@ -304,7 +293,7 @@ async fn each_certificate_failure_has_its_own_answer() {
         ),
     ];
     for (extra, code, sub_code) in cases {
-        let raw = raw_with(&app, &extra).await;
+        let raw = signed_call(&app, VECTOR_BIZ, &extra).await;
         let (c, s, sn) = outcome(&app, &raw);
         assert_eq!((c.as_str(), s.as_str()), (code, sub_code), "{extra:?}");
         assert_eq!(

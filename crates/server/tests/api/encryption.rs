@@ -125,19 +125,6 @@ async fn an_encrypted_unsign_changes_the_agreement_once() {
     assert_eq!(answer.sub_code(), Some("USER_AGREEMENT_NOT_EXIST"));
 }
 
-/// Sends the batch query with `biz_content` replaced by `biz` and `extra` parameters, signed.
-async fn raw_with(app: &TestApp, biz: &str, extra: &[(&'static str, &str)]) -> Raw {
-    let mut pairs = common(biz);
-    pairs.extend(extra.iter().map(|(n, v)| (*n, (*v).to_owned())));
-    app.call_raw(
-        "POST",
-        "",
-        Some(FORM),
-        signed_form(&pairs, SignType::Rsa2, Charset::Utf8, Empties::Drop),
-    )
-    .await
-}
-
 /// The signed, plain node of a refusal.
 fn plain_refusal(app: &TestApp, raw: &Raw) -> (String, String, String) {
     let answer = agreements_client::verify_response(
@@ -243,7 +230,7 @@ async fn what_does_not_decrypt_is_refused_in_plain_text_with_its_sub_code() {
         ),
     ];
     for (biz, extra, code, sub_code, says) in cases {
-        let raw = raw_with(&app, biz, &extra).await;
+        let raw = signed_call(&app, biz, &extra).await;
         let (c, s, msg) = plain_refusal(&app, &raw);
         assert_eq!(
             (c.as_str(), s.as_str()),
@@ -253,7 +240,7 @@ async fn what_does_not_decrypt_is_refused_in_plain_text_with_its_sub_code() {
         assert!(msg.contains(says), "{sub_code}: {msg}");
     }
     // Plain JSON from the keyed app is still served.
-    let raw = raw_with(&app, VECTOR_BIZ, &[]).await;
+    let raw = signed_call(&app, VECTOR_BIZ, &[]).await;
     assert_eq!(plain_refusal(&app, &raw).0, "10000");
     // An app without a key: the key's absence is named, and nothing is decrypted for it.
     let mut pairs = common(&sealed);

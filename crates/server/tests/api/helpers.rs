@@ -417,3 +417,16 @@ pub fn parse_unsigned(body: &[u8]) -> (String, serde_json::Map<String, serde_jso
 }
 
 pub const VECTOR_BIZ: &str = r#"{"alipay_user_id":"2088101122675263","personal_product_code":"GENERAL_WITHHOLDING_P","sign_scene":"INDUSTRY|DIGITAL_MEDIA"}"#;
+
+/// Sends the demo app's batch query of `biz` with `extra` parameters, signed, as a form POST.
+pub async fn signed_call(app: &TestApp, biz: &str, extra: &[(&'static str, &str)]) -> Raw {
+    let mut pairs = common(biz);
+    pairs.extend(extra.iter().map(|(n, v)| (*n, (*v).to_owned())));
+    app.call_raw(
+        "POST",
+        "",
+        Some("application/x-www-form-urlencoded;charset=utf-8"),
+        signed_form(&pairs, SignType::Rsa2, Charset::Utf8, Empties::Drop),
+    )
+    .await
+}
