@@ -249,6 +249,13 @@ async function main() {
       assert(result.data.agreement_no === '20245920000000000001', JSON.stringify(result.data));
     });
 
+    await check('v3 in certificate mode with AES: POST unsign encrypted both ways', async () => {
+      const result = await sdk(url, dir, { ...certMode(dir), encryptKey: aesKey }).curl(
+        'POST', '/v3/alipay/user/agreement/unsign', { body: { agreement_no: '20231120000000000002' }, needEncrypt: true },
+      );
+      assert(result.responseHttpStatus === 200 && JSON.stringify(result.data) === '{}', JSON.stringify(result));
+    });
+
     await check('v3 with a wrong app key: HTTP 400 invalid-signature', async () => {
       const client = sdk(url, dir, { privateKey: read(dir, 'platform_private_key_pkcs1.pem') });
       try {
