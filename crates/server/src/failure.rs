@@ -31,6 +31,11 @@ impl Failure {
         }
     }
 
+    /// Whether the store was unavailable (answered `20000`).
+    pub fn is_store_outage(&self) -> bool {
+        matches!(self, Self::Store(StoreError::Unavailable { .. }))
+    }
+
     /// What the operator must see in the log: the whole cause of a storage failure or of an
     /// inconsistency; `None` for answers that are the caller's business.
     pub fn detail(&self) -> Option<String> {

@@ -26,6 +26,7 @@ use crate::cache::{Catalogue, FailureSignatures};
 use crate::certs::{PlatformTrust, TrustCache};
 use crate::failure::Failure;
 use crate::methods::{self, Answer, Call, Request};
+use crate::metrics::{Metrics, Phase, RequestLabels};
 use crate::notify::Outbox;
 
 /// A rendered answer: the body bytes and the charset they are in — or, for a page method, what
@@ -56,6 +57,59 @@ struct Said<'a> {
     return_url: Option<&'a str>,
     timestamp: &'a str,
     sign: &'a str,
+}
+
+/// Where one request's time went, filled in as it is answered (atomics: the request's future
+/// holds it across awaits and must stay `Send`).
+#[derive(Debug)]
+struct Timing {
+    started: Instant,
+    verify_ns: AtomicU64,
+    store_ns: AtomicU64,
+}
+
+impl Timing {
+    fn start() -> Self {
+        Self {
+            started: Instant::now(),
+            verify_ns: AtomicU64::new(0),
+            store_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn record(slot: &AtomicU64, since: Instant) {
+        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        slot.store(nanos, Ordering::Relaxed);
+    }
+
+    fn get(slot: &AtomicU64) -> Option<std::time::Duration> {
+        match slot.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(std::time::Duration::from_nanos(nanos)),
+        }
+    }
+
+    /// Records the request's phases and total in `metrics`, with `render` and `sign` measured
+    /// by the caller.
+    fn observe(
+        &self,
+        metrics: &Metrics,
+        protocol: &'static str,
+        render: std::time::Duration,
+        sign: Option<std::time::Duration>,
+    ) {
+        if let Some(verify) = Self::get(&self.verify_ns) {
+            metrics.spent(protocol, Phase::Verify, verify);
+        }
+        if let Some(store) = Self::get(&self.store_ns) {
+            metrics.spent(protocol, Phase::Store, store);
+        }
+        metrics.spent(protocol, Phase::Render, render);
+        if let Some(sign) = sign {
+            metrics.spent(protocol, Phase::Sign, sign);
+        }
+        metrics.spent(protocol, Phase::Total, self.started.elapsed());
+    }
 }
 
 /// A v3 answer.
@@ -94,6 +148,7 @@ pub struct Gateway {
     failure_signatures: FailureSignatures,
     trust: TrustCache,
     nonces: crate::nonces::Nonces,
+    metrics: Arc<Metrics>,
     web: crate::web::Settings,
     logins: crate::web::throttle::Logins,
     /// Signatures made so far.
@@ -209,6 +264,7 @@ impl Gateway {
             failure_signatures: FailureSignatures::default(),
             trust: TrustCache::default(),
             nonces: crate::nonces::Nonces::default(),
+            metrics: Arc::new(Metrics::default()),
             web: crate::web::Settings::default(),
             logins: crate::web::throttle::Logins::new(crate::web::throttle::Limits::default()),
             signatures: AtomicU64::new(0),
@@ -279,6 +335,29 @@ impl Gateway {
         self.signatures.load(Ordering::Relaxed)
     }
 
+    /// The metrics (`GET /metrics`).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The metrics exposition, with the outbox's backlog read now.
+    pub async fn render_metrics(&self) -> String {
+        let backlog = match self.store.outbox_backlog().await {
+            Ok((pending, oldest)) => {
+                let age = oldest.map_or(0, |created| self.clock.now() - created);
+                Some((pending, age as f64))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = crate::telemetry::chain(&e),
+                    "reading the outbox backlog failed"
+                );
+                None
+            }
+        };
+        self.metrics.render(backlog)
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
@@ -286,22 +365,23 @@ impl Gateway {
 
     /// Answers one request made of its raw query string, Content-Type and body.
     pub async fn handle(&self, query: &[u8], content_type: Option<&[u8]>, body: &[u8]) -> Reply {
-        let started = Instant::now();
+        let timing = Timing::start();
         match Params::decode(query, content_type, body) {
             Ok(params) => {
                 let head = Head::of(&params);
                 let app = self.app(&head).await;
                 let trust = self.trust(&head).await;
-                let (result, encrypt_type) = self.run(&params, &app, trust.as_deref()).await;
+                let (result, encrypt_type) =
+                    self.run(&params, &app, trust.as_deref(), &timing).await;
                 let sealing = encrypt_type.and_then(|t| {
                     let app = app.as_ref().ok()?.as_deref()?;
                     Some((t, app.content_key.as_ref()?))
                 });
-                self.reply(&head, &app, result, sealing, trust.as_deref(), started)
+                self.reply(&head, &app, result, sealing, trust.as_deref(), &timing)
                     .await
             }
             Err(error) => {
-                self.refuse(Head::scan(query, content_type, body), error, started)
+                self.refuse(Head::scan(query, content_type, body), error, &timing)
                     .await
             }
         }
@@ -316,11 +396,11 @@ impl Gateway {
         error: ProtocolError,
     ) -> Reply {
         let head = Head::scan(query, content_type, b"");
-        self.refuse(head, error, Instant::now()).await
+        self.refuse(head, error, &Timing::start()).await
     }
 
     /// Answers `error` to a request known only by its `head`.
-    async fn refuse(&self, head: Head, error: ProtocolError, started: Instant) -> Reply {
+    async fn refuse(&self, head: Head, error: ProtocolError, timing: &Timing) -> Reply {
         let app = self.app(&head).await;
         let trust = self.trust(&head).await;
         self.reply(
@@ -329,7 +409,7 @@ impl Gateway {
             Err(error.into()),
             None,
             trust.as_deref(),
-            started,
+            timing,
         )
         .await
     }
@@ -339,7 +419,7 @@ impl Gateway {
     /// `{code, message, links}` with the code's HTTP status; signed in the response headers
     /// whenever the app is known.
     pub async fn handle_v3(&self, request: &v3::Request<'_>) -> V3Reply {
-        let started = Instant::now();
+        let timing = Timing::start();
         let head = v3::Head::of(request);
         let app = match head.app_id.as_deref().map(AppId::parse) {
             Some(Ok(app_id)) => self.apps.get(&self.store, &app_id).await,
@@ -370,14 +450,17 @@ impl Gateway {
                 .map(|t| t.root_sns.as_slice()),
         };
         let window = self.limits.timestamp_window;
-        let (result, encrypt_type) =
-            match v3::check(request, checked_app, &lookups, now, window).await {
-                Err(refusal) => (Err(Failure::from(refusal)), None),
-                Ok(checked) => {
-                    self.dispatch(checked, Said::default(), now, trust.as_deref())
-                        .await
-                }
-            };
+        let verifying = Instant::now();
+        let checked = v3::check(request, checked_app, &lookups, now, window).await;
+        Timing::record(&timing.verify_ns, verifying);
+        let (result, encrypt_type) = match checked {
+            Err(refusal) => (Err(Failure::from(refusal)), None),
+            Ok(checked) => {
+                self.dispatch(checked, Said::default(), now, trust.as_deref(), &timing)
+                    .await
+            }
+        };
+        let rendering = Instant::now();
         let trace_id = agreements_protocol::crypto::random_alphanumeric(32).unwrap_or_default();
         let content_key = app
             .as_ref()
@@ -398,6 +481,9 @@ impl Gateway {
             }) {
             Ok((body, content_type)) => (200, body, content_type, "10000", "", None),
             Err(failure) => {
+                if failure.is_store_outage() {
+                    self.metrics.store_error();
+                }
                 let wire = failure.wire();
                 let (status, _) = v3::status_and_code(&wire);
                 (
@@ -410,6 +496,8 @@ impl Gateway {
                 )
             }
         };
+        let render = rendering.elapsed();
+        let signing = Instant::now();
         let mut headers = vec![("alipay-trace-id", trace_id)];
         let known = matches!(app, Ok(Some(_)));
         if known {
@@ -432,9 +520,17 @@ impl Gateway {
                 Err(e) => tracing::error!(error = %e, "signing failed; answering unsigned"),
             }
         }
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let app_id = head.app_id.as_deref().unwrap_or("-");
+        let sign_spent = known.then(|| signing.elapsed());
         let method = head.method.map_or("-", Method::name);
+        self.metrics.answered(RequestLabels {
+            protocol: "v3",
+            method,
+            code,
+            sub_code,
+        });
+        timing.observe(&self.metrics, "v3", render, sign_spent);
+        let micros = u64::try_from(timing.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let app_id = head.app_id.as_deref().unwrap_or("-");
         let encrypted = encrypt_type.is_some() && status == 200;
         match detail {
             None => tracing::info!(
@@ -500,6 +596,7 @@ impl Gateway {
         params: &Params,
         app: &Result<Option<Arc<App>>, StoreError>,
         trust: Option<&PlatformTrust>,
+        timing: &Timing,
     ) -> (Result<Answer, Failure>, Option<EncryptType>) {
         let app = match app {
             Ok(app) => Ok(app.as_deref()),
@@ -513,7 +610,10 @@ impl Gateway {
                 .map(|t| t.root_sns.as_slice()),
         };
         let window = self.limits.timestamp_window;
-        let checked = match request::check(params, app, &lookups, now, window).await {
+        let verifying = Instant::now();
+        let checked = request::check(params, app, &lookups, now, window).await;
+        Timing::record(&timing.verify_ns, verifying);
+        let checked = match checked {
             Ok(checked) => checked,
             Err(refusal) => return (Err(refusal.into()), None),
         };
@@ -523,7 +623,7 @@ impl Gateway {
             timestamp: params.get("timestamp").unwrap_or_default(),
             sign: params.get("sign").unwrap_or_default(),
         };
-        self.dispatch(checked, said, now, trust).await
+        self.dispatch(checked, said, now, trust, timing).await
     }
 
     /// Runs the method of a request that passed its checks (v2 or v3); with the request's
@@ -534,7 +634,9 @@ impl Gateway {
         said: Said<'_>,
         now: i64,
         trust: Option<&PlatformTrust>,
+        timing: &Timing,
     ) -> (Result<Answer, Failure>, Option<EncryptType>) {
+        let running = Instant::now();
         let encrypt_type = checked.encryption.map(|e| e.encrypt_type);
         let Acting { merchant, token } = checked.actor;
         let result = methods::dispatch(
@@ -564,6 +666,7 @@ impl Gateway {
             &checked.biz_content,
         )
         .await;
+        Timing::record(&timing.store_ns, running);
         (result, encrypt_type)
     }
 
@@ -578,11 +681,12 @@ impl Gateway {
         result: Result<Answer, Failure>,
         sealing: Option<(EncryptType, &ContentKey)>,
         trust: Option<&PlatformTrust>,
-        started: Instant,
+        timing: &Timing,
     ) -> Reply {
         if head.method.is_some_and(Method::is_page) {
-            return self.page_reply(head, result, started);
+            return self.page_reply(head, result, timing);
         }
+        let rendering = Instant::now();
         let node = head
             .method
             .map_or(ERROR_RESPONSE_NODE, Method::response_node);
@@ -593,6 +697,9 @@ impl Gateway {
         let (json, code, sub_code, detail) = match rendered {
             Ok(json) => (json, GatewayCode::Success.code(), "", None),
             Err(failure) => {
+                if failure.is_store_outage() {
+                    self.metrics.store_error();
+                }
                 let wire = failure.wire();
                 let json = envelope::error_node(&wire);
                 (json, wire.code.code(), wire.sub_code, failure.detail())
@@ -619,7 +726,11 @@ impl Gateway {
                 }
             },
         };
+        let render = rendering.elapsed();
+        let signing = Instant::now();
+        let made = AtomicU64::new(0);
         let fresh = async || {
+            made.fetch_add(1, Ordering::Relaxed);
             self.signatures.fetch_add(1, Ordering::Relaxed);
             self.platform_key
                 .sign(head.sign_type, &node_bytes)
@@ -629,14 +740,17 @@ impl Gateway {
             None
         } else if !sub_code.is_empty() && !encrypted {
             // A failure: before authentication, one of a few constant bodies.
-            Some(
-                self.failure_signatures
-                    .get(head.sign_type, &node_bytes, fresh)
-                    .await,
-            )
+            let sign = self
+                .failure_signatures
+                .get(head.sign_type, &node_bytes, fresh)
+                .await;
+            self.metrics
+                .failure_signature(made.load(Ordering::Relaxed) == 0);
+            Some(sign)
         } else {
             Some(fresh().await)
         };
+        let sign_spent = known.then(|| signing.elapsed());
         let sign = sign.transpose().unwrap_or_else(|e| {
             tracing::error!(error = %e, "signing failed; answering unsigned");
             None
@@ -648,9 +762,16 @@ impl Gateway {
             None
         };
         let body = envelope::wrap(node, &node_bytes, cert_sn, sign.as_deref());
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let app_id = head.app_id.as_deref().unwrap_or("-");
         let method = head.method.map_or("-", Method::name);
+        self.metrics.answered(RequestLabels {
+            protocol: "v2",
+            method,
+            code,
+            sub_code,
+        });
+        timing.observe(&self.metrics, "v2", render, sign_spent);
+        let micros = u64::try_from(timing.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let app_id = head.app_id.as_deref().unwrap_or("-");
         match detail {
             None => tracing::info!(
                 app_id,
@@ -685,8 +806,8 @@ impl Gateway {
 
     /// The answer to a page method: the session the browser goes to, or the refusal it is
     /// shown; logged like any answer.
-    fn page_reply(&self, head: &Head, result: Result<Answer, Failure>, started: Instant) -> Reply {
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    fn page_reply(&self, head: &Head, result: Result<Answer, Failure>, timing: &Timing) -> Reply {
+        let micros = u64::try_from(timing.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let app_id = head.app_id.as_deref().unwrap_or("-");
         let method = head.method.map_or("-", Method::name);
         let page = match result {
@@ -730,6 +851,18 @@ impl Gateway {
                 Page::Refused(wire)
             }
         };
+        let (code, sub_code) = match &page {
+            Page::Signing(_) => (GatewayCode::Success.code(), ""),
+            Page::Refused(wire) => (wire.code.code(), wire.sub_code),
+        };
+        self.metrics.answered(RequestLabels {
+            protocol: "v2",
+            method: head.method.map_or("-", Method::name),
+            code,
+            sub_code,
+        });
+        self.metrics
+            .spent("v2", Phase::Total, timing.started.elapsed());
         Reply {
             body: Vec::new(),
             charset: head.charset,

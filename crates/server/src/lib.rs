@@ -1,5 +1,6 @@
 //! The agreements gateway server: `POST`/`GET /gateway.do` speaking the Alipay OpenAPI v2
-//! protocol, and `GET /healthz`.
+//! protocol, `/v3/…` speaking OpenAPI v3, the consumer pages, `GET /healthz` and
+//! `GET /metrics`.
 
 pub mod apps;
 pub mod cache;
@@ -9,6 +10,7 @@ pub mod config;
 pub mod failure;
 pub mod gateway;
 pub mod methods;
+pub mod metrics;
 pub mod nonces;
 pub mod notify;
 pub mod telemetry;
@@ -35,6 +37,7 @@ pub fn router(gateway: Arc<Gateway>, request_timeout: Duration) -> Router {
     Router::new()
         .route("/gateway.do", get(gateway_do).post(gateway_do))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/v3/{*path}", axum::routing::any(openapi_v3))
         .merge(web::routes())
         .layer(TimeoutLayer::with_status_code(
@@ -166,6 +169,16 @@ fn is_length_limit(error: &axum::Error) -> bool {
     false
 }
 
+/// `metrics`: the Prometheus exposition (OpenMetrics text).
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        gateway.render_metrics().await,
+    )
+        .into_response()
+}
+
 /// `healthz`: 200 when the store answers, 503 otherwise.
 async fn healthz(State(gateway): State<Arc<Gateway>>) -> Response {
     match gateway.store().ping().await {
@@ -286,12 +299,14 @@ impl Refusals {
 }
 
 /// Serves `router` on `listener` (HTTP/1.1 with keep-alive) until `shutdown` completes, then
-/// stops accepting and lets requests in flight finish.
+/// stops accepting and lets requests in flight finish. Open and refused connections are counted
+/// in `metrics`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: ConnectionLimits,
+    metrics: Arc<metrics::Metrics>,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::server::graceful::GracefulShutdown;
@@ -318,12 +333,15 @@ pub async fn serve(
         let Some(address_slot) = per_address.acquire(peer.ip(), limits.max_connections_per_address)
         else {
             refusals.refused(true, &limits);
+            metrics.connection_refused(true);
             continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             refusals.refused(false, &limits);
+            metrics.connection_refused(false);
             continue;
         };
+        let open = metrics.connection();
         let _ = stream.set_nodelay(true);
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -343,6 +361,7 @@ pub async fn serve(
             }
             drop(slot);
             drop(address_slot);
+            drop(open);
         });
     }
     drop(listener);

@@ -111,6 +111,7 @@ pub struct Deliverer {
     outbox: Outbox,
     policy: AddressPolicy,
     http: reqwest::Client,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Deliverer {
@@ -140,7 +141,16 @@ impl Deliverer {
             outbox,
             policy,
             http,
+            metrics: None,
         })
+    }
+
+    /// The same worker, counting its sends in `metrics` (the gateway's).
+    pub fn with_metrics(self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        Self {
+            metrics: Some(metrics),
+            ..self
+        }
     }
 
     /// Sends due notifications until `shutdown` completes, then waits for the sends in flight.
@@ -205,6 +215,13 @@ impl Deliverer {
                 None => Attempt::Failed { error },
             },
         };
+        if let Some(metrics) = &self.metrics {
+            metrics.delivery(match &attempt {
+                Attempt::Delivered => "delivered",
+                Attempt::Retry { .. } => "retry",
+                Attempt::Failed { .. } => "failed",
+            });
+        }
         match &attempt {
             Attempt::Delivered => {
                 tracing::info!(notify_id = %id, attempts, "notification delivered")

@@ -66,7 +66,8 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
                 gateway.outbox().clone(),
                 config.notify_policy(),
             )
-            .context("starting notification delivery")?;
+            .context("starting notification delivery")?
+            .with_metrics(gateway.metrics().clone());
             let mut stopped = stopped.clone();
             tracing::info!(
                 concurrency = settings.concurrency,
@@ -88,6 +89,7 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %config.database, backend = store_backend, "serving /gateway.do");
     on_ready(addr);
+    let metrics = gateway.metrics().clone();
     serve(
         listener,
         router(Arc::new(gateway), config.request_timeout()),
@@ -96,6 +98,7 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
             let _ = stop.send(true);
         },
         config.connection_limits(),
+        metrics,
     )
     .await?;
     if let Some(delivery) = delivery {

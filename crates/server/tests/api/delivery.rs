@@ -202,7 +202,8 @@ fn start_delivery_with(app: &TestApp, settings: DeliverySettings, policy: Addres
         app.gateway.outbox().clone(),
         policy,
     )
-    .unwrap();
+    .unwrap()
+    .with_metrics(app.gateway.metrics().clone());
     tokio::spawn(deliverer.run(std::future::pending()));
 }
 
@@ -327,6 +328,15 @@ async fn notifications_verify_and_are_retried_on_the_schedule_until_success() {
     assert_eq!(n.state.as_str(), "DELIVERED");
     assert_eq!(n.delivered_at, Some(app.clock_now()));
     assert_eq!(n.last_error, None);
+    // The sends are counted by outcome.
+    let metrics = app.gateway.render_metrics().await;
+    for line in [
+        "agreements_notification_deliveries_total{outcome=\"retry\"} 3",
+        "agreements_notification_deliveries_total{outcome=\"delivered\"} 1",
+        "agreements_outbox_pending 0",
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
 }
 
 /// The address is checked again at every send (an operator's policy, or DNS, may have changed):

@@ -224,6 +224,7 @@ impl TestApp {
             app,
             std::future::pending(),
             ConnectionLimits::default(),
+            gateway.metrics().clone(),
         ));
         TestApp {
             url: format!("http://{addr}/gateway.do"),

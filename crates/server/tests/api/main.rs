@@ -12,6 +12,7 @@ mod delivery;
 mod encryption;
 mod gateway_errors;
 mod helpers;
+mod metrics;
 mod no_leak;
 mod openapi_v3;
 mod query;

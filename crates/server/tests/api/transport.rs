@@ -168,6 +168,7 @@ async fn server_with(
         router,
         std::future::pending(),
         limits,
+        app.gateway.metrics().clone(),
     ));
     (app, addr)
 }
@@ -211,7 +212,7 @@ async fn connections_over_the_limit_are_closed_on_arrival() {
         max_connections: 1,
         ..Default::default()
     };
-    let (_app, addr) = server_with(limits).await;
+    let (app, addr) = server_with(limits).await;
     // The first connection holds the only slot (a healthz round trip proves it is served).
     let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
     first
@@ -228,6 +229,15 @@ async fn connections_over_the_limit_are_closed_on_arrival() {
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await;
     assert!(read_until_closed(&mut second).await.is_empty());
+    let metrics = app.gateway.render_metrics().await;
+    assert!(
+        metrics.contains("agreements_connections_refused_total{reason=\"total\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("agreements_connections_open 1"),
+        "{metrics}"
+    );
 }
 
 /// A connection from `ip` (any of 127.0.0.0/8 reaches the local server) that sent a healthz
@@ -261,7 +271,7 @@ async fn one_address_cannot_take_every_connection() {
         max_connections_per_address: 2,
         ..Default::default()
     };
-    let (_app, addr) = server_with(limits).await;
+    let (app, addr) = server_with(limits).await;
     let _held = [
         served_from([127, 0, 0, 1], addr).await,
         served_from([127, 0, 0, 1], addr).await,
@@ -272,6 +282,11 @@ async fn one_address_cannot_take_every_connection() {
         .await;
     assert!(read_until_closed(&mut third).await.is_empty());
     let _other = served_from([127, 0, 0, 2], addr).await;
+    let metrics = app.gateway.render_metrics().await;
+    assert!(
+        metrics.contains("agreements_connections_refused_total{reason=\"per_address\"} 1"),
+        "{metrics}"
+    );
 }
 
 /// A request head larger than the limit is refused with 431, not buffered.

@@ -8,6 +8,7 @@ use crate::Store;
 use crate::db::{Param, params};
 use crate::error::StoreError;
 use crate::records::{Attempt, Notification, NotificationFilter, Resend};
+use crate::schema::Cell;
 use crate::sql::{Sql, sql};
 use crate::tables::NOTIFICATIONS;
 
@@ -44,6 +45,29 @@ impl Store {
         let claimed = tx.all(&CLAIM, &params![now, lease_until, limit]).await?;
         tx.commit().await?;
         Ok(claimed)
+    }
+
+    /// How many notifications wait to be sent, and when the oldest of them was queued (for the
+    /// operator's metrics; one index range, `notifications_by_state`).
+    pub async fn outbox_backlog(&self) -> Result<(u64, Option<i64>), StoreError> {
+        let row = self
+            .pool
+            .conn()
+            .await?
+            .row(
+                sql!("SELECT COUNT(*), MIN(created_at) FROM notifications WHERE state = 'PENDING'"),
+                &[],
+            )
+            .await?
+            .unwrap_or_default();
+        let int = |i: usize| match row.get(i) {
+            Some(Cell::Int(n)) => Some(*n),
+            _ => None,
+        };
+        Ok((
+            int(0).and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+            int(1),
+        ))
     }
 
     /// Records the result of a notification's `attempts`-th send, made at `now`.

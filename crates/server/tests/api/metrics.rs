@@ -1,0 +1,158 @@
+//! `GET /metrics`: the Prometheus exposition counts what the gateway answered, by protocol,
+//! method, code and sub_code, times its phases, and reads the outbox's backlog at each scrape.
+
+use agreements_store::demo;
+
+use crate::helpers::*;
+
+async fn scrape(app: &TestApp) -> String {
+    let base = app.url.trim_end_matches("/gateway.do");
+    let response = app
+        .http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    response.text().await.unwrap()
+}
+
+/// The value of the sample `series` (name and labels exactly), 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn answers_are_counted_by_code_and_their_phases_timed() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        assert_eq!(app.call(BATCH_QUERY, VECTOR_BIZ).await.code(), "10000");
+    }
+    let missing = app
+        .call(
+            "alipay.user.agreement.query",
+            r#"{"agreement_no":"20990101000000000000"}"#,
+        )
+        .await;
+    assert_eq!(missing.sub_code(), Some("USER_AGREEMENT_NOT_EXIST"));
+    // Two bad signatures: the second failure answer's signature is a kept one (the business
+    // failure above made one too).
+    let mut pairs = common(VECTOR_BIZ);
+    pairs.push(("sign", "AAAA".to_owned()));
+    let forged: Vec<String> = pairs
+        .iter()
+        .map(|(n, v)| {
+            format!(
+                "{n}={}",
+                form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+            )
+        })
+        .collect();
+    for _ in 0..2 {
+        app.call_raw(
+            "POST",
+            "",
+            Some("application/x-www-form-urlencoded;charset=utf-8"),
+            forged.join("&"),
+        )
+        .await;
+    }
+    let text = scrape(&app).await;
+    let requests = |method: &str, code: &str, sub_code: &str| {
+        sample(
+            &text,
+            &format!(
+                "agreements_requests_total{{protocol=\"v2\",method=\"{method}\",code=\"{code}\",sub_code=\"{sub_code}\"}}"
+            ),
+        )
+    };
+    assert_eq!(requests(BATCH_QUERY, "10000", ""), 3.0, "{text}");
+    assert_eq!(
+        requests(
+            "alipay.user.agreement.query",
+            "40004",
+            "USER_AGREEMENT_NOT_EXIST"
+        ),
+        1.0
+    );
+    assert_eq!(requests(BATCH_QUERY, "40002", "isv.invalid-signature"), 2.0);
+    let phase = |phase: &str| {
+        sample(
+            &text,
+            &format!(
+                "agreements_request_phase_duration_seconds_count{{protocol=\"v2\",phase=\"{phase}\"}}"
+            ),
+        )
+    };
+    assert_eq!(phase("total"), 6.0);
+    assert_eq!(phase("render"), 6.0);
+    assert_eq!(phase("sign"), 6.0, "every answer here names a known app");
+    assert_eq!(phase("verify"), 6.0);
+    assert_eq!(
+        phase("store"),
+        4.0,
+        "the two forged requests never reach a method"
+    );
+    assert!(
+        sample(
+            &text,
+            "agreements_request_phase_duration_seconds_sum{protocol=\"v2\",phase=\"total\"}"
+        ) > 0.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "agreements_failure_signature_cache_total{outcome=\"miss\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "agreements_failure_signature_cache_total{outcome=\"hit\"}"
+        ),
+        1.0
+    );
+    assert_eq!(sample(&text, "agreements_outbox_pending"), 0.0);
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[tokio::test]
+async fn the_outbox_backlog_is_read_at_each_scrape() {
+    let app = TestApp::spawn().await;
+    // An unsign queues a notification that no worker sends here.
+    let answer = app
+        .try_call_with(
+            demo::APP_ID,
+            "alipay.user.agreement.unsign",
+            r#"{"agreement_no":"20240102000000000003"}"#,
+            &[("notify_url", "http://127.0.0.1:40002/notify")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.code(), "10000");
+    let text = scrape(&app).await;
+    let pending = sample(&text, "agreements_outbox_pending");
+    assert!(pending >= 1.0, "{text}");
+    assert_eq!(
+        sample(&text, "agreements_outbox_oldest_pending_age_seconds"),
+        0.0,
+        "queued at the fixed clock's now"
+    );
+    app.clock.set(app.clock_now() + 90);
+    let text = scrape(&app).await;
+    assert_eq!(
+        sample(&text, "agreements_outbox_oldest_pending_age_seconds"),
+        90.0
+    );
+}
