@@ -17,6 +17,8 @@ pub enum GatewayCode {
     InvalidArguments,
     /// `40004 Business Failed`: see the method's business sub_codes.
     BusinessFailed,
+    /// `40005 Call Limited`: the app (or the app for this method) is over its rate.
+    CallLimited,
     /// `40006 Insufficient Permissions`: the app may not call the method.
     InsufficientPermissions,
 }
@@ -31,6 +33,7 @@ impl GatewayCode {
             Self::MissingRequiredArguments => "40001",
             Self::InvalidArguments => "40002",
             Self::BusinessFailed => "40004",
+            Self::CallLimited => "40005",
             Self::InsufficientPermissions => "40006",
         }
     }
@@ -44,6 +47,7 @@ impl GatewayCode {
             Self::MissingRequiredArguments => "Missing Required Arguments",
             Self::InvalidArguments => "Invalid Arguments",
             Self::BusinessFailed => "Business Failed",
+            Self::CallLimited => "Call Limited",
             Self::InsufficientPermissions => "Insufficient Permissions",
         }
     }
@@ -180,6 +184,13 @@ pub enum ProtocolError {
     /// `biz_content` is ciphertext for the app's key, but no `encrypt_type` says so.
     #[error("encrypted biz_content without encrypt_type")]
     MissingEncryptType,
+    /// The app is over its configured rate (`per_method`: the rate of the app for this
+    /// method, else the app's for every method).
+    #[error("call limited")]
+    CallLimited {
+        /// Whether the rule that refused names the method.
+        per_method: bool,
+    },
     /// v3: the Authorization header's nonce is missing, too long, or was used before.
     #[error("invalid nonce: {detail}")]
     InvalidNonce {
@@ -230,7 +241,7 @@ impl ProtocolError {
     /// given its answer here.
     pub fn wire(&self) -> WireError {
         use GatewayCode::{
-            InsufficientPermissions, InsufficientTokenPermissions, InvalidArguments,
+            CallLimited, InsufficientPermissions, InsufficientTokenPermissions, InvalidArguments,
             MissingRequiredArguments, ServiceUnavailable,
         };
         let (code, sub_code, sub_msg): (_, _, Cow<'static, str>) = match self {
@@ -304,6 +315,16 @@ impl ProtocolError {
                 MissingRequiredArguments,
                 "isv.decryption-error-missing-encrypt-type",
                 "解密出错, 未指定加密算法: biz_content is encrypted; send encrypt_type=AES".into(),
+            ),
+            Self::CallLimited { per_method: false } => (
+                CallLimited,
+                "isv.app-call-limited",
+                "应用调用频率超限: the app is over its rate; slow down and retry later".into(),
+            ),
+            Self::CallLimited { per_method: true } => (
+                CallLimited,
+                "isv.method-call-limited",
+                "接口调用频率超限: the app is over its rate for this method; slow down and retry later".into(),
             ),
             Self::InvalidNonce { detail } => {
                 (InvalidArguments, "isv.invalid-nonce", format!("无效的随机数: {detail}").into())

@@ -151,6 +151,11 @@ pub trait Lookups {
     /// replayed request's nonce is not); `now_ms` lets expired records go.
     fn first_use(&self, app_id: &str, nonce: &str, until_ms: i64, now_ms: i64) -> bool;
 
+    /// Whether an authenticated request of `app_id` for `method` is within the app's rate
+    /// (else `40005`). Asked only after the signature and the timestamp, so junk and replays
+    /// spend nobody's rate.
+    fn admit(&self, app_id: &str, method: Method) -> Result<(), ProtocolError>;
+
     /// Whom a request of `app` for `method` acts for at `now`: with an `app_auth_token`, the
     /// merchant that granted it (or the token's `20001` answer), else the app's owner.
     fn actor(
@@ -224,6 +229,7 @@ pub async fn check<'a, L: Lookups>(
             roots.unwrap_or_default(),
         )?;
     }
+    lookups.admit(required.app_id, method)?;
     let actor = lookups
         .actor(app, method, params.non_empty("app_auth_token"), now)
         .await?;
@@ -781,6 +787,7 @@ mod tests {
             actor: Result<bool, ProtocolError>,
             calls: Cell<u32>,
             roots: Option<Vec<String>>,
+            limited: Option<bool>,
         }
 
         impl Lookups for Fake {
@@ -794,6 +801,12 @@ mod tests {
 
             fn first_use(&self, _: &str, _: &str, _: i64, _: i64) -> bool {
                 true
+            }
+
+            fn admit(&self, _: &str, _: Method) -> Result<(), ProtocolError> {
+                self.limited.map_or(Ok(()), |per_method| {
+                    Err(ProtocolError::CallLimited { per_method })
+                })
             }
 
             fn actor(
@@ -855,6 +868,7 @@ mod tests {
                 actor: Ok(true),
                 calls: Cell::new(0),
                 roots: None,
+                limited: None,
             }
         }
 
@@ -965,6 +979,20 @@ mod tests {
                 refused(run(&stale, Ok(Some(&app)), &f)),
                 ProtocolError::InvalidTimestamp { .. }
             ));
+            // The app's rate, after the signed checks and before the actor is looked up.
+            let limited = Fake {
+                limited: Some(true),
+                ..fake()
+            };
+            assert!(matches!(
+                refused(run(&stale, Ok(Some(&app)), &limited)),
+                ProtocolError::InvalidTimestamp { .. }
+            ));
+            assert_eq!(
+                refused(run(&signed(GOOD), Ok(Some(&app)), &limited)),
+                ProtocolError::CallLimited { per_method: true }
+            );
+            assert_eq!(limited.calls.get(), 0);
             // Then encryption: a type we speak, and a key to open it with.
             let mut aes = GOOD.to_vec();
             aes.push(("encrypt_type", "AES"));
@@ -988,6 +1016,7 @@ mod tests {
                 actor: Err(ProtocolError::AppAuthTokenExpired),
                 calls: Cell::new(0),
                 roots: None,
+                limited: None,
             };
             assert_eq!(
                 refused(run(&bad_biz, Ok(Some(&ungranted)), &token_refused)),
@@ -997,6 +1026,7 @@ mod tests {
                 actor: Ok(false),
                 calls: Cell::new(0),
                 roots: None,
+                limited: None,
             };
             assert_eq!(
                 refused(run(&bad_biz, Ok(Some(&ungranted)), &disabled)),

@@ -159,6 +159,7 @@ pub fn status_and_code(wire: &WireError) -> (u16, &'static str) {
         GatewayCode::InsufficientTokenPermissions => 401,
         GatewayCode::InsufficientPermissions => 403,
         GatewayCode::ServiceUnavailable => 500,
+        GatewayCode::CallLimited => 429,
         GatewayCode::Success
         | GatewayCode::MissingRequiredArguments
         | GatewayCode::InvalidArguments
@@ -307,6 +308,7 @@ pub async fn check<'a, L: Lookups>(
         }
         .into());
     }
+    lookups.admit(auth.app_id, method)?;
     let encryption = match request.encrypt_type.filter(|t| !t.is_empty()) {
         None => None,
         Some(name) => {
@@ -490,6 +492,10 @@ mod tests {
             status_and_code(&ProtocolError::ServiceUnavailable.wire()),
             (500, "unknow-error")
         );
+        assert_eq!(
+            status_and_code(&ProtocolError::CallLimited { per_method: false }.wire()),
+            (429, "app-call-limited")
+        );
         let business = WireError::business("USER_AGREEMENT_NOT_EXIST", "用户协议不存在");
         assert_eq!(
             status_and_code(&business),
@@ -598,6 +604,10 @@ mod tests {
 
             fn root_cert_sns(&self) -> Option<&[String]> {
                 None
+            }
+
+            fn admit(&self, _: &str, _: Method) -> Result<(), ProtocolError> {
+                Ok(())
             }
 
             fn first_use(&self, _: &str, nonce: &str, _: i64, _: i64) -> bool {

@@ -151,6 +151,9 @@ pub struct Config {
     pub login_window_secs: u64,
     /// How long a login lockout lasts, in seconds.
     pub login_lockout_secs: u64,
+    /// Per-app rates (token buckets per process), the first matching rule deciding; none by
+    /// default.
+    pub rate_limits: Vec<crate::rates::RateRule>,
 }
 
 impl Default for Config {
@@ -181,6 +184,7 @@ impl Default for Config {
             login_max_failures_per_address: 20,
             login_window_secs: 15 * 60,
             login_lockout_secs: 15 * 60,
+            rate_limits: Vec::new(),
         }
     }
 }
@@ -322,7 +326,13 @@ impl Config {
              # Login throttling (per process): failures of one account, and from one client address,\n\
              # within the window before a lockout, and the lockout's length.\n\
              login_max_failures = {}\nlogin_max_failures_per_address = {}\n\
-             login_window_secs = {}\nlogin_lockout_secs = {}\n",
+             login_window_secs = {}\nlogin_lockout_secs = {}\n\n\
+             # Per-app rates, per process (token buckets): the first rule that matches a request\n\
+             # decides; app_id and method may be \"*\" (every app with a bucket of its own; all\n\
+             # methods together). Over its rate an app is answered 40005 isv.app-call-limited\n\
+             # (isv.method-call-limited for a rule naming the method). None by default, e.g.\n\
+             # rate_limits = [{{ app_id = \"*\", method = \"*\", requests = 500, per_secs = 1 }}]\n\
+             rate_limits = []\n",
             d.listen.to_string(),
             d.database.expose(),
             d.platform_private_key.display().to_string(),
@@ -366,7 +376,7 @@ mod tests {
     #[test]
     fn every_field_is_a_key_the_environment_may_set() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 25, "{keys:?}");
+        assert_eq!(keys.len(), 26, "{keys:?}");
         for key in ["listen", "database", "notify_poll_ms", "secure_cookies"] {
             assert!(keys.iter().any(|k| k == key), "{key}");
         }

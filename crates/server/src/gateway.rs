@@ -149,6 +149,7 @@ pub struct Gateway {
     trust: TrustCache,
     nonces: crate::nonces::Nonces,
     metrics: Arc<Metrics>,
+    rates: crate::rates::RateLimits,
     web: crate::web::Settings,
     logins: crate::web::throttle::Logins,
     /// Signatures made so far.
@@ -190,6 +191,10 @@ impl Lookups for Checking<'_> {
         self.gateway
             .nonces
             .first_use(app_id, nonce, until_ms, now_ms)
+    }
+
+    fn admit(&self, app_id: &str, method: Method) -> Result<(), ProtocolError> {
+        self.gateway.rates.admit(app_id, method)
     }
 
     async fn actor(
@@ -265,6 +270,7 @@ impl Gateway {
             trust: TrustCache::default(),
             nonces: crate::nonces::Nonces::default(),
             metrics: Arc::new(Metrics::default()),
+            rates: crate::rates::RateLimits::default(),
             web: crate::web::Settings::default(),
             logins: crate::web::throttle::Logins::new(crate::web::throttle::Limits::default()),
             signatures: AtomicU64::new(0),
@@ -278,6 +284,11 @@ impl Gateway {
             web,
             ..self
         }
+    }
+
+    /// The same gateway, holding apps to `rates`.
+    pub fn with_rate_limits(self, rates: crate::rates::RateLimits) -> Self {
+        Self { rates, ..self }
     }
 
     /// The login throttle of the web pages.

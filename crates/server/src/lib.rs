@@ -13,6 +13,7 @@ pub mod methods;
 pub mod metrics;
 pub mod nonces;
 pub mod notify;
+pub mod rates;
 pub mod telemetry;
 pub mod web;
 

@@ -54,7 +54,11 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
     let store = Arc::new(store);
     let gateway = Gateway::new(store.clone(), key.clone(), clock.clone(), limits)
         .with_notify_policy(config.notify_policy())
-        .with_web(config.web());
+        .with_web(config.web())
+        .with_rate_limits(
+            agreements_server::rates::RateLimits::new(&config.rate_limits)
+                .map_err(anyhow::Error::msg)?,
+        );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let delivery = match config.delivery() {
         Some(settings) => {

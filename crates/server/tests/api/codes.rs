@@ -52,6 +52,8 @@ fn every_gateway_code_is_documented_exactly() {
         ProtocolError::PlatformCertNotExist,
         ProtocolError::KeyModeRetired,
         ProtocolError::InvalidNonce { detail: "" },
+        ProtocolError::CallLimited { per_method: false },
+        ProtocolError::CallLimited { per_method: true },
         ProtocolError::InvalidAppAuthToken,
         ProtocolError::AppAuthTokenExpired,
         ProtocolError::AppAuthTokenNoApi,

@@ -91,6 +91,15 @@ impl TestApp {
 
     /// A server whose store is opened with `options` (its clock is the test's fixed clock).
     pub async fn spawn_with(options: Options) -> Self {
+        Self::spawn_full(options, &[]).await
+    }
+
+    /// A server holding apps to the rates of `rules`.
+    pub async fn spawn_with_rates(rules: &[agreements_server::rates::RateRule]) -> Self {
+        Self::spawn_full(Options::default(), rules).await
+    }
+
+    async fn spawn_full(options: Options, rules: &[agreements_server::rates::RateRule]) -> Self {
         let db = TestDatabase::new(&backend()).await.unwrap();
         let proxy = match db.postgres_address() {
             Some(address) => Some(ChaosProxy::start(address).await),
@@ -214,7 +223,8 @@ impl TestApp {
         };
         let gateway = Arc::new(
             Gateway::new(store.clone(), platform_key, clock.clone(), limits)
-                .with_notify_policy(loopback()),
+                .with_notify_policy(loopback())
+                .with_rate_limits(agreements_server::rates::RateLimits::new(rules).unwrap()),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

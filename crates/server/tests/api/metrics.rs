@@ -156,3 +156,80 @@ async fn the_outbox_backlog_is_read_at_each_scrape() {
         90.0
     );
 }
+
+/// Per-app rates: a burst over the bucket is answered `40005`, signed, in both protocols, and
+/// counted; other apps keep their own buckets; junk never spends an app's tokens.
+#[tokio::test]
+async fn an_app_over_its_rate_is_answered_call_limited() {
+    use agreements_server::rates::RateRule;
+    let app = TestApp::spawn_with_rates(&[
+        RateRule {
+            app_id: demo::APP_ID.into(),
+            method: "alipay.user.agreement.query".into(),
+            requests: 1,
+            per_secs: 3600,
+        },
+        RateRule {
+            app_id: "*".into(),
+            method: "*".into(),
+            requests: 3,
+            per_secs: 3600,
+        },
+    ])
+    .await;
+    // Junk that fails its signature spends nothing.
+    let mut pairs = common(VECTOR_BIZ);
+    pairs.push(("sign", "AAAA".to_owned()));
+    let forged: Vec<String> = pairs
+        .iter()
+        .map(|(n, v)| {
+            format!(
+                "{n}={}",
+                form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+            )
+        })
+        .collect();
+    for _ in 0..5 {
+        app.call_raw(
+            "POST",
+            "",
+            Some("application/x-www-form-urlencoded;charset=utf-8"),
+            forged.join("&"),
+        )
+        .await;
+    }
+    let query = r#"{"agreement_no":"20245920000000000001"}"#;
+    assert_eq!(
+        app.call("alipay.user.agreement.query", query).await.code(),
+        "10000"
+    );
+    let limited = app.call("alipay.user.agreement.query", query).await;
+    assert_eq!(limited.code(), "40005");
+    assert_eq!(limited.sub_code(), Some("isv.method-call-limited"));
+    assert_eq!(limited.node["msg"], "Call Limited");
+    // A burst of batch queries: three pass, the rest are refused.
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        codes.push(app.call(BATCH_QUERY, VECTOR_BIZ).await.code().to_owned());
+    }
+    assert_eq!(codes, ["10000", "10000", "10000", "40005", "40005"]);
+    // Another app has its own bucket.
+    assert_eq!(
+        app.call_as(APP_MUSIC, BATCH_QUERY, VECTOR_BIZ).await.code(),
+        "10000"
+    );
+    let text = scrape(&app).await;
+    let series = |method: &str, sub_code: &str| {
+        sample(
+            &text,
+            &format!(
+                "agreements_requests_total{{protocol=\"v2\",method=\"{method}\",code=\"40005\",sub_code=\"{sub_code}\"}}"
+            ),
+        )
+    };
+    assert_eq!(
+        series("alipay.user.agreement.query", "isv.method-call-limited"),
+        1.0
+    );
+    assert_eq!(series(BATCH_QUERY, "isv.app-call-limited"), 2.0);
+}
