@@ -364,8 +364,9 @@ impl Client {
         if status != 200 {
             return Err(ClientError::Status(status));
         }
-        let key = match (&self.config.cert, cert_sn_of(&body, method)) {
-            (Some(_), Some(sn)) => self.platform_key(&sn, timestamp).await?,
+        let cert_sn = cert_sn_of(&body, method);
+        let key = match (&self.config.cert, cert_sn.as_deref()) {
+            (Some(_), Some(sn)) => self.platform_key(sn, timestamp).await?,
             _ => self.config.platform_public_key.clone(),
         };
         let answer = verify(
@@ -376,7 +377,7 @@ impl Client {
             self.config.sign_type,
         )?;
         if self.config.cert.is_some()
-            && cert_sn_of(&body, method).is_none()
+            && cert_sn.is_none()
             && matches!(&answer, Verified::Plain(a) if a.code() == "10000")
         {
             return Err(ClientError::Malformed(

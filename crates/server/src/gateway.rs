@@ -112,6 +112,25 @@ impl Timing {
     }
 }
 
+/// Whether a v2 request needs the platform's certificates: certificate mode, or the download.
+fn needs_trust(head: &Head) -> bool {
+    head.cert_mode || head.method == Some(Method::AlipayCertDownload)
+}
+
+/// One answered request, as its log line and the metrics record it.
+struct Answered<'a> {
+    protocol: &'static str,
+    app_id: Option<&'a str>,
+    method: Option<Method>,
+    code: &'static str,
+    sub_code: &'static str,
+    status: u16,
+    signed: bool,
+    encrypted: bool,
+    /// The cause the operator must see, if any.
+    detail: Option<String>,
+}
+
 /// A v3 answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct V3Reply {
@@ -380,8 +399,8 @@ impl Gateway {
         match Params::decode(query, content_type, body) {
             Ok(params) => {
                 let head = Head::of(&params);
-                let app = self.app(&head).await;
-                let trust = self.trust(&head).await;
+                let app = self.app(head.app_id.as_deref()).await;
+                let trust = self.trust(needs_trust(&head)).await;
                 let (result, encrypt_type) =
                     self.run(&params, &app, trust.as_deref(), &timing).await;
                 let sealing = encrypt_type.and_then(|t| {
@@ -412,8 +431,8 @@ impl Gateway {
 
     /// Answers `error` to a request known only by its `head`.
     async fn refuse(&self, head: Head, error: ProtocolError, timing: &Timing) -> Reply {
-        let app = self.app(&head).await;
-        let trust = self.trust(&head).await;
+        let app = self.app(head.app_id.as_deref()).await;
+        let trust = self.trust(needs_trust(&head)).await;
         self.reply(
             &head,
             &app,
@@ -432,22 +451,8 @@ impl Gateway {
     pub async fn handle_v3(&self, request: &v3::Request<'_>) -> V3Reply {
         let timing = Timing::start();
         let head = v3::Head::of(request);
-        let app = match head.app_id.as_deref().map(AppId::parse) {
-            Some(Ok(app_id)) => self.apps.get(&self.store, &app_id).await,
-            Some(Err(_)) | None => Ok(None),
-        };
-        let trust = if head.cert_mode {
-            self.trust(&Head {
-                method: None,
-                app_id: None,
-                sign_type: agreements_protocol::SignType::Rsa2,
-                charset: Charset::Utf8,
-                cert_mode: true,
-            })
-            .await
-        } else {
-            None
-        };
+        let app = self.app(head.app_id.as_deref()).await;
+        let trust = self.trust(head.cert_mode).await;
         let now = self.clock.now();
         let checked_app = match &app {
             Ok(app) => Ok(app.as_deref()),
@@ -532,42 +537,21 @@ impl Gateway {
             }
         }
         let sign_spent = known.then(|| signing.elapsed());
-        let method = head.method.map_or("-", Method::name);
-        self.metrics.answered(RequestLabels {
-            protocol: "v3",
-            method,
-            code,
-            sub_code,
-        });
-        timing.observe(&self.metrics, "v3", render, sign_spent);
-        let micros = u64::try_from(timing.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let app_id = head.app_id.as_deref().unwrap_or("-");
-        let encrypted = encrypt_type.is_some() && status == 200;
-        match detail {
-            None => tracing::info!(
-                app_id,
-                method,
+        self.record(
+            Answered {
+                protocol: "v3",
+                app_id: head.app_id.as_deref(),
+                method: head.method,
                 code,
                 sub_code,
                 status,
-                signed = known,
-                encrypted,
-                micros,
-                "gateway v3"
-            ),
-            Some(error) => tracing::error!(
-                app_id,
-                method,
-                code,
-                sub_code,
-                status,
-                signed = known,
-                encrypted,
-                micros,
-                error,
-                "gateway v3"
-            ),
-        }
+                signed: known,
+                encrypted: encrypt_type.is_some() && status == 200,
+                detail,
+            },
+            &timing,
+            Some((render, sign_spent)),
+        );
         V3Reply {
             status,
             content_type,
@@ -576,11 +560,11 @@ impl Gateway {
         }
     }
 
-    /// The platform's certificates, read only for what needs them: certificate-mode requests
-    /// and the certificate download. A failed read is logged; the request is then answered as
-    /// if certificate mode were not set up.
-    async fn trust(&self, head: &Head) -> Option<Arc<PlatformTrust>> {
-        if !head.cert_mode && head.method != Some(Method::AlipayCertDownload) {
+    /// The platform's certificates, read only when `needed` (certificate-mode requests and the
+    /// certificate download). A failed read is logged; the request is then answered as if
+    /// certificate mode were not set up.
+    async fn trust(&self, needed: bool) -> Option<Arc<PlatformTrust>> {
+        if !needed {
             return None;
         }
         match self.trust.get(&self.store, &self.platform_key).await {
@@ -593,8 +577,8 @@ impl Gateway {
     }
 
     /// The app the request names: it decides how even a failure is answered.
-    async fn app(&self, head: &Head) -> Result<Option<Arc<App>>, StoreError> {
-        match head.app_id.as_deref().map(AppId::parse) {
+    async fn app(&self, app_id: Option<&str>) -> Result<Option<Arc<App>>, StoreError> {
+        match app_id.map(AppId::parse) {
             Some(Ok(app_id)) => self.apps.get(&self.store, &app_id).await,
             Some(Err(_)) | None => Ok(None),
         }
@@ -773,41 +757,21 @@ impl Gateway {
             None
         };
         let body = envelope::wrap(node, &node_bytes, cert_sn, sign.as_deref());
-        let method = head.method.map_or("-", Method::name);
-        self.metrics.answered(RequestLabels {
-            protocol: "v2",
-            method,
-            code,
-            sub_code,
-        });
-        timing.observe(&self.metrics, "v2", render, sign_spent);
-        let micros = u64::try_from(timing.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let app_id = head.app_id.as_deref().unwrap_or("-");
-        match detail {
-            None => tracing::info!(
-                app_id,
-                method,
+        self.record(
+            Answered {
+                protocol: "v2",
+                app_id: head.app_id.as_deref(),
+                method: head.method,
                 code,
                 sub_code,
-                signed = known,
+                status: 200,
+                signed: known,
                 encrypted,
-                micros,
-                "gateway"
-            ),
-            Some(error) => {
-                tracing::error!(
-                    app_id,
-                    method,
-                    code,
-                    sub_code,
-                    signed = known,
-                    encrypted,
-                    micros,
-                    error,
-                    "gateway"
-                )
-            }
-        }
+                detail,
+            },
+            timing,
+            Some((render, sign_spent)),
+        );
         Reply {
             body,
             charset: head.charset,
@@ -818,66 +782,92 @@ impl Gateway {
     /// The answer to a page method: the session the browser goes to, or the refusal it is
     /// shown; logged like any answer.
     fn page_reply(&self, head: &Head, result: Result<Answer, Failure>, timing: &Timing) -> Reply {
-        let micros = u64::try_from(timing.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let app_id = head.app_id.as_deref().unwrap_or("-");
-        let method = head.method.map_or("-", Method::name);
-        let page = match result {
-            Ok(Answer::PageSign(session)) => {
-                tracing::info!(
-                    app_id,
-                    method,
-                    code = GatewayCode::Success.code(),
-                    micros,
-                    "gateway"
-                );
-                Page::Signing(session)
-            }
-            Ok(_) => {
-                let failure = Failure::from(BizError::SystemError(
-                    "a page method answered as an API method".into(),
-                ));
-                Page::Refused(failure.wire())
-            }
+        let failure = match result {
+            Ok(Answer::PageSign(session)) => Ok(session),
+            Ok(_) => Err(Failure::from(BizError::SystemError(
+                "a page method answered as an API method".into(),
+            ))),
+            Err(failure) => Err(failure),
+        };
+        let (page, code, sub_code, detail) = match failure {
+            Ok(session) => (
+                Page::Signing(session),
+                GatewayCode::Success.code(),
+                "",
+                None,
+            ),
             Err(failure) => {
                 let wire = failure.wire();
-                match failure.detail() {
-                    None => tracing::info!(
-                        app_id,
-                        method,
-                        code = wire.code.code(),
-                        sub_code = wire.sub_code,
-                        micros,
-                        "gateway"
-                    ),
-                    Some(error) => tracing::error!(
-                        app_id,
-                        method,
-                        code = wire.code.code(),
-                        sub_code = wire.sub_code,
-                        micros,
-                        error,
-                        "gateway"
-                    ),
-                }
-                Page::Refused(wire)
+                let (code, sub_code) = (wire.code.code(), wire.sub_code);
+                (Page::Refused(wire), code, sub_code, failure.detail())
             }
         };
-        let (code, sub_code) = match &page {
-            Page::Signing(_) => (GatewayCode::Success.code(), ""),
-            Page::Refused(wire) => (wire.code.code(), wire.sub_code),
-        };
-        self.metrics.answered(RequestLabels {
-            protocol: "v2",
-            method: head.method.map_or("-", Method::name),
-            code,
-            sub_code,
-        });
-        self.metrics
-            .spent("v2", Phase::Total, timing.started.elapsed());
+        self.record(
+            Answered {
+                protocol: "v2",
+                app_id: head.app_id.as_deref(),
+                method: head.method,
+                code,
+                sub_code,
+                status: 200,
+                signed: false,
+                encrypted: false,
+                detail,
+            },
+            timing,
+            None,
+        );
         Reply {
             body: Vec::new(),
             charset: head.charset,
             page: Some(page),
+        }
+    }
+
+    /// Logs an answer (at error level with the cause the operator must see) and records it in
+    /// the metrics: its code, and the time of its phases (`phases`: render and sign, measured
+    /// by the caller; a page has only its total).
+    fn record(
+        &self,
+        answered: Answered<'_>,
+        timing: &Timing,
+        phases: Option<(std::time::Duration, Option<std::time::Duration>)>,
+    ) {
+        let Answered {
+            protocol,
+            app_id,
+            method,
+            code,
+            sub_code,
+            status,
+            signed,
+            encrypted,
+            detail,
+        } = answered;
+        let method = method.map_or("-", Method::name);
+        self.metrics.answered(RequestLabels {
+            protocol,
+            method,
+            code,
+            sub_code,
+        });
+        match phases {
+            Some((render, sign)) => timing.observe(&self.metrics, protocol, render, sign),
+            None => self
+                .metrics
+                .spent(protocol, Phase::Total, timing.started.elapsed()),
+        }
+        let micros = u64::try_from(timing.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let app_id = app_id.unwrap_or("-");
+        match detail {
+            None => tracing::info!(
+                protocol, app_id, method, code, sub_code, status, signed, encrypted, micros,
+                "gateway"
+            ),
+            Some(error) => tracing::error!(
+                protocol, app_id, method, code, sub_code, status, signed, encrypted, micros, error,
+                "gateway"
+            ),
         }
     }
 }

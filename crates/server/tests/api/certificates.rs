@@ -367,14 +367,7 @@ async fn certificates_out_of_date_are_refused_and_a_replaced_one_after_its_overl
             pairs.push(("timestamp", format_beijing(app.clock_now())));
             pairs.push(("app_cert_sn", sn));
             pairs.push(("alipay_root_cert_sn", root));
-            let raw = app
-                .call_raw(
-                    "POST",
-                    "",
-                    Some(FORM),
-                    signed_form(&pairs, SignType::Rsa2, Charset::Utf8, Empties::Drop),
-                )
-                .await;
+            let raw = post_signed(app, &pairs).await;
             let answer = agreements_client::verify_response(
                 &raw.body,
                 BATCH_QUERY,
@@ -473,14 +466,7 @@ async fn a_client_holding_a_rotated_platform_certificate_downloads_the_new_one_a
             pairs.retain(|(n, _)| *n != "method" && *n != "app_id");
             pairs.push(("method", "alipay.open.app.alipaycert.download".to_owned()));
             pairs.push(("app_id", APP_NO_GRANTS.to_owned()));
-            let raw = app
-                .call_raw(
-                    "POST",
-                    "",
-                    Some(FORM),
-                    signed_form(&pairs, SignType::Rsa2, Charset::Utf8, Empties::Drop),
-                )
-                .await;
+            let raw = post_signed(app, &pairs).await;
             agreements_client::verify_response(
                 &raw.body,
                 "alipay.open.app.alipaycert.download",

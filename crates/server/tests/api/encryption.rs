@@ -5,7 +5,6 @@
 use agreements_client::{Client, ClientConfig, Verified, verify};
 use agreements_domain::ids::AppId;
 use agreements_protocol::aes::{ContentKey, EncryptType};
-use agreements_protocol::sign_content::Empties;
 use agreements_protocol::{Charset, SignType};
 use agreements_store::{AppContentKey, demo};
 
@@ -13,7 +12,6 @@ use crate::helpers::*;
 
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODw==";
 const OTHER_KEY: &str = "DwAOAA0ADAALAAoACQAIAA==";
-const FORM: &str = "application/x-www-form-urlencoded;charset=utf-8";
 
 /// A test server whose demo app has the content key [`KEY`].
 async fn spawn_keyed() -> TestApp {
@@ -247,14 +245,7 @@ async fn what_does_not_decrypt_is_refused_in_plain_text_with_its_sub_code() {
     pairs.retain(|(n, _)| *n != "app_id");
     pairs.push(("app_id", APP_MUSIC.to_owned()));
     pairs.push(("encrypt_type", "AES".to_owned()));
-    let raw = app
-        .call_raw(
-            "POST",
-            "",
-            Some(FORM),
-            signed_form(&pairs, SignType::Rsa2, Charset::Utf8, Empties::Drop),
-        )
-        .await;
+    let raw = post_signed(&app, &pairs).await;
     let (code, sub_code, _) = plain_refusal(&app, &raw);
     assert_eq!(
         (code.as_str(), sub_code.as_str()),

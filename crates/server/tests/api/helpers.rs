@@ -429,15 +429,42 @@ pub fn parse_unsigned(body: &[u8]) -> (String, serde_json::Map<String, serde_jso
 
 pub const VECTOR_BIZ: &str = r#"{"alipay_user_id":"2088101122675263","personal_product_code":"GENERAL_WITHHOLDING_P","sign_scene":"INDUSTRY|DIGITAL_MEDIA"}"#;
 
-/// Sends the demo app's batch query of `biz` with `extra` parameters, signed, as a form POST.
-pub async fn signed_call(app: &TestApp, biz: &str, extra: &[(&'static str, &str)]) -> Raw {
-    let mut pairs = common(biz);
-    pairs.extend(extra.iter().map(|(n, v)| (*n, (*v).to_owned())));
+/// POSTs `pairs`, signed with the vectors' app key, as a UTF-8 form.
+pub async fn post_signed(app: &TestApp, pairs: &[(&str, String)]) -> Raw {
     app.call_raw(
         "POST",
         "",
         Some("application/x-www-form-urlencoded;charset=utf-8"),
-        signed_form(&pairs, SignType::Rsa2, Charset::Utf8, Empties::Drop),
+        signed_form(pairs, SignType::Rsa2, Charset::Utf8, Empties::Drop),
+    )
+    .await
+}
+
+/// Sends the demo app's batch query of `biz` with `extra` parameters, signed, as a form POST.
+pub async fn signed_call(app: &TestApp, biz: &str, extra: &[(&'static str, &str)]) -> Raw {
+    let mut pairs = common(biz);
+    pairs.extend(extra.iter().map(|(n, v)| (*n, (*v).to_owned())));
+    post_signed(app, &pairs).await
+}
+
+/// POSTs the demo app's batch query with a signature that does not verify.
+pub async fn post_forged(app: &TestApp) -> Raw {
+    let mut pairs = common(VECTOR_BIZ);
+    pairs.push(("sign", "AAAA".to_owned()));
+    let form: Vec<String> = pairs
+        .iter()
+        .map(|(n, v)| {
+            format!(
+                "{n}={}",
+                form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+            )
+        })
+        .collect();
+    app.call_raw(
+        "POST",
+        "",
+        Some("application/x-www-form-urlencoded;charset=utf-8"),
+        form.join("&"),
     )
     .await
 }

@@ -47,25 +47,8 @@ async fn answers_are_counted_by_code_and_their_phases_timed() {
     assert_eq!(missing.sub_code(), Some("USER_AGREEMENT_NOT_EXIST"));
     // Two bad signatures: the second failure answer's signature is a kept one (the business
     // failure above made one too).
-    let mut pairs = common(VECTOR_BIZ);
-    pairs.push(("sign", "AAAA".to_owned()));
-    let forged: Vec<String> = pairs
-        .iter()
-        .map(|(n, v)| {
-            format!(
-                "{n}={}",
-                form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
-            )
-        })
-        .collect();
     for _ in 0..2 {
-        app.call_raw(
-            "POST",
-            "",
-            Some("application/x-www-form-urlencoded;charset=utf-8"),
-            forged.join("&"),
-        )
-        .await;
+        post_forged(&app).await;
     }
     let text = scrape(&app).await;
     let requests = |method: &str, code: &str, sub_code: &str| {
@@ -178,25 +161,8 @@ async fn an_app_over_its_rate_is_answered_call_limited() {
     ])
     .await;
     // Junk that fails its signature spends nothing.
-    let mut pairs = common(VECTOR_BIZ);
-    pairs.push(("sign", "AAAA".to_owned()));
-    let forged: Vec<String> = pairs
-        .iter()
-        .map(|(n, v)| {
-            format!(
-                "{n}={}",
-                form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
-            )
-        })
-        .collect();
     for _ in 0..5 {
-        app.call_raw(
-            "POST",
-            "",
-            Some("application/x-www-form-urlencoded;charset=utf-8"),
-            forged.join("&"),
-        )
-        .await;
+        post_forged(&app).await;
     }
     let query = r#"{"agreement_no":"20245920000000000001"}"#;
     assert_eq!(
