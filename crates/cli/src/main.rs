@@ -67,6 +67,9 @@ enum Command {
     GenerateWorld(commands::bulk::WorldArgs),
     /// Load a running gateway like real clients and compare with the machine's RSA bound.
     Bench(commands::bench::Args),
+    /// Who read or changed whose agreements (the audit trail); `audit prune` applies the
+    /// retention.
+    Audit(commands::audit::Args),
     /// Show an agreement's history: every change, with its actor and reason.
     History(commands::history::Args),
     /// Cancel an agreement as an operator (its signing app is notified).
@@ -147,6 +150,7 @@ fn main() -> ExitCode {
             Command::Export(args) => commands::bulk::export(args).await,
             Command::GenerateWorld(args) => commands::bulk::generate_world(&args),
             Command::Bench(args) => commands::bench::run(args).await,
+            Command::Audit(args) => commands::audit::run(args, now()).await,
             Command::History(args) => commands::history::run(args).await,
             Command::Unsign(args) => commands::unsign::run(args, now()).await,
             Command::SignLink(args) => commands::sign_link::run(&args),

@@ -25,6 +25,17 @@ pub enum UserLocator {
     LogonId(LogonId),
 }
 
+impl UserLocator {
+    /// The field and its value, masked as in logs: for the audit trail.
+    pub fn described(&self) -> String {
+        match self {
+            Self::UserId(id) => format!("alipay_user_id {}", id.as_str()),
+            Self::OpenId(id) => format!("alipay_open_id {}", id.as_str()),
+            Self::LogonId(id) => format!("alipay_logon_id {}", id.masked()),
+        }
+    }
+}
+
 /// The user fields of a request, by priority: user id, then open id, then logon id. Every field
 /// that is given must be valid, even one a higher-priority field overrides: a malformed value is
 /// a client bug worth reporting.

@@ -48,6 +48,20 @@ pub struct AgreementQuery {
     pub third_party_type: ThirdPartyType,
 }
 
+impl Locator {
+    /// The field that locates and its value (a logon id masked as in logs): for the audit trail.
+    pub fn described(&self) -> String {
+        match self {
+            Self::AgreementNo(no) => format!("agreement_no {}", no.as_str()),
+            Self::External {
+                external_agreement_no,
+                ..
+            } => format!("external_agreement_no {}", external_agreement_no.as_str()),
+            Self::User { user, .. } => user.described(),
+        }
+    }
+}
+
 impl AgreementQuery {
     /// Applies the locator rules; every failure is `INVALID_PARAMETER` naming the field.
     pub fn parse(biz: &Map<String, Value>) -> Result<Self, BizError> {

@@ -154,6 +154,10 @@ pub struct Config {
     /// Per-app rates (token buckets per process), the first matching rule deciding; none by
     /// default.
     pub rate_limits: Vec<crate::rates::RateRule>,
+    /// Record every answered read or change of a person's agreements in the audit trail.
+    pub audit: bool,
+    /// How long audit entries are kept, in days: `agreements audit prune` deletes older ones.
+    pub audit_retention_days: u32,
 }
 
 impl Default for Config {
@@ -185,6 +189,8 @@ impl Default for Config {
             login_window_secs: 15 * 60,
             login_lockout_secs: 15 * 60,
             rate_limits: Vec::new(),
+            audit: true,
+            audit_retention_days: 365,
         }
     }
 }
@@ -332,7 +338,12 @@ impl Config {
              # methods together). Over its rate an app is answered 40005 isv.app-call-limited\n\
              # (isv.method-call-limited for a rule naming the method). None by default, e.g.\n\
              # rate_limits = [{{ app_id = \"*\", method = \"*\", requests = 500, per_secs = 1 }}]\n\
-             rate_limits = []\n",
+             rate_limits = []\n\n\
+             # The read-access audit trail: every answered read or change of a person's agreements\n\
+             # (who asked, for whom, which agreements, the outcome), written within a second.\n\
+             audit = {}\n\n\
+             # Days audit entries are kept; `agreements audit prune` (e.g. daily from cron) deletes\n\
+             # older ones.\naudit_retention_days = {}\n",
             d.listen.to_string(),
             d.database.expose(),
             d.platform_private_key.display().to_string(),
@@ -356,6 +367,8 @@ impl Config {
             d.login_max_failures_per_address,
             d.login_window_secs,
             d.login_lockout_secs,
+            d.audit,
+            d.audit_retention_days,
         )
     }
 }
@@ -376,7 +389,7 @@ mod tests {
     #[test]
     fn every_field_is_a_key_the_environment_may_set() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 26, "{keys:?}");
+        assert_eq!(keys.len(), 28, "{keys:?}");
         for key in ["listen", "database", "notify_poll_ms", "secure_cookies"] {
             assert!(keys.iter().any(|k| k == key), "{key}");
         }

@@ -169,6 +169,7 @@ pub struct Gateway {
     nonces: crate::nonces::Nonces,
     metrics: Arc<Metrics>,
     rates: crate::rates::RateLimits,
+    audit: crate::audit::AuditTrail,
     web: crate::web::Settings,
     logins: crate::web::throttle::Logins,
     /// Signatures made so far.
@@ -290,6 +291,7 @@ impl Gateway {
             nonces: crate::nonces::Nonces::default(),
             metrics: Arc::new(Metrics::default()),
             rates: crate::rates::RateLimits::default(),
+            audit: crate::audit::AuditTrail::default(),
             web: crate::web::Settings::default(),
             logins: crate::web::throttle::Logins::new(crate::web::throttle::Limits::default()),
             signatures: AtomicU64::new(0),
@@ -308,6 +310,16 @@ impl Gateway {
     /// The same gateway, holding apps to `rates`.
     pub fn with_rate_limits(self, rates: crate::rates::RateLimits) -> Self {
         Self { rates, ..self }
+    }
+
+    /// The same gateway, recording reads and changes of agreements in `audit`.
+    pub fn with_audit(self, audit: crate::audit::AuditTrail) -> Self {
+        Self { audit, ..self }
+    }
+
+    /// The audit trail.
+    pub fn audit(&self) -> &crate::audit::AuditTrail {
+        &self.audit
     }
 
     /// The login throttle of the web pages.
@@ -472,8 +484,14 @@ impl Gateway {
         let (result, encrypt_type) = match checked {
             Err(refusal) => (Err(Failure::from(refusal)), None),
             Ok(checked) => {
-                self.dispatch(checked, Said::default(), now, trust.as_deref(), &timing)
-                    .await
+                self.dispatch(
+                    checked,
+                    Said::default(),
+                    ("v3", now),
+                    trust.as_deref(),
+                    &timing,
+                )
+                .await
             }
         };
         let rendering = Instant::now();
@@ -618,50 +636,67 @@ impl Gateway {
             timestamp: params.get("timestamp").unwrap_or_default(),
             sign: params.get("sign").unwrap_or_default(),
         };
-        self.dispatch(checked, said, now, trust, timing).await
+        self.dispatch(checked, said, ("v2", now), trust, timing)
+            .await
     }
 
     /// Runs the method of a request that passed its checks (v2 or v3); with the request's
-    /// encryption, which its answer uses.
+    /// encryption, which its answer uses. The answer is recorded in the audit trail when the
+    /// method noted whose agreements it concerned.
     async fn dispatch(
         &self,
         checked: request::Checked<'_, App, Acting>,
         said: Said<'_>,
-        now: i64,
+        (channel, now): (&'static str, i64),
         trust: Option<&PlatformTrust>,
         timing: &Timing,
     ) -> (Result<Answer, Failure>, Option<EncryptType>) {
         let running = Instant::now();
         let encrypt_type = checked.encryption.map(|e| e.encrypt_type);
         let Acting { merchant, token } = checked.actor;
-        let result = methods::dispatch(
-            checked.method,
-            &Call {
-                store: &self.store,
-                catalogue: &self.catalogue,
-                app: checked.app,
-                caller: Caller {
-                    merchant: merchant.partner_id,
-                    group: merchant.group_id,
-                },
-                now,
-                request: Request {
-                    sign_type: checked.sign_type,
-                    notify_url: said.notify_url,
-                    token,
-                    return_url: said.return_url,
-                    timestamp: said.timestamp,
-                    sign: said.sign,
-                },
-                outbox: &self.outbox,
-                notify_policy: &self.notify_policy,
-                signing_ttl_secs: self.web.signing_ttl_secs,
-                platform: trust,
+        let note = crate::audit::Note::default();
+        let call = Call {
+            store: &self.store,
+            catalogue: &self.catalogue,
+            app: checked.app,
+            caller: Caller {
+                merchant: merchant.partner_id,
+                group: merchant.group_id,
             },
-            &checked.biz_content,
-        )
-        .await;
+            now,
+            request: Request {
+                sign_type: checked.sign_type,
+                notify_url: said.notify_url,
+                token,
+                return_url: said.return_url,
+                timestamp: said.timestamp,
+                sign: said.sign,
+            },
+            outbox: &self.outbox,
+            notify_policy: &self.notify_policy,
+            signing_ttl_secs: self.web.signing_ttl_secs,
+            platform: trust,
+            note: &note,
+        };
+        let result = methods::dispatch(checked.method, &call, &checked.biz_content).await;
         Timing::record(&timing.store_ns, running);
+        let wire = result.as_ref().err().map(Failure::wire);
+        let outcome =
+            wire.as_ref()
+                .map_or(crate::audit::Outcome::SUCCESS, |w| crate::audit::Outcome {
+                    code: w.code.code(),
+                    sub_code: w.sub_code,
+                });
+        let asker = crate::audit::Asker {
+            channel,
+            method: checked.method.name(),
+            app_id: Some(checked.app.record.app_id.as_str()),
+            partner_id: Some(call.caller.merchant.as_str()),
+            token: call.request.token.as_ref(),
+        };
+        self.audit
+            .record(asker, &note, outcome, self.clock.now_ms())
+            .await;
         (result, encrypt_type)
     }
 

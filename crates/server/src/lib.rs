@@ -3,6 +3,7 @@
 //! `GET /metrics`.
 
 pub mod apps;
+pub mod audit;
 pub mod cache;
 pub mod cancel;
 pub mod certs;

@@ -90,6 +90,9 @@ pub struct Metrics {
     connections_refused: Family<ReasonLabels, Counter>,
     outbox_pending: Gauge,
     outbox_oldest_age: Gauge<f64, AtomicU64>,
+    audit_entries: Family<OutcomeLabels, Counter>,
+    audit_pending: Gauge,
+    audit_lag: Histogram,
 }
 
 impl Default for Metrics {
@@ -151,6 +154,25 @@ impl Default for Metrics {
             Unit::Seconds,
             outbox_oldest_age.clone(),
         );
+        let audit_entries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "audit_entries",
+            "Audit-trail entries by outcome: written, or lost (not written when the writer stopped)",
+            audit_entries.clone(),
+        );
+        let audit_pending = Gauge::default();
+        registry.register(
+            "audit_pending",
+            "Audit-trail entries answered but not yet written",
+            audit_pending.clone(),
+        );
+        let audit_lag = latency_histogram();
+        registry.register_with_unit(
+            "audit_write_lag",
+            "Per written batch, the time from its oldest entry's answer to its commit (what a crash could lose)",
+            Unit::Seconds,
+            audit_lag.clone(),
+        );
         Self {
             registry,
             requests,
@@ -162,6 +184,9 @@ impl Default for Metrics {
             connections_refused,
             outbox_pending,
             outbox_oldest_age,
+            audit_entries,
+            audit_pending,
+            audit_lag,
         }
     }
 }
@@ -200,6 +225,30 @@ impl Metrics {
     /// Counts a request the store failed.
     pub fn store_error(&self) {
         self.store_errors.inc();
+    }
+
+    /// An audit entry was queued for writing.
+    pub fn audit_queued(&self) {
+        self.audit_pending.inc();
+    }
+
+    /// A batch of `written` audit entries was committed, the oldest `lag` after its answer.
+    pub fn audit_written(&self, written: usize, lag: Duration) {
+        let n = i64::try_from(written).unwrap_or(i64::MAX);
+        self.audit_pending.dec_by(n);
+        self.audit_entries
+            .get_or_create(&OutcomeLabels { outcome: "written" })
+            .inc_by(n.unsigned_abs());
+        self.audit_lag.observe(lag.as_secs_f64());
+    }
+
+    /// `lost` audit entries could not be written before the writer stopped.
+    pub fn audit_lost(&self, lost: usize) {
+        let n = i64::try_from(lost).unwrap_or(i64::MAX);
+        self.audit_pending.dec_by(n);
+        self.audit_entries
+            .get_or_create(&OutcomeLabels { outcome: "lost" })
+            .inc_by(n.unsigned_abs());
     }
 
     /// A connection opened; its guard closes it in the gauge when dropped.
@@ -258,6 +307,10 @@ mod tests {
         });
         metrics.spent("v2", Phase::Sign, Duration::from_micros(300));
         metrics.delivery("delivered");
+        for _ in 0..3 {
+            metrics.audit_queued();
+        }
+        metrics.audit_written(2, Duration::from_millis(3));
         let open = metrics.connection();
         let text = metrics.render(Some((3, 42.5)));
         for line in [
@@ -267,6 +320,9 @@ mod tests {
             "agreements_connections_open 1",
             "agreements_outbox_pending 3",
             "agreements_outbox_oldest_pending_age_seconds 42.5",
+            "agreements_audit_entries_total{outcome=\"written\"} 2",
+            "agreements_audit_pending 1",
+            "agreements_audit_write_lag_seconds_count 1",
         ] {
             assert!(text.contains(line), "{line}\n{text}");
         }

@@ -37,10 +37,11 @@ pub use migrations::{MIGRATIONS, Migration};
 pub use ops::PersonAgreement;
 pub use records::{
     AccountRecord, AgreementEvent, AgreementFilter, AppCert, AppContentKey, AppKey, AppRecord,
-    AppStatus, Attempt, CertRole, ConsumerSession, Credential, EventKind, ExternalKey,
-    FoundAgreement, KeySunset, LogonIdRecord, NewAccount, NewApp, NewGroup, NewNotification,
-    NewSigned, Notification, NotificationFilter, OpenIdRecord, PeriodRuleRecord, PlatformCert,
-    ProductRecord, Resend, SessionState, SignOutcome, SigningSession, Unsign, UnsignOutcome,
+    AppStatus, Attempt, AuditEntry, AuditFilter, CertRole, ConsumerSession, Credential, EventKind,
+    ExternalKey, FoundAgreement, KeySunset, LogonIdRecord, NewAccount, NewApp, NewGroup,
+    NewNotification, NewSigned, Notification, NotificationFilter, OpenIdRecord, PeriodRuleRecord,
+    PlatformCert, ProductRecord, Resend, SessionState, SignOutcome, SigningSession, Unsign,
+    UnsignOutcome,
 };
 
 use db::Pool;

@@ -57,6 +57,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_certificates.sql"),
         postgres: include_str!("../migrations/postgres/0007_certificates.sql"),
     },
+    Migration {
+        version: 8,
+        name: "audit",
+        sqlite: include_str!("../migrations/sqlite/0008_audit.sql"),
+        postgres: include_str!("../migrations/postgres/0008_audit.sql"),
+    },
 ];
 
 #[cfg(test)]

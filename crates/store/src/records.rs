@@ -707,3 +707,51 @@ pub enum SignOutcome {
     /// There is no such session.
     NotFound,
 }
+
+/// One answered read or change of a person's agreements: the audit trail's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Time-ordered and unique: `at_ms` in 13 digits, then the writer's tag and sequence.
+    pub id: String,
+    /// When it was answered, in Unix milliseconds.
+    pub at_ms: i64,
+    /// `v2`, `v3` or `page` (the consumer's own pages).
+    pub channel: String,
+    /// The OpenAPI method, or the page (`me`, `me.agreement`, `me.cancel`).
+    pub method: String,
+    /// The calling app (none on the consumer pages).
+    pub app_id: Option<String>,
+    /// The merchant the call acted for.
+    pub partner_id: Option<String>,
+    /// The ISV app the request's `app_auth_token` was granted to, when it carried one.
+    pub isv_app_id: Option<String>,
+    /// The token's last four characters (never the token).
+    pub token_suffix: Option<String>,
+    /// The account whose agreements were read or changed, once known.
+    pub user_id: Option<String>,
+    /// Whom or what the request named, masked as in logs (`alipay_logon_id abc***@x.com`).
+    pub asked: Option<String>,
+    /// How many agreements the answer carried or the change touched.
+    pub returned: i64,
+    /// Their numbers, space-separated.
+    pub agreement_nos: String,
+    /// The answer's `code` (`10000` for success).
+    pub code: String,
+    /// Its `sub_code`, on failure.
+    pub sub_code: Option<String>,
+}
+
+/// Which audit entries to list.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditFilter<'a> {
+    /// Only about these accounts (a person's accounts).
+    pub user_ids: Option<&'a [String]>,
+    /// Only by this app.
+    pub app_id: Option<&'a str>,
+    /// From this time on, in Unix milliseconds.
+    pub since_ms: i64,
+    /// Before this time, in Unix milliseconds.
+    pub until_ms: i64,
+    /// At most this many, oldest first.
+    pub limit: u32,
+}

@@ -11,9 +11,9 @@ use agreements_protocol::{Method, SignType};
 use crate::error::Invalid;
 use crate::load::Kind;
 use crate::records::{
-    AccountRecord, AgreementEvent, AppCert, AppContentKey, AppKey, AppRecord, ConsumerSession,
-    Credential, KeySunset, LogonIdRecord, NewGroup, Notification, OpenIdRecord, PeriodRuleRecord,
-    PlatformCert, ProductRecord, SigningSession,
+    AccountRecord, AgreementEvent, AppCert, AppContentKey, AppKey, AppRecord, AuditEntry,
+    ConsumerSession, Credential, KeySunset, LogonIdRecord, NewGroup, Notification, OpenIdRecord,
+    PeriodRuleRecord, PlatformCert, ProductRecord, SigningSession,
 };
 use std::sync::OnceLock;
 
@@ -271,6 +271,32 @@ table! {
 }
 
 table! {
+    /// The read-access audit trail: who read or changed whose agreements, and the outcome.
+    AUDIT_ENTRIES = "audit_entries" for AuditEntry {
+        columns: [
+            id,
+            at_ms,
+            channel,
+            method,
+            app_id,
+            partner_id,
+            isv_app_id,
+            token_suffix,
+            user_id,
+            asked,
+            returned,
+            agreement_nos,
+            code,
+            sub_code,
+        ],
+        key: [id],
+        unique: [],
+        references: [],
+        children: [],
+    }
+}
+
+table! {
     /// The notification outbox (agreements.md §7).
     NOTIFICATIONS = "notifications" for Notification {
         columns: [
@@ -426,7 +452,7 @@ table! {
 }
 
 /// Every table.
-pub(crate) static ALL: [&Table; 25] = [
+pub(crate) static ALL: [&Table; 26] = [
     &MERCHANT_GROUPS,
     &MERCHANTS,
     &PRODUCTS,
@@ -452,6 +478,7 @@ pub(crate) static ALL: [&Table; 25] = [
     &PLATFORM_CERTS,
     &APP_CERTS,
     &APP_KEY_SUNSETS,
+    &AUDIT_ENTRIES,
 ];
 
 #[cfg(test)]

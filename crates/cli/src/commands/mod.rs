@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod app;
+pub mod audit;
 pub mod bench;
 pub mod bulk;
 pub mod ca;

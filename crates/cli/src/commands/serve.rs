@@ -59,6 +59,20 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
             agreements_server::rates::RateLimits::new(&config.rate_limits)
                 .map_err(anyhow::Error::msg)?,
         );
+    let (audit_stop, audit_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (gateway, audit) = if config.audit {
+        let (trail, writer) =
+            agreements_server::audit::AuditTrail::start(store.clone(), gateway.metrics().clone());
+        let writer = tokio::spawn(writer.run(async move {
+            let _ = audit_stopped.await;
+        }));
+        (gateway.with_audit(trail), Some(writer))
+    } else {
+        tracing::warn!(
+            "the audit trail is off (audit = false): reads of agreements are not recorded"
+        );
+        (gateway, None)
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let delivery = match config.delivery() {
         Some(settings) => {
@@ -105,6 +119,11 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
         metrics,
     )
     .await?;
+    // Every request has been answered: the audit writer writes what is queued, then stops.
+    let _ = audit_stop.send(());
+    if let Some(audit) = audit {
+        let _ = audit.await;
+    }
     if let Some(delivery) = delivery {
         // Sends in flight finish (each is bounded by notify_timeout_ms); the rest wait in the
         // outbox for the next start.

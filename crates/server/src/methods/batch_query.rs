@@ -10,6 +10,7 @@ use crate::failure::Failure;
 
 pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<Response, Failure> {
     let query = BatchQuery::parse(biz)?;
+    call.note.asked(query.user.described());
     let scope = call.caller.scope(query.third_party_type)?;
     let product = call
         .catalogue
@@ -22,6 +23,7 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
         .resolve_user(&query.user, &call.app.record.app_id)
         .await?
         .ok_or(BizError::UserNotExist)?;
+    call.note.person(&person.user_id);
     let filter = AgreementFilter {
         person: &person,
         personal_product_code: &query.personal_product_code,
@@ -50,6 +52,7 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
         ))
         .into());
     }
+    call.note.returned(found.iter().map(|f| &f.agreement));
     Ok(Response {
         usage_agreement_info_list: found
             .into_iter()

@@ -23,6 +23,8 @@ pub struct Response {
 /// and changes nothing.
 pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<Response, Failure> {
     let request = PlanRequest::parse(biz)?;
+    call.note
+        .asked(format!("agreement_no {}", request.agreement_no.as_str()));
     let app = &call.app.record.app_id;
     let found = call
         .store
@@ -39,6 +41,7 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
         })
         .ok_or(BizError::UserAgreementNotExist)?;
     require_contract(call, &[&found.agreement.product_code]).await?;
+    call.note.returned([&found.agreement]);
     let no = &found.agreement.agreement_no;
     let stored = call.store.period_rule(no).await?.ok_or_else(|| {
         BizError::InvalidParameter(format!(

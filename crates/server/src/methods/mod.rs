@@ -44,6 +44,8 @@ pub struct Call<'a> {
     pub signing_ttl_secs: i64,
     /// The platform's certificates, when the request needed them.
     pub platform: Option<&'a crate::certs::PlatformTrust>,
+    /// Whose agreements the request concerns, for the audit trail.
+    pub note: &'a crate::audit::Note,
 }
 
 /// The public parameters a method may use.

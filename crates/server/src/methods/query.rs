@@ -22,6 +22,7 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
     });
     let found = choose(admitted, |f| &f.agreement).ok_or(BizError::UserAgreementNotExist)?;
     require_product_contract(call, &query, &found).await?;
+    call.note.returned([&found.agreement]);
     let logon_id = call
         .store
         .logon_id_of(&found.agreement.alipay_user_id)
@@ -52,6 +53,7 @@ pub(super) async fn candidates(
     scope: &Scope,
     include_cancelled: bool,
 ) -> Result<(Vec<FoundAgreement>, Option<ResolvedUser>), Failure> {
+    call.note.asked(query.locator.described());
     let app = &call.app.record.app_id;
     if let Some(code) = query.personal_product_code() {
         let product = call.catalogue.product(call.store, code).await?;
@@ -99,6 +101,7 @@ pub(super) async fn candidates(
                 .resolve_user(user, app)
                 .await?
                 .ok_or(BizError::UserNotExist)?;
+            call.note.person(&resolved.user_id);
             let filter = AgreementFilter {
                 person: &resolved,
                 personal_product_code,

@@ -26,6 +26,7 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
     let target = target(located, |f| &f.agreement)?;
     let (Target::Active(found) | Target::Cancelled(found)) = &target;
     query::require_product_contract(call, &request.query, found).await?;
+    call.note.returned([&found.agreement]);
     let Target::Active(mut found) = target else {
         return Err(BizError::UserAgreementNotExist.into());
     };

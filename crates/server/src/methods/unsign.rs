@@ -25,6 +25,7 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
     let target = target(located, |f| &f.agreement)?;
     let (Target::Active(found) | Target::Cancelled(found)) = &target;
     query::require_product_contract(call, &request.query, found).await?;
+    call.note.returned([&found.agreement]);
     if let Target::Active(found) = &target {
         let app = &call.app.record.app_id;
         let token = call.request.token.as_ref();

@@ -23,6 +23,7 @@ use super::{
     message, redirect, signed_in, stale_form, unavailable,
 };
 use crate::Gateway;
+use crate::audit::{Asker, Note, Outcome};
 use crate::cancel::{Cancellation, cancel as cancel_agreement};
 
 /// One agreement as the consumer sees it.
@@ -112,6 +113,31 @@ async fn person(gateway: &Gateway, consumer: &Consumer) -> Result<ResolvedUser, 
     }
 }
 
+/// Records a consumer page's read or change of their own agreements in the audit trail.
+async fn audited<'a>(
+    gateway: &Gateway,
+    page: &'static str,
+    consumer: &Consumer,
+    agreements: impl IntoIterator<Item = &'a Agreement>,
+    outcome: Outcome<'_>,
+) {
+    let note = Note::default();
+    note.asked(format!("signed in as {}", consumer.shown));
+    note.person(&consumer.session.user_id);
+    note.returned(agreements);
+    let asker = Asker {
+        channel: "page",
+        method: page,
+        app_id: None,
+        partner_id: None,
+        token: None,
+    };
+    gateway
+        .audit()
+        .record(asker, &note, outcome, gateway.clock().now_ms())
+        .await;
+}
+
 /// `GET /me`: the sign-in form, or every agreement of the signed-in person.
 pub async fn home(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let consumer = match signed_in(&gateway, &headers).await {
@@ -153,10 +179,14 @@ async fn render_home(
         .agreements_of_person(&person.customer_id)
         .await
     {
-        Ok(found) => found
-            .into_iter()
-            .map(|f| Row::new(&f.agreement, f.merchant_name, now))
-            .collect(),
+        Ok(found) => {
+            let shown = found.iter().map(|f| &f.agreement);
+            audited(gateway, "me", consumer, shown, Outcome::SUCCESS).await;
+            found
+                .into_iter()
+                .map(|f| Row::new(&f.agreement, f.merchant_name, now))
+                .collect()
+        }
         Err(e) => return unavailable(&e).into_response(),
     };
     Html::page(
@@ -220,11 +250,13 @@ pub async fn logout(
 }
 
 /// The signed-in consumer and one agreement of theirs, or the page to show. An agreement of
-/// anyone else is "not found", exactly like one that does not exist.
+/// anyone else is "not found", exactly like one that does not exist. `page` names the read in
+/// the audit trail (a "not found" is recorded too: it may be a look at someone else's).
 async fn owned(
     gateway: &Gateway,
     headers: &HeaderMap,
     no: &str,
+    page: &'static str,
 ) -> Result<(Consumer, Row, Agreement), Response> {
     let consumer = signed_in(gateway, headers)
         .await?
@@ -238,15 +270,35 @@ async fn owned(
         )
         .into_response()
     };
-    let no = AgreementNo::parse(no).map_err(|_| not_found())?;
-    let found = gateway
-        .store()
-        .agreements_of_person(&person.customer_id)
-        .await
-        .map_err(|e| unavailable(&e).into_response())?
-        .into_iter()
-        .find(|f| f.agreement.agreement_no == no && person.is_principal_of(&f.agreement))
-        .ok_or_else(not_found)?;
+    let found = match AgreementNo::parse(no) {
+        Ok(no) => gateway
+            .store()
+            .agreements_of_person(&person.customer_id)
+            .await
+            .map_err(|e| unavailable(&e).into_response())?
+            .into_iter()
+            .find(|f| f.agreement.agreement_no == no && person.is_principal_of(&f.agreement)),
+        Err(_) => None,
+    };
+    let Some(found) = found else {
+        let outcome = Outcome {
+            code: "40004",
+            sub_code: "USER_AGREEMENT_NOT_EXIST",
+        };
+        audited(gateway, page, &consumer, [], outcome).await;
+        return Err(not_found());
+    };
+    if page != "me.cancel" {
+        // A cancellation is recorded once it is answered.
+        audited(
+            gateway,
+            page,
+            &consumer,
+            [&found.agreement],
+            Outcome::SUCCESS,
+        )
+        .await;
+    }
     let row = Row::new(&found.agreement, found.merchant_name, gateway.clock().now());
     Ok((consumer, row, found.agreement))
 }
@@ -323,7 +375,7 @@ pub async fn agreement(
     Path(no): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match owned(&gateway, &headers, &no).await {
+    match owned(&gateway, &headers, &no, "me.agreement").await {
         Ok((consumer, row, a)) => render_agreement(&gateway, &consumer, &row, &a, false).await,
         Err(page) => page,
     }
@@ -335,7 +387,7 @@ pub async fn cancel_page(
     Path(no): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match owned(&gateway, &headers, &no).await {
+    match owned(&gateway, &headers, &no, "me.agreement").await {
         Ok((consumer, row, a)) => {
             let confirm = row.cancellable;
             render_agreement(&gateway, &consumer, &row, &a, confirm).await
@@ -351,7 +403,7 @@ pub async fn cancel(
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let (consumer, row, agreement) = match owned(&gateway, &headers, &no).await {
+    let (consumer, row, agreement) = match owned(&gateway, &headers, &no, "me.cancel").await {
         Ok(owned) => owned,
         Err(page) => return page,
     };
@@ -371,7 +423,16 @@ pub async fn cancel(
         now: gateway.clock().now(),
         policy: gateway.notify_policy(),
     };
-    match cancel_agreement(gateway.store(), &cancellation).await {
+    let cancelled = cancel_agreement(gateway.store(), &cancellation).await;
+    let outcome = match &cancelled {
+        Ok(_) => Outcome::SUCCESS,
+        Err(_) => Outcome {
+            code: "20000",
+            sub_code: "isp.unknow-error",
+        },
+    };
+    audited(&gateway, "me.cancel", &consumer, [&agreement], outcome).await;
+    match cancelled {
         Ok((UnsignOutcome::Unsigned { .. }, queued)) => {
             if queued > 0 {
                 gateway.outbox().wake();

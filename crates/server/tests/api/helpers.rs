@@ -221,11 +221,14 @@ impl TestApp {
             timestamp_window: Some(900),
             max_body_bytes: MAX_BODY,
         };
-        let gateway = Arc::new(
-            Gateway::new(store.clone(), platform_key, clock.clone(), limits)
-                .with_notify_policy(loopback())
-                .with_rate_limits(agreements_server::rates::RateLimits::new(rules).unwrap()),
-        );
+        let gateway = Gateway::new(store.clone(), platform_key, clock.clone(), limits)
+            .with_notify_policy(loopback())
+            .with_rate_limits(agreements_server::rates::RateLimits::new(rules).unwrap());
+        // The audit writer stops when the gateway (its last handle) is dropped.
+        let (trail, writer) =
+            agreements_server::audit::AuditTrail::start(store.clone(), gateway.metrics().clone());
+        tokio::spawn(writer.run(std::future::pending()));
+        let gateway = Arc::new(gateway.with_audit(trail));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = router(gateway.clone(), std::time::Duration::from_secs(10));

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod audit;
 mod batch_query;
 mod browser;
 mod certificates;

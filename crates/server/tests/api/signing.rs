@@ -820,6 +820,49 @@ async fn a_consumer_sees_all_their_agreements_and_cancels_one() {
         .await;
     assert_eq!(attempt.status, 404);
 
+    // The audit trail has each page's read, the cancellation, and the other person's looks at
+    // agreements that are not theirs (the forged form changed nothing and is not there).
+    app.gateway.audit().flush().await;
+    let trail = app
+        .store
+        .audit(&agreements_store::AuditFilter {
+            user_ids: None,
+            app_id: None,
+            since_ms: 0,
+            until_ms: i64::MAX,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let pages: Vec<(&str, &str, &str, i64)> = trail
+        .iter()
+        .filter(|e| e.channel == "page")
+        .map(|e| {
+            (
+                e.user_id.as_deref().unwrap(),
+                e.method.as_str(),
+                e.code.as_str(),
+                e.returned,
+            )
+        })
+        .collect();
+    let (me, them) = (demo::USER_PRIMARY, demo::USER_OTHER);
+    let their_count = theirs.body.matches("data-agreement-no=").count() as i64;
+    assert_eq!(
+        pages,
+        [
+            (me, "me", "10000", all.len() as i64),
+            (me, "me.agreement", "10000", 1),
+            (me, "me.agreement", "10000", 1),
+            (me, "me.cancel", "10000", 1),
+            (me, "me.agreement", "10000", 1),
+            (them, "me", "10000", their_count),
+            (them, "me.agreement", "40004", 0),
+            (them, "me.cancel", "40004", 0),
+        ]
+    );
+    assert!(trail.iter().all(|e| e.app_id.is_none()));
+
     // Signing out ends the session.
     let list = browser.get("/me").await;
     let csrf = list.csrf();

@@ -1,6 +1,7 @@
 //! The store's operations, each written once for both backends, by subject.
 
 mod agreements;
+mod audit;
 mod catalogue;
 mod certs;
 mod outbox;
