@@ -3,11 +3,11 @@
 //! agreements came back, and the outcome.
 //!
 //! Entries are queued as answers are made and written by one [`AuditWriter`] in batches, each in
-//! one transaction: under load a batch takes whatever queued while the previous one was being
-//! written (group commit), so a request costs no write of its own. A crash loses what was queued
-//! but not yet committed — the time of one batch write, milliseconds, well inside the one-second
-//! bound (`agreements_audit_write_lag_seconds` shows it). The queue is bounded: when the store
-//! falls behind, requests wait for room rather than go unrecorded.
+//! one transaction: a batch takes everything answered within 100 ms of its first entry (group
+//! commit), so a request costs no write of its own. A crash loses what was queued but not yet
+//! committed — at most those 100 ms and one write, well inside the one-second bound
+//! (`agreements_audit_write_lag_seconds` shows it). The queue is bounded: when the store falls
+//! behind, requests wait for room rather than go unrecorded.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,6 +25,10 @@ use crate::metrics::Metrics;
 const QUEUE: usize = 8_192;
 /// Entries written per transaction at most.
 const BATCH: usize = 2_048;
+/// How long the writer collects entries after the first of a batch before writing them: the
+/// cost of a transaction is shared by everything answered meanwhile, and a crash loses at most
+/// this plus one write.
+const LINGER: Duration = Duration::from_millis(100);
 /// How long the writer waits before writing a failed batch again, at most.
 const RETRY_MAX: Duration = Duration::from_secs(1);
 /// Attempts at the last batch once the writer is told to stop.
@@ -222,9 +226,10 @@ impl AuditWriter {
     /// Runs until `stop` completes (then drains the queue) or every [`AuditTrail`] is dropped.
     pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
+        let mut stopping = false;
         let mut batch = Batch::default();
         let mut flushes = Vec::new();
-        loop {
+        while !stopping {
             let first = tokio::select! {
                 biased;
                 message = self.receiver.recv() => message,
@@ -232,10 +237,21 @@ impl AuditWriter {
             };
             let Some(first) = first else { break };
             self.take(first, &mut batch, &mut flushes);
-            while batch.entries.len() < BATCH {
-                match self.receiver.try_recv() {
-                    Ok(message) => self.take(message, &mut batch, &mut flushes),
-                    Err(_) => break,
+            // Group commit: what arrives within LINGER joins this transaction (a flush, a full
+            // batch or the stop signal ends the wait).
+            let deadline = tokio::time::Instant::now() + LINGER;
+            while batch.entries.len() < BATCH && flushes.is_empty() {
+                tokio::select! {
+                    biased;
+                    message = self.receiver.recv() => match message {
+                        Some(message) => self.take(message, &mut batch, &mut flushes),
+                        None => break,
+                    },
+                    () = &mut stop => {
+                        stopping = true;
+                        break;
+                    }
+                    () = tokio::time::sleep_until(deadline) => break,
                 }
             }
             self.write(&mut batch, None).await;

@@ -15,6 +15,12 @@ use crate::tables::AUDIT_ENTRIES;
 /// SQLite's one write lock) wait milliseconds, not the whole prune.
 const PRUNE_CHUNK: u32 = 5_000;
 
+/// The smallest id of an entry answered at `at_ms` or later: ids start with the time in 13
+/// digits (`AuditEntry::id`), so "older than" is a range of the primary key.
+fn id_bound(at_ms: i64) -> String {
+    format!("{:013}", at_ms.max(0))
+}
+
 impl Store {
     /// Writes `entries` in one transaction (the audit writer's batch).
     pub async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
@@ -65,8 +71,8 @@ impl Store {
             .conn()
             .await?
             .row(
-                sql!("SELECT COUNT(*) FROM audit_entries WHERE at_ms < $1"),
-                &params![before_ms],
+                sql!("SELECT COUNT(*) FROM audit_entries WHERE id < $1"),
+                &params![&id_bound(before_ms)],
             )
             .await?;
         Ok(match row.as_deref() {
@@ -82,6 +88,7 @@ impl Store {
         before_ms: i64,
         mut progress: impl FnMut(u64),
     ) -> Result<u64, StoreError> {
+        let bound = id_bound(before_ms);
         let mut deleted = 0;
         loop {
             let mut tx = self.pool.write().await?;
@@ -89,9 +96,9 @@ impl Store {
                 .execute(
                     sql!(
                         "DELETE FROM audit_entries WHERE id IN \
-                         (SELECT id FROM audit_entries WHERE at_ms < $1 ORDER BY at_ms LIMIT $2)"
+                         (SELECT id FROM audit_entries WHERE id < $1 ORDER BY id LIMIT $2)"
                     ),
-                    &params![before_ms, PRUNE_CHUNK],
+                    &params![&bound, PRUNE_CHUNK],
                 )
                 .await?;
             tx.commit().await?;
