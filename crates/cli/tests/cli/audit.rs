@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use agreements_client::{Client, ClientConfig, now_beijing};
-use agreements_protocol::{Charset, PrivateKey, PublicKey, SignType};
+use agreements_client::{Client, now_beijing};
 use agreements_store::test_support::{TestDatabase, backends};
 use agreements_store::{AuditFilter, Store, demo};
 
-use crate::common::{config, fixture, free_port, serve, with_db};
+use crate::common::{client, config, fixture, free_port, serve, with_db};
 
 const CLIENTS: usize = 4;
 /// Load runs at least this long before the kill, so that some answers are older than the bound.
@@ -23,21 +22,6 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap())
-}
-
-fn client(port: u16) -> Client {
-    Client::new(ClientConfig {
-        gateway_url: format!("http://127.0.0.1:{port}/gateway.do"),
-        app_id: demo::APP_ID.to_owned(),
-        app_private_key: PrivateKey::parse(&fixture("keys/app_private_key_pkcs1.pem")).unwrap(),
-        platform_public_key: PublicKey::parse(&fixture("keys/gateway_public_key_spki.pem"))
-            .unwrap(),
-        sign_type: SignType::Rsa2,
-        charset: Charset::Utf8,
-        encryption: None,
-        cert: None,
-    })
-    .unwrap()
 }
 
 /// Each read names its own (unknown) user, so that each answer's entry can be told apart.

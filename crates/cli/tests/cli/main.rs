@@ -9,4 +9,5 @@ mod bulk;
 mod commands;
 mod common;
 mod notify;
+mod soak;
 mod transport;

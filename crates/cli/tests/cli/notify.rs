@@ -5,140 +5,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agreements_client::{Client, ClientConfig, now_beijing};
-use agreements_domain::agreement::{Agreement, AgreementStatus, PrincipalType, ThirdPartyType};
-use agreements_domain::ids::{
-    AgreementNo, AppId, PartnerId, PersonalProductCode, PrincipalId, ProductCode, SignScene, UserId,
-};
+use agreements_client::now_beijing;
+use agreements_domain::ids::AgreementNo;
 use agreements_domain::notify::DeliveryState;
-use agreements_protocol::{Charset, PrivateKey, PublicKey, SignType};
 use agreements_store::test_support::{TestDatabase, backends};
-use agreements_store::{NotificationFilter, Store, demo};
+use agreements_store::{NotificationFilter, Store};
 
-use crate::common::{config, fixture, fixtures, free_port, serve};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::common::{Receiver, agreement_no, client, config, fixtures, free_port, serve, world};
 
 const AGREEMENTS: usize = 120;
 const KILL_AFTER: usize = 60;
-
-fn agreement_no(i: usize) -> String {
-    format!("2024052099{i:010}")
-}
-
-/// A receiver that answers `success` after `delay`, recording every body's `notify_id` and
-/// `agreement_no`.
-struct Receiver {
-    url: String,
-    got: Arc<Mutex<Vec<(String, String)>>>,
-    delay: Arc<Mutex<Duration>>,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/notify", listener.local_addr().unwrap());
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let delay = Arc::new(Mutex::new(Duration::ZERO));
-        let (g, d) = (got.clone(), delay.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (g, d) = (g.clone(), d.clone());
-                tokio::spawn(async move {
-                    let Some(body) = read_request(&mut stream).await else {
-                        return;
-                    };
-                    let wait = *d.lock().unwrap();
-                    tokio::time::sleep(wait).await;
-                    let field = |name: &str| {
-                        form_urlencoded::parse(&body)
-                            .find(|(k, _)| k == name)
-                            .map(|(_, v)| v.into_owned())
-                            .unwrap_or_default()
-                    };
-                    g.lock()
-                        .unwrap()
-                        .push((field("notify_id"), field("agreement_no")));
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nsuccess")
-                        .await;
-                });
-            }
-        });
-        Self { url, got, delay }
-    }
-}
-
-/// One HTTP/1.1 request's body (by Content-Length).
-async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
-    let mut data = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut buf).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        data.extend_from_slice(&buf[..n]);
-        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            while data.len() < end + 4 + length {
-                let n = stream.read(&mut buf).await.ok()?;
-                if n == 0 {
-                    return None;
-                }
-                data.extend_from_slice(&buf[..n]);
-            }
-            return Some(data[end + 4..end + 4 + length].to_vec());
-        }
-    }
-}
-
-async fn world(store: &Store, receiver: &str) {
-    demo::load(store, fixture("keys/app_public_key_spki.b64").trim())
-        .await
-        .unwrap();
-    store
-        .execute_for_tests(&format!(
-            "UPDATE apps SET notify_url = '{receiver}' WHERE app_id = '{}'",
-            demo::APP_ID
-        ))
-        .await
-        .unwrap();
-    for i in 0..AGREEMENTS {
-        store
-            .add_agreement(&Agreement {
-                agreement_no: AgreementNo::parse(agreement_no(i)).unwrap(),
-                partner_id: PartnerId::parse(demo::MERCHANT_VIDEO).unwrap(),
-                sign_app_id: AppId::parse(demo::APP_ID).unwrap(),
-                principal_type: PrincipalType::Card,
-                principal_id: PrincipalId::parse(demo::USER_OTHER).unwrap(),
-                alipay_user_id: UserId::parse(demo::USER_OTHER).unwrap(),
-                personal_product_code: PersonalProductCode::parse("GENERAL_WITHHOLDING_P").unwrap(),
-                product_code: ProductCode::parse("GENERAL_WITHHOLDING").unwrap(),
-                sign_scene: SignScene::parse(format!("INDUSTRY|KILL{i}")).unwrap(),
-                third_party_type: ThirdPartyType::Partner,
-                external_agreement_no: None,
-                external_logon_id: None,
-                status: AgreementStatus::Normal,
-                sign_time: 1_700_000_000,
-                valid_time: 1_700_000_000,
-                invalid_time: 4_000_000_000,
-                unsign_time: None,
-            })
-            .await
-            .unwrap();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_sends_every_committed_notification_after_restart() {
@@ -147,7 +25,7 @@ async fn a_killed_server_sends_every_committed_notification_after_restart() {
         let db = TestDatabase::new(&backend).await.unwrap();
         let store = Store::open(db.location()).await.unwrap();
         let receiver = Receiver::start().await;
-        world(&store, &receiver.url).await;
+        world(&store, &receiver.url, AGREEMENTS).await;
         // A slow receiver: deliveries fall behind the cancellations, so the kill finds
         // notifications committed and not yet sent, and others in flight.
         *receiver.delay.lock().unwrap() = Duration::from_millis(150);
@@ -155,18 +33,7 @@ async fn a_killed_server_sends_every_committed_notification_after_restart() {
         let config = config(dir.path(), db.location(), port);
         let mut server = serve(&config, port).await;
 
-        let client = Client::new(ClientConfig {
-            gateway_url: format!("http://127.0.0.1:{port}/gateway.do"),
-            app_id: demo::APP_ID.to_owned(),
-            app_private_key: PrivateKey::parse(&fixture("keys/app_private_key_pkcs1.pem")).unwrap(),
-            platform_public_key: PublicKey::parse(&fixture("keys/gateway_public_key_spki.pem"))
-                .unwrap(),
-            sign_type: SignType::Rsa2,
-            charset: Charset::Utf8,
-            encryption: None,
-            cert: None,
-        })
-        .unwrap();
+        let client = client(port);
         let mut answered = 0;
         for i in 0..AGREEMENTS {
             if i == KILL_AFTER {
@@ -292,7 +159,12 @@ async fn operators_cancel_read_the_history_and_resend_to_a_verifying_receiver() 
         .spawn()
         .unwrap();
     let mut received = BufReader::new(receiver.stdout.take().unwrap()).lines();
-    world(&store, &format!("http://127.0.0.1:{receiver_port}/notify")).await;
+    world(
+        &store,
+        &format!("http://127.0.0.1:{receiver_port}/notify"),
+        AGREEMENTS,
+    )
+    .await;
     let no = agreement_no(0);
 
     let said = run(&[
