@@ -487,7 +487,8 @@ impl Gateway {
                 self.dispatch(
                     checked,
                     Said::default(),
-                    ("v3", now),
+                    "v3",
+                    now,
                     trust.as_deref(),
                     &timing,
                 )
@@ -636,8 +637,7 @@ impl Gateway {
             timestamp: params.get("timestamp").unwrap_or_default(),
             sign: params.get("sign").unwrap_or_default(),
         };
-        self.dispatch(checked, said, ("v2", now), trust, timing)
-            .await
+        self.dispatch(checked, said, "v2", now, trust, timing).await
     }
 
     /// Runs the method of a request that passed its checks (v2 or v3); with the request's
@@ -647,7 +647,8 @@ impl Gateway {
         &self,
         checked: request::Checked<'_, App, Acting>,
         said: Said<'_>,
-        (channel, now): (&'static str, i64),
+        channel: &'static str,
+        now: i64,
         trust: Option<&PlatformTrust>,
         timing: &Timing,
     ) -> (Result<Answer, Failure>, Option<EncryptType>) {

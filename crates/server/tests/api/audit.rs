@@ -4,6 +4,7 @@
 
 use agreements_store::{AuditEntry, AuditFilter, demo};
 
+use crate::batch_query::numbers;
 use crate::helpers::{APP_ISV, BATCH_QUERY, TOKEN_VIDEO, TestApp, post_forged};
 use crate::unsign::UNSIGN;
 
@@ -22,15 +23,6 @@ async fn entries(app: &TestApp) -> Vec<AuditEntry> {
         })
         .await
         .unwrap()
-}
-
-fn numbers(answer: &agreements_client::Answer) -> Vec<String> {
-    answer.node["usage_agreement_info_list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["agreement_no"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use agreements_store::demo;
 
 use crate::helpers::{APP_MUSIC, APP_TELECOM, BATCH_QUERY, TestApp};
 
-fn numbers(answer: &agreements_client::Answer) -> Vec<String> {
+pub fn numbers(answer: &agreements_client::Answer) -> Vec<String> {
     assert_eq!(answer.code(), "10000", "{:?}", answer.node);
     assert_eq!(answer.sub_code(), None);
     answer.node["usage_agreement_info_list"]
