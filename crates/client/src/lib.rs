@@ -155,6 +155,15 @@ pub struct Client {
     platform_keys: Arc<Mutex<HashMap<String, PublicKey>>>,
 }
 
+/// `scheme://host[:port]` of a URL (what precedes its path).
+fn url_base(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| after_scheme + i);
+    url[..end].to_owned()
+}
+
 fn encode(bytes: &[u8]) -> String {
     form_urlencoded::byte_serialize(bytes).collect()
 }
@@ -343,6 +352,20 @@ impl Client {
             .await?;
         let status = response.status().as_u16();
         Ok((status, response.bytes().await?.to_vec()))
+    }
+
+    /// The server's metrics exposition (`GET /metrics` beside the gateway), if it answers 200.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let mut url = url_base(&self.config.gateway_url);
+        url.push_str("/metrics");
+        let response = self.http.get(url).send().await?;
+        if !response.status().is_success() {
+            return Err(ClientError::Malformed(format!(
+                "GET /metrics answered {}",
+                response.status()
+            )));
+        }
+        Ok(response.text().await?)
     }
 
     /// Signs, sends, and verifies: the answer is returned only if its signature verifies.
@@ -637,6 +660,20 @@ fn tail(rest: &[u8]) -> Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_base_of_a_gateway_url_is_what_precedes_its_path() {
+        assert_eq!(
+            url_base("http://127.0.0.1:8080/gateway.do"),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            url_base("https://h.example/gateway.do?charset=utf-8"),
+            "https://h.example"
+        );
+        assert_eq!(url_base("http://h:1?x=/y"), "http://h:1");
+        assert_eq!(url_base("http://h"), "http://h");
+    }
 
     #[test]
     fn extraction_respects_strings_and_finds_the_sign() {

@@ -24,6 +24,8 @@ pub struct Plan {
     pub rate: Option<f64>,
     /// Every n-th answer's signature is verified and its code counted (0: none).
     pub verify_every: u64,
+    /// The pool's index the run starts at (a measured run goes on where its warm-up stopped).
+    pub first: u64,
 }
 
 /// What a run measured.
@@ -139,6 +141,7 @@ async fn drive(
             target: target.clone(),
             verify: verify.clone(),
             next: next.clone(),
+            first: plan.first,
             schedule: schedule.clone(),
             deadline,
         };
@@ -416,6 +419,7 @@ struct Worker {
     target: Target,
     verify: Arc<Verify>,
     next: Arc<AtomicU64>,
+    first: u64,
     schedule: Schedule,
     deadline: Instant,
 }
@@ -434,7 +438,7 @@ impl Worker {
                     None => break,
                 },
             };
-            let Some(wire) = usize::try_from(i)
+            let Some(wire) = usize::try_from(self.first.wrapping_add(i))
                 .ok()
                 .and_then(|i| self.pool.get(i % self.pool.len().max(1)))
             else {
@@ -493,7 +497,14 @@ impl Verify {
         )
         .and_then(|verified| verified.open(c.charset, encryption))
         {
-            Ok(answer) => *part.verified.entry(answer.outcome()).or_default() += 1,
+            Ok(answer) => {
+                let mut outcome = answer.outcome();
+                let list = answer.node.get("usage_agreement_info_list");
+                if list.and_then(|l| l.as_array()).is_some_and(Vec::is_empty) {
+                    outcome.push_str(" (empty list)");
+                }
+                *part.verified.entry(outcome).or_default() += 1;
+            }
             Err(e) => {
                 *part
                     .errors

@@ -19,7 +19,7 @@ pub mod timestamp;
 pub mod v3;
 
 pub use charset::Charset;
-pub use crypto::{KeyError, PrivateKey, PublicKey, SignType};
+pub use crypto::{Digest, KeyError, PrivateKey, PublicKey, SignType};
 pub use error::{GatewayCode, ProtocolError, WireError};
 pub use method::Method;
 pub use params::Params;

@@ -158,6 +158,11 @@ pub struct Config {
     pub audit: bool,
     /// How long audit entries are kept, in days: `agreements audit prune` deletes older ones.
     pub audit_retention_days: u32,
+    /// Keep the signatures of successful answers to answer the same bytes again without signing
+    /// (failures' are always kept).
+    pub signature_cache: bool,
+    /// The most the kept signatures weigh, in MiB.
+    pub signature_cache_mib: u32,
 }
 
 impl Default for Config {
@@ -191,6 +196,8 @@ impl Default for Config {
             rate_limits: Vec::new(),
             audit: true,
             audit_retention_days: 365,
+            signature_cache: true,
+            signature_cache_mib: 32,
         }
     }
 }
@@ -343,7 +350,13 @@ impl Config {
              # (who asked, for whom, which agreements, the outcome), written within a second.\n\
              audit = {}\n\n\
              # Days audit entries are kept; `agreements audit prune` (e.g. daily from cron) deletes\n\
-             # older ones.\naudit_retention_days = {}\n",
+             # older ones.\naudit_retention_days = {}\n\n\
+             # Answer signatures kept: an answer whose exact bytes the same app was given before (an\n\
+             # empty list, a refresh of the same person) is signed from memory, not by RSA again.\n\
+             # false keeps only failures' signatures (junk naming an app then costs a lookup).\n\
+             signature_cache = {}\n\n\
+             # The most the kept signatures weigh (about 440 bytes each for a 2048-bit key).\n\
+             signature_cache_mib = {}\n",
             d.listen.to_string(),
             d.database.expose(),
             d.platform_private_key.display().to_string(),
@@ -369,6 +382,8 @@ impl Config {
             d.login_lockout_secs,
             d.audit,
             d.audit_retention_days,
+            d.signature_cache,
+            d.signature_cache_mib,
         )
     }
 }
@@ -389,7 +404,7 @@ mod tests {
     #[test]
     fn every_field_is_a_key_the_environment_may_set() {
         let keys = Config::keys();
-        assert_eq!(keys.len(), 28, "{keys:?}");
+        assert_eq!(keys.len(), 30, "{keys:?}");
         for key in ["listen", "database", "notify_poll_ms", "secure_cookies"] {
             assert!(keys.iter().any(|k| k == key), "{key}");
         }

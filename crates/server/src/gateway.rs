@@ -22,7 +22,7 @@ use agreements_protocol::{GatewayCode, Method, Params, PrivateKey, ProtocolError
 use agreements_store::{Store, StoreError};
 
 use crate::apps::{App, AppCache, is_enabled};
-use crate::cache::{Catalogue, FailureSignatures};
+use crate::cache::{Catalogue, Signatures};
 use crate::certs::{PlatformTrust, TrustCache};
 use crate::failure::Failure;
 use crate::methods::{self, Answer, Call, Request};
@@ -164,7 +164,7 @@ pub struct Gateway {
     catalogue: Catalogue,
     outbox: Outbox,
     notify_policy: AddressPolicy,
-    failure_signatures: FailureSignatures,
+    signatures_kept: Signatures,
     trust: TrustCache,
     nonces: crate::nonces::Nonces,
     metrics: Arc<Metrics>,
@@ -278,6 +278,11 @@ impl Gateway {
         limits: Limits,
     ) -> Self {
         Self {
+            signatures_kept: Signatures::new(
+                &platform_key,
+                crate::cache::DEFAULT_SIGNATURE_CACHE_BYTES,
+                true,
+            ),
             store,
             platform_key,
             clock,
@@ -286,7 +291,6 @@ impl Gateway {
             catalogue: Catalogue::default(),
             outbox: Outbox::default(),
             notify_policy: AddressPolicy::default(),
-            failure_signatures: FailureSignatures::default(),
             trust: TrustCache::default(),
             nonces: crate::nonces::Nonces::default(),
             metrics: Arc::new(Metrics::default()),
@@ -310,6 +314,16 @@ impl Gateway {
     /// The same gateway, holding apps to `rates`.
     pub fn with_rate_limits(self, rates: crate::rates::RateLimits) -> Self {
         Self { rates, ..self }
+    }
+
+    /// The same gateway, keeping at most `bytes` of answer signatures; `answers = false` keeps
+    /// only failures' (which every gateway does: junk naming an app costs a lookup).
+    pub fn with_signature_cache(self, bytes: u64, answers: bool) -> Self {
+        let signatures_kept = Signatures::new(&self.platform_key, bytes, answers);
+        Self {
+            signatures_kept,
+            ..self
+        }
     }
 
     /// The same gateway, recording reads and changes of agreements in `audit`.
@@ -397,7 +411,7 @@ impl Gateway {
                 None
             }
         };
-        self.metrics.render(backlog)
+        self.metrics.render(backlog, self.signatures_kept.size())
     }
 
     /// The store.
@@ -759,28 +773,20 @@ impl Gateway {
         };
         let render = rendering.elapsed();
         let signing = Instant::now();
-        let made = AtomicU64::new(0);
-        let fresh = async || {
-            made.fetch_add(1, Ordering::Relaxed);
-            self.signatures.fetch_add(1, Ordering::Relaxed);
-            self.platform_key
-                .sign(head.sign_type, &node_bytes)
-                .map(Arc::from)
-        };
-        let sign = if !known {
-            None
-        } else if !sub_code.is_empty() && !encrypted {
-            // A failure: before authentication, one of a few constant bodies.
-            let sign = self
-                .failure_signatures
-                .get(head.sign_type, &node_bytes, fresh)
-                .await;
-            self.metrics
-                .failure_signature(made.load(Ordering::Relaxed) == 0);
-            Some(sign)
-        } else {
-            Some(fresh().await)
-        };
+        let sign = known.then(|| {
+            let (sign, kept) = self.signatures_kept.get(
+                head.app_id.as_deref().unwrap_or_default(),
+                head.sign_type,
+                &node_bytes,
+                !sub_code.is_empty(),
+                |digest| {
+                    self.signatures.fetch_add(1, Ordering::Relaxed);
+                    self.platform_key.sign_digest(digest)
+                },
+            );
+            self.metrics.signature_kept(kept);
+            sign
+        });
         let sign_spent = known.then(|| signing.elapsed());
         let sign = sign.transpose().unwrap_or_else(|e| {
             tracing::error!(error = %e, "signing failed; answering unsigned");

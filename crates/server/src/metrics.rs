@@ -83,7 +83,9 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     phases: Histograms<PhaseLabels>,
-    failure_signatures: Family<OutcomeLabels, Counter>,
+    signature_cache: Family<OutcomeLabels, Counter>,
+    signature_cache_entries: Gauge,
+    signature_cache_bytes: Gauge,
     deliveries: Family<OutcomeLabels, Counter>,
     store_errors: Counter,
     connections_open: Gauge,
@@ -111,11 +113,24 @@ impl Default for Metrics {
             Unit::Seconds,
             phases.clone(),
         );
-        let failure_signatures = Family::<OutcomeLabels, Counter>::default();
+        let signature_cache = Family::<OutcomeLabels, Counter>::default();
         registry.register(
-            "failure_signature_cache",
-            "Signatures of pre-authentication failure answers: kept (hit) or made (miss)",
-            failure_signatures.clone(),
+            "signature_cache",
+            "Answer signatures: found kept (hit), made and kept (miss), or made without looking (bypass: signature_cache = false)",
+            signature_cache.clone(),
+        );
+        let signature_cache_entries = Gauge::default();
+        registry.register(
+            "signature_cache_entries",
+            "Answer signatures kept (read at each scrape)",
+            signature_cache_entries.clone(),
+        );
+        let signature_cache_bytes = Gauge::default();
+        registry.register_with_unit(
+            "signature_cache_size",
+            "What the kept answer signatures weigh, bounded by signature_cache_mib (read at each scrape)",
+            Unit::Bytes,
+            signature_cache_bytes.clone(),
         );
         let deliveries = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -177,7 +192,9 @@ impl Default for Metrics {
             registry,
             requests,
             phases,
-            failure_signatures,
+            signature_cache,
+            signature_cache_entries,
+            signature_cache_bytes,
             deliveries,
             store_errors,
             connections_open,
@@ -207,10 +224,14 @@ impl Metrics {
             .observe(spent.as_secs_f64());
     }
 
-    /// Counts a failure answer's signature: kept (`true`) or made.
-    pub fn failure_signature(&self, kept: bool) {
-        let outcome = if kept { "hit" } else { "miss" };
-        self.failure_signatures
+    /// Counts an answer's signature: found kept, made and kept, or made without looking.
+    pub fn signature_kept(&self, kept: crate::cache::Kept) {
+        let outcome = match kept {
+            crate::cache::Kept::Hit => "hit",
+            crate::cache::Kept::Miss => "miss",
+            crate::cache::Kept::Bypassed => "bypass",
+        };
+        self.signature_cache
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
@@ -265,8 +286,14 @@ impl Metrics {
             .inc();
     }
 
-    /// The exposition, with the outbox's backlog (`pending`, the oldest's age in seconds).
-    pub fn render(&self, backlog: Option<(u64, f64)>) -> String {
+    /// The exposition, with the outbox's backlog (`pending`, the oldest's age in seconds) and
+    /// the signature cache's size (entries, bytes).
+    pub fn render(&self, backlog: Option<(u64, f64)>, signatures: (usize, u64)) -> String {
+        let (entries, bytes) = signatures;
+        self.signature_cache_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.signature_cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         if let Some((pending, oldest_age)) = backlog {
             self.outbox_pending
                 .set(i64::try_from(pending).unwrap_or(i64::MAX));
@@ -312,10 +339,12 @@ mod tests {
         }
         metrics.audit_written(2, Duration::from_millis(3));
         let open = metrics.connection();
-        let text = metrics.render(Some((3, 42.5)));
+        let text = metrics.render(Some((3, 42.5)), (2, 880));
         for line in [
             "agreements_requests_total{protocol=\"v2\",method=\"alipay.user.agreement.query\",code=\"40004\",sub_code=\"USER_AGREEMENT_NOT_EXIST\"} 1",
             "agreements_request_phase_duration_seconds_count{protocol=\"v2\",phase=\"sign\"} 1",
+            "agreements_signature_cache_entries 2",
+            "agreements_signature_cache_size_bytes 880",
             "agreements_notification_deliveries_total{outcome=\"delivered\"} 1",
             "agreements_connections_open 1",
             "agreements_outbox_pending 3",
@@ -329,7 +358,7 @@ mod tests {
         drop(open);
         assert!(
             metrics
-                .render(None)
+                .render(None, (0, 0))
                 .contains("agreements_connections_open 0")
         );
         assert!(text.ends_with("# EOF\n"));

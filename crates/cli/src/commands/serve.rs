@@ -58,6 +58,10 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
         .with_rate_limits(
             agreements_server::rates::RateLimits::new(&config.rate_limits)
                 .map_err(anyhow::Error::msg)?,
+        )
+        .with_signature_cache(
+            u64::from(config.signature_cache_mib) << 20,
+            config.signature_cache,
         );
     let (audit_stop, audit_stopped) = tokio::sync::oneshot::channel::<()>();
     let (gateway, audit) = if config.audit {

@@ -63,10 +63,19 @@ async fn bench_loads_a_running_gateway_closed_and_open_loop() {
     };
     let pid = server.id().to_string();
     let closed = bench(&["--concurrency", "4", "--server-pid", &pid, "--no-bound"]);
+    assert!(closed.contains("pool: 3 signed requests"), "{closed}");
     assert!(
-        closed.contains("pool: 3 distinct signed requests"),
+        closed.contains("the pool of 3 was sent round robin"),
         "{closed}"
     );
+    // Three distinct answers asked again and again: all but the first three signed from memory.
+    let from_memory: u64 = closed
+        .split("signature cache (the server's /metrics over the measured run): ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no signature cache line: {closed}"));
+    assert!(from_memory > 0, "{closed}");
     assert!(closed.contains("closed loop, 4 connections"), "{closed}");
     assert!(closed.contains(", 0 failed"), "{closed}");
     // Every answer was verified: two persons found, one unknown.
@@ -87,7 +96,15 @@ async fn bench_loads_a_running_gateway_closed_and_open_loop() {
         "{open}"
     );
     assert!(open.contains("ratio: answers/s ÷ signs/s = "), "{open}");
+    assert!(open.contains("ratio: p99 ÷ one sign = "), "{open}");
     assert!(open.contains(" before, "), "the bound is bracketed: {open}");
+    // The bound is openssl speed's when the tool is there (it is wherever OpenSSL's headers
+    // are, which the build needs), with the crate's figures beside it.
+    assert!(
+        open.contains("machine bound (openssl speed -multi ")
+            && open.contains("beside it, the openssl crate in this process"),
+        "{open}"
+    );
     let answered: u64 = open
         .split(" answered")
         .next()
@@ -97,4 +114,100 @@ async fn bench_loads_a_running_gateway_closed_and_open_loop() {
     assert!((40..=50).contains(&answered), "{answered}: {open}");
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+#[test]
+fn bench_writes_a_worlds_mixes_for_wrk() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = dir.path().join("world");
+    let agreements = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_agreements"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let app_public = fixtures().join("keys/app_public_key_spki.pem");
+    agreements(&[
+        "generate-world",
+        "--persons",
+        "300",
+        "--out",
+        world.to_str().unwrap(),
+        "--app-public-key",
+        app_public.to_str().unwrap(),
+    ]);
+    let write = |mix: &str| {
+        let file = dir.path().join(format!("{mix}.txt"));
+        let key = |name: &str| fixtures().join(name).to_str().unwrap().to_owned();
+        let out = agreements(&[
+            "bench",
+            "--gateway",
+            "http://127.0.0.1:9/gateway.do",
+            "--app-id",
+            demo::APP_ID,
+            "--app-key",
+            &key("keys/app_private_key_pkcs1.pem"),
+            "--platform-key",
+            &key("keys/gateway_public_key_spki.pem"),
+            "--world",
+            world.to_str().unwrap(),
+            "--mix",
+            mix,
+            "--pool",
+            "200",
+            "--write-wrk",
+            file.to_str().unwrap(),
+        ]);
+        assert!(out.contains(&format!("mix {mix}: ")), "{out}");
+        assert!(
+            out.contains("wrk -t1 -c16 -d10s -s tests/bench/wrk.lua"),
+            "{out}"
+        );
+        let text = std::fs::read_to_string(file).unwrap();
+        let lines: Vec<Vec<String>> = text
+            .lines()
+            .map(|line| line.split('\t').map(str::to_owned).collect())
+            .collect();
+        for line in &lines {
+            assert_eq!(line.len(), 3, "{line:?}");
+            assert!(line[0].starts_with("/gateway.do?"), "{line:?}");
+            assert!(
+                line[1].starts_with("application/x-www-form-urlencoded"),
+                "{line:?}"
+            );
+            assert!(line[2].starts_with("biz_content="), "{line:?}");
+        }
+        lines
+    };
+    let app_of = |line: &[String]| {
+        line[0]
+            .split(['?', '&'])
+            .find_map(|p| p.strip_prefix("app_id="))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no app_id: {line:?}"))
+    };
+    let distinct = write("distinct");
+    assert_eq!(distinct.len(), 200);
+    let bodies: std::collections::HashSet<(String, &String)> =
+        distinct.iter().map(|l| (app_of(l), &l[2])).collect();
+    assert_eq!(bodies.len(), 200, "every request different");
+    let apps: std::collections::HashSet<String> = distinct.iter().map(|l| app_of(l)).collect();
+    assert!(apps.len() > 1, "asked by the merchants' own apps: {apps:?}");
+    let member_center = write("member-center");
+    assert_eq!(member_center.len(), 200);
+    let apps: std::collections::HashSet<String> = member_center.iter().map(|l| app_of(l)).collect();
+    assert_eq!(apps.len(), 1, "one member center app: {apps:?}");
+    assert!(member_center.iter().all(|l| l[2].contains("MERCHANT")));
+    let persons: std::collections::HashSet<&String> = member_center.iter().map(|l| &l[2]).collect();
+    assert!(
+        persons.len() < 200,
+        "Zipf draws persons again: {}",
+        persons.len()
+    );
 }

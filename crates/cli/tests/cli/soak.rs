@@ -92,6 +92,7 @@ async fn at_seventy_percent_of_saturation_nothing_fails_and_memory_stays_flat() 
         duration: Duration::from_secs(3),
         rate: None,
         verify_every: 0,
+        first: 0,
     };
     let saturation = run(&client, &signed(), closed).await.throughput();
     let rate = saturation * LOAD_SHARE;
@@ -135,6 +136,7 @@ async fn at_seventy_percent_of_saturation_nothing_fails_and_memory_stays_flat() 
             duration: Duration::from_secs(interval),
             rate: Some(rate),
             verify_every: 20,
+            first: 0,
         };
         let report = run(&client, &signed(), plan).await;
         let rss = rss_kib(pid);

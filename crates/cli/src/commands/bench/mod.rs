@@ -1,6 +1,7 @@
 //! `agreements bench`: load like real clients against a running gateway, and the machine's RSA
 //! bound measured in the same run, with the ratios between them.
 
+use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,10 +11,16 @@ use agreements_client::load::{self, Plan, Report};
 use agreements_client::{Client, SignedRequest, now_beijing};
 
 use super::call::ClientArgs;
-use agreements_protocol::{Charset, PrivateKey, PublicKey, SignType};
+use agreements_protocol::{Charset, SignType};
 use anyhow::Context as _;
 
+mod bound;
+mod mix;
+
+use bound::Bound;
+
 #[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("requests").required(true))]
 pub struct Args {
     #[command(flatten)]
     pub client: ClientArgs,
@@ -21,16 +28,30 @@ pub struct Args {
     #[arg(long, default_value = "alipay.user.agreement.batch.query")]
     pub method: String,
     /// biz_contents, one per line (each becomes one pre-signed request).
-    #[arg(
-        long,
-        required_unless_present = "accounts",
-        conflicts_with = "accounts"
-    )]
+    #[arg(long, group = "requests")]
     pub biz_file: Option<PathBuf>,
     /// An accounts load file (JSON Lines, as `generate-world` writes): one batch query per
     /// account, for --personal-product-code.
-    #[arg(long)]
+    #[arg(long, group = "requests")]
     pub accounts: Option<PathBuf>,
+    /// A world's directory (`generate-world`): the requests are --mix's, each asked by the
+    /// world's app it names (all signed with --app-key).
+    #[arg(long, group = "requests", requires = "mix")]
+    pub world: Option<PathBuf>,
+    /// The mix made from --world: `distinct` (every answer different: no cache can help) or
+    /// `member-center` (one app, MERCHANT scope over its group, persons drawn from Zipf).
+    #[arg(long, value_enum, requires = "world")]
+    pub mix: Option<mix::Mix>,
+    /// The Zipf exponent of --mix member-center.
+    #[arg(long, default_value_t = 1.0)]
+    pub zipf_exponent: f64,
+    /// The random seed of --mix member-center.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the signed requests for `wrk` (tests/bench/wrk.lua reads them: one request a line,
+    /// path and query, a tab, the Content-Type, a tab, the body) and stop without loading.
+    #[arg(long)]
+    pub write_wrk: Option<PathBuf>,
     /// The product of the batch queries made from --accounts.
     #[arg(long, default_value = "GENERAL_WITHHOLDING_P")]
     pub personal_product_code: String,
@@ -80,23 +101,46 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         load::MAX_RATE
     );
     let client = args.client.client(SignType::Rsa2, Charset::Utf8)?;
-    let bizs = match (&args.biz_file, &args.accounts) {
-        (Some(file), _) => pool_lines(file, args.pool, |line| {
-            (!line.trim().is_empty()).then(|| line.to_owned())
-        })?,
-        (None, Some(file)) => pool_lines(file, args.pool, |line| {
-            let account = serde_json::from_str::<serde_json::Value>(line).ok()?;
-            let user = account["user_id"].as_str()?;
-            Some(
-                serde_json::json!({"personal_product_code": args.personal_product_code, "alipay_user_id": user})
-                    .to_string(),
-            )
-        })?,
-        (None, None) => Vec::new(),
+    let own_app = client.config().app_id.clone();
+    let own = |biz: String| mix::Ask {
+        app_id: own_app.clone(),
+        biz,
     };
-    anyhow::ensure!(!bizs.is_empty(), "no requests to send: the file is empty");
+    let (asks, described) = match (&args.biz_file, &args.accounts, &args.world, args.mix) {
+        (Some(file), ..) => (
+            pool_lines(file, args.pool, |line| {
+                (!line.trim().is_empty()).then(|| own(line.to_owned()))
+            })?,
+            None,
+        ),
+        (None, Some(file), ..) => (
+            pool_lines(file, args.pool, |line| {
+                let account = serde_json::from_str::<serde_json::Value>(line).ok()?;
+                let user = account["user_id"].as_str()?;
+                Some(own(serde_json::json!({"personal_product_code": args.personal_product_code, "alipay_user_id": user})
+                    .to_string()))
+            })?,
+            None,
+        ),
+        (None, None, Some(world), Some(which)) => {
+            let pool = match which {
+                mix::Mix::Distinct => mix::distinct(world, args.pool)?,
+                mix::Mix::MemberCenter => mix::member_center(
+                    world,
+                    args.pool,
+                    mix::Zipf {
+                        exponent: args.zipf_exponent,
+                        seed: args.seed,
+                    },
+                )?,
+            };
+            (pool.asks, Some(pool.description))
+        }
+        _ => anyhow::bail!("give --biz-file, --accounts, or --world with --mix"),
+    };
+    anyhow::ensure!(!asks.is_empty(), "no requests to send: the file is empty");
     let signing = Instant::now();
-    let mut pool = sign_all(&client, &args.method, &bizs)?;
+    let mut pool = sign_all(&client, &args.method, &asks)?;
     if args.wrong_signatures {
         anyhow::ensure!(
             pool.len() >= 2,
@@ -104,39 +148,87 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
         swap_signatures(&mut pool);
     }
+    let mut out = String::new();
+    if let Some(described) = described {
+        out.push_str(&described);
+        out.push('\n');
+    }
+    if let Some(path) = &args.write_wrk {
+        write_wrk(path, &client, &pool)?;
+        out.push_str(&format!(
+            "wrote {} signed requests to {} (valid for the gateway's timestamp window); run \
+             wrk -t1 -c16 -d10s -s tests/bench/wrk.lua {} -- {}\n",
+            pool.len(),
+            path.display(),
+            client.config().gateway_url,
+            path.display()
+        ));
+        return super::print(&out);
+    }
     let pool = Arc::new(pool);
     let client = Arc::new(client);
-    let mut out = format!(
-        "pool: {} distinct signed requests of {} (signed in {:.1} s, before the run)\n",
+    out.push_str(&format!(
+        "pool: {} signed requests of {} (signed in {:.1} s, before the run)\n",
         pool.len(),
         args.method,
         signing.elapsed().as_secs_f64()
-    );
+    ));
     let plan = Plan {
         method: args.method.clone(),
         concurrency: args.concurrency.max(1),
         duration: Duration::from_secs_f64(args.warmup),
         rate: args.rate,
         verify_every: 0,
+        first: 0,
     };
-    if args.warmup > 0.0 {
-        run_load(&client, &pool, plan.clone()).await?;
-    }
+    // The measured run goes on from where the warm-up stopped: a pool larger than both sends
+    // no request twice.
+    let warmed = if args.warmup > 0.0 {
+        let warm = run_load(&client, &pool, plan.clone()).await?;
+        warm.answered + warm.failed()
+    } else {
+        0
+    };
     let plan = Plan {
         duration: Duration::from_secs_f64(args.duration),
         verify_every: args.verify_every,
+        first: warmed,
         ..plan
     };
+    let kept_before = signature_cache(&client).await;
     // The machine's speed drifts (other guests on the host): the bound is measured right before
     // the load and again right after it, and the ratio uses their mean.
     let bound = (!args.no_bound).then(Bound::new).transpose()?;
-    let signs_before = bound.as_ref().map(Bound::signs_on_all_cores);
+    let bound_before = bound.as_ref().map(Bound::measure);
     let cpu_before = args.server_pid.map(cpu_seconds).transpose()?;
     let own_before = cpu_seconds(std::process::id()).ok();
     let report = run_load(&client, &pool, plan.clone()).await?;
     let own_after = cpu_seconds(std::process::id()).ok();
     let cpu_after = args.server_pid.map(cpu_seconds).transpose()?;
+    let kept_after = signature_cache(&client).await;
     out.push_str(&describe(&report, &plan));
+    let sent = warmed + report.answered + report.failed();
+    out.push_str(&if sent as usize > pool.len() {
+        format!(
+            "the pool of {} was sent round robin: {sent} requests with the warm-up, so requests \
+             repeated\n",
+            pool.len()
+        )
+    } else {
+        format!(
+            "no request was sent twice ({sent} of the pool of {}, with the warm-up)\n",
+            pool.len()
+        )
+    });
+    if let Some((before, after)) = kept_before.zip(kept_after) {
+        let hits = after.hits - before.hits;
+        let signed = (after.misses - before.misses) + (after.bypassed - before.bypassed);
+        out.push_str(&format!(
+            "signature cache (the server's /metrics over the measured run): {hits:.0} answers \
+             signed from memory, {signed:.0} by RSA ({:.1} % from memory)\n",
+            100.0 * hits / (hits + signed).max(1.0)
+        ));
+    }
     let per_request =
         |(before, after): (f64, f64)| (after - before) / report.answered.max(1) as f64;
     if let Some(own) = own_before.zip(own_after).map(per_request) {
@@ -153,8 +245,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.server_pid.unwrap_or_default()
         ));
     }
-    if let Some((bound, before)) = bound.zip(signs_before) {
-        out.push_str(&bound.report(before, &report, server_cpu));
+    if let Some((bound, before)) = bound.zip(bound_before) {
+        out.push_str(&bound.report(&before, &report, &plan, server_cpu));
     }
     super::print(&out)?;
     anyhow::ensure!(report.answered > 0, "no request was answered");
@@ -176,8 +268,8 @@ async fn run_load(
 fn pool_lines(
     path: &Path,
     pool: usize,
-    to_biz: impl Fn(&str) -> Option<String>,
-) -> anyhow::Result<Vec<String>> {
+    to_biz: impl Fn(&str) -> Option<mix::Ask>,
+) -> anyhow::Result<Vec<mix::Ask>> {
     let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut bizs = Vec::new();
     for line in BufReader::new(file).lines() {
@@ -190,32 +282,107 @@ fn pool_lines(
     Ok(bizs)
 }
 
-/// Signs every biz_content on all cores.
-fn sign_all(client: &Client, method: &str, bizs: &[String]) -> anyhow::Result<Vec<SignedRequest>> {
+/// Signs every ask on all cores, each as its app (with the one key given); an ask repeated
+/// (a person drawn again) is signed once.
+fn sign_all(
+    client: &Client,
+    method: &str,
+    asks: &[mix::Ask],
+) -> anyhow::Result<Vec<SignedRequest>> {
     let timestamp = now_beijing();
+    let mut clients: HashMap<&str, Client> = HashMap::new();
+    for ask in asks {
+        if !clients.contains_key(ask.app_id.as_str()) {
+            let config = agreements_client::ClientConfig {
+                app_id: ask.app_id.clone(),
+                ..client.config().clone()
+            };
+            clients.insert(&ask.app_id, Client::new(config)?);
+        }
+    }
+    let mut index: HashMap<&mix::Ask, usize> = HashMap::new();
+    let mut distinct: Vec<&mix::Ask> = Vec::new();
+    let order: Vec<usize> = asks
+        .iter()
+        .map(|ask| {
+            *index.entry(ask).or_insert_with(|| {
+                distinct.push(ask);
+                distinct.len() - 1
+            })
+        })
+        .collect();
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let chunk = bizs.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = bizs
+    let chunk = distinct.len().div_ceil(threads).max(1);
+    let signed = std::thread::scope(|scope| {
+        let handles: Vec<_> = distinct
             .chunks(chunk)
             .map(|part| {
-                let timestamp = &timestamp;
+                let (timestamp, clients) = (&timestamp, &clients);
                 scope.spawn(move || {
                     part.iter()
-                        .map(|biz| client.sign(method, biz, timestamp, &[]))
+                        .map(|ask| {
+                            let client = clients.get(ask.app_id.as_str()).unwrap_or(client);
+                            client.sign(method, &ask.biz, timestamp, &[])
+                        })
                         .collect::<Result<Vec<_>, _>>()
                 })
             })
             .collect();
-        let mut all = Vec::with_capacity(bizs.len());
+        let mut all = Vec::with_capacity(distinct.len());
         for handle in handles {
             let part = handle
                 .join()
                 .map_err(|_| anyhow::anyhow!("a signing thread failed"))??;
             all.extend(part);
         }
-        Ok(all)
-    })
+        anyhow::Ok(all)
+    })?;
+    Ok(order.into_iter().map(|i| signed[i].clone()).collect())
+}
+
+/// Writes the pool for tests/bench/wrk.lua: per line the path and query, the Content-Type and
+/// the body, tab-separated (none of them holds a tab or a line break: the query and body are
+/// percent-encoded).
+fn write_wrk(path: &Path, client: &Client, pool: &[SignedRequest]) -> anyhow::Result<()> {
+    let url = &client.config().gateway_url;
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let gateway_path = url[after_scheme..]
+        .find('/')
+        .map_or("/", |i| &url[after_scheme + i..]);
+    let mut text = String::new();
+    for request in pool {
+        text.push_str(&format!(
+            "{gateway_path}?{}\t{}\t{}\n",
+            request.query, request.content_type, request.body
+        ));
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The signature cache's counters on the server's /metrics, when it serves them.
+#[derive(Debug, Clone, Copy, Default)]
+struct CacheCounters {
+    hits: f64,
+    misses: f64,
+    bypassed: f64,
+}
+
+async fn signature_cache(client: &Client) -> Option<CacheCounters> {
+    let text = client.metrics().await.ok()?;
+    let mut counters = CacheCounters::default();
+    for line in text.lines() {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let value: f64 = value.parse().unwrap_or(0.0);
+        match name {
+            "agreements_signature_cache_total{outcome=\"hit\"}" => counters.hits = value,
+            "agreements_signature_cache_total{outcome=\"miss\"}" => counters.misses = value,
+            "agreements_signature_cache_total{outcome=\"bypass\"}" => counters.bypassed = value,
+            _ => {}
+        }
+    }
+    Some(counters)
 }
 
 /// Gives each request the signature of the next one (a valid signature over other bytes).
@@ -314,119 +481,4 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
         anyhow::bail!("/proc/{pid}/stat is not in the expected format");
     };
     Ok((user + system) / 100.0)
-}
-
-/// The machine's RSA-2048 bound with the crypto library the server uses (the `openssl` crate).
-struct Bound {
-    threads: usize,
-    key: PrivateKey,
-    public: PublicKey,
-    signature: String,
-}
-
-/// Signed in the bound: about as long as a typical request's string-to-sign.
-const MESSAGE: &[u8] =
-    b"agreements bench: the string-to-sign of a typical request, about this long";
-/// How long the all-cores sign rate is measured.
-const BOUND_WINDOW: Duration = Duration::from_secs(2);
-
-impl Bound {
-    fn new() -> anyhow::Result<Self> {
-        let key = PrivateKey::generate(2048)?;
-        let public = key.public_key()?;
-        let signature = key.sign(SignType::Rsa2, MESSAGE)?;
-        Ok(Self {
-            threads: std::thread::available_parallelism().map_or(1, usize::from),
-            key,
-            public,
-            signature,
-        })
-    }
-
-    /// RSA-2048 SHA256withRSA signs per second with every core signing.
-    fn signs_on_all_cores(&self) -> f64 {
-        rate_on_threads(self.threads, BOUND_WINDOW, || {
-            let _ = self.key.sign(SignType::Rsa2, MESSAGE);
-        })
-    }
-
-    /// The bound after the run (`before` was measured before it), one sign and one verify on one
-    /// thread, `openssl speed` when present, and the ratios of the run against them.
-    fn report(&self, before: f64, report: &Report, server_cpu: Option<f64>) -> String {
-        let threads = self.threads;
-        let after = self.signs_on_all_cores();
-        let all_cores = (before + after) / 2.0;
-        let one_sign = 1.0
-            / rate_on_threads(1, Duration::from_secs(1), || {
-                let _ = self.key.sign(SignType::Rsa2, MESSAGE);
-            });
-        let one_verify = 1.0
-            / rate_on_threads(1, Duration::from_millis(500), || {
-                let _ = self.public.verify(SignType::Rsa2, MESSAGE, &self.signature);
-            });
-        let mut out = format!(
-            "machine bound (openssl crate, RSA-2048 SHA256withRSA, {threads} threads, {:.0} s before and after the run): \
-             {all_cores:.0} signs/s ({before:.0} before, {after:.0} after); \
-             one sign {:.0} µs + one verify {:.0} µs on one thread\n",
-            BOUND_WINDOW.as_secs_f64(),
-            one_sign * 1e6,
-            one_verify * 1e6
-        );
-        if let Some(speed) = openssl_speed(threads) {
-            out.push_str(&format!(
-                "openssl speed -multi {threads} rsa2048: {speed:.0} signs/s\n"
-            ));
-        }
-        out.push_str(&format!(
-            "ratio: answers/s ÷ signs/s = {:.2} (target ≥ 0.90)\n",
-            report.throughput() / all_cores
-        ));
-        if let Some(cpu) = server_cpu {
-            out.push_str(&format!(
-                "ratio: server CPU per request ÷ (one sign + one verify) = {:.2} (target ≤ 1.10)\n",
-                cpu / (one_sign + one_verify)
-            ));
-        }
-        out
-    }
-}
-
-/// Operations per second of `op` run on `threads` threads for `window`.
-fn rate_on_threads(threads: usize, window: Duration, op: impl Fn() + Sync) -> f64 {
-    let started = Instant::now();
-    let total: u64 = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut n = 0u64;
-                    while started.elapsed() < window {
-                        op();
-                        n += 1;
-                    }
-                    n
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
-    });
-    total as f64 / started.elapsed().as_secs_f64()
-}
-
-/// `openssl speed -multi N -seconds 2 rsa2048`'s sign rate, when the tool is installed.
-fn openssl_speed(threads: usize) -> Option<f64> {
-    let out = std::process::Command::new("openssl")
-        .args([
-            "speed",
-            "-multi",
-            &threads.to_string(),
-            "-seconds",
-            "2",
-            "rsa2048",
-        ])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("rsa 2048 bits"))?;
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    fields.get(fields.len().checked_sub(2)?)?.parse().ok()
 }
