@@ -5,7 +5,7 @@ use std::process::Command;
 
 use agreements_store::{Store, demo};
 
-use crate::common::{config, fixture, fixtures, free_port, serve};
+use crate::common::{agreements, config, fixture, fixtures, free_port, ok, serve};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_loads_a_running_gateway_closed_and_open_loop() {
@@ -95,7 +95,8 @@ async fn bench_loads_a_running_gateway_closed_and_open_loop() {
         open.contains("latency (from the intended send time): p50 "),
         "{open}"
     );
-    assert!(open.contains("ratio: answers/s ÷ signs/s = "), "{open}");
+    // Throughput against the bound means something in closed loop only.
+    assert!(!open.contains("ratio: answers/s ÷ signs/s = "), "{open}");
     assert!(open.contains("ratio: p99 ÷ one sign = "), "{open}");
     assert!(open.contains(" before, "), "the bound is bracketed: {open}");
     // The bound is openssl speed's when the tool is there (it is wherever OpenSSL's headers
@@ -120,18 +121,7 @@ async fn bench_loads_a_running_gateway_closed_and_open_loop() {
 fn bench_writes_a_worlds_mixes_for_wrk() {
     let dir = tempfile::tempdir().unwrap();
     let world = dir.path().join("world");
-    let agreements = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_agreements"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let agreements = |args: &[&str]| ok(agreements(args, dir.path()));
     let app_public = fixtures().join("keys/app_public_key_spki.pem");
     agreements(&[
         "generate-world",

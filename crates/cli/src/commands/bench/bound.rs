@@ -132,11 +132,13 @@ impl Bound {
                 ours.one_verify * 1e6,
             ));
         }
-        out.push_str(&format!(
-            "ratio: answers/s ÷ signs/s = {:.2} (target ≥ 0.86 closed loop with every answer distinct; \
-             above 1.00 only when the signature cache answers)\n",
-            report.throughput() / bound.signs_on_all_cores
-        ));
+        if plan.rate.is_none() {
+            out.push_str(&format!(
+                "ratio: answers/s ÷ signs/s = {:.2} (target ≥ 0.86 with every answer distinct; \
+                 above 1.00 only when the signature cache answers)\n",
+                report.throughput() / bound.signs_on_all_cores
+            ));
+        }
         if let Some(cpu) = server_cpu {
             out.push_str(&format!(
                 "ratio: server CPU per answer ÷ (one sign + one verify) = {:.2} (target ≤ 1.08)\n",

@@ -4,8 +4,8 @@
 //!   agreement kind, asked by the app of a merchant the agreement was signed with (each answer
 //!   lists at least that agreement).
 //! - `member-center`: a group's member center: one app asks with `third_party_type = MERCHANT`
-//!   (every merchant of its group) for persons drawn from a Zipf distribution over the world's
-//!   accounts, most of whom have no agreement with the group (their answers are empty lists).
+//!   (every merchant of its group) for persons drawn from a Zipf distribution: mostly persons with
+//!   the group's agreements, and a share without (their answers are empty lists).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead as _, BufReader};
@@ -42,7 +42,10 @@ pub struct Pool {
 /// The member-center mix's parameters.
 #[derive(Debug, Clone, Copy)]
 pub struct Zipf {
+    /// The exponent of both populations' Zipf distributions.
     pub exponent: f64,
+    /// The share of requests for persons without the group's agreements.
+    pub empty_share: f64,
     pub seed: u64,
 }
 
@@ -76,6 +79,8 @@ struct AccountLine {
 #[derive(Deserialize)]
 struct AgreementLine {
     partner_id: String,
+    principal_type: String,
+    principal_id: String,
     alipay_user_id: String,
     personal_product_code: String,
     product_code: String,
@@ -201,8 +206,9 @@ pub fn distinct(world: &Path, size: usize) -> anyhow::Result<Pool> {
 }
 
 /// The `member-center` mix: `size` requests of one app of the group with the most merchants
-/// (its first merchant served for `GENERAL_WITHHOLDING`), MERCHANT scope, for persons drawn from Zipf(`exponent`) over the world's accounts (ranked
-/// in an order shuffled by `seed`).
+/// (its first merchant served for `GENERAL_WITHHOLDING`), MERCHANT scope, each for a person with
+/// the group's agreements or, with probability `empty_share`, one without; within each
+/// population persons are drawn from Zipf(`exponent`) (ranked in an order shuffled by `seed`).
 pub fn member_center(world: &Path, size: usize, zipf: Zipf) -> anyhow::Result<Pool> {
     let apps = apps_by_merchant(world)?;
     let contracts = contracts_in_force(world)?;
@@ -226,35 +232,79 @@ pub fn member_center(world: &Path, size: usize, zipf: Zipf) -> anyhow::Result<Po
         .min()
         .with_context(|| format!("no merchant of {group} is served for GENERAL_WITHHOLDING"))?;
     let app_id = apps[first].clone();
-    let mut accounts = Vec::new();
-    each_line(world, "accounts.jsonl", |account: AccountLine| {
-        accounts.push(account.user_id);
+    // Members: accounts with a live MERCHANT agreement of the group (their lists are not empty).
+    let group_merchants: HashSet<&String> = merchants.iter().collect();
+    let now = now_text();
+    // An agreement belongs to its CARD's account, or to every account of its CUSTOMER.
+    let (mut cards, mut customers) = (HashSet::new(), HashSet::new());
+    each_line(world, "agreements.jsonl", |a: AgreementLine| {
+        if a.third_party_type == "MERCHANT"
+            && a.personal_product_code == "GENERAL_WITHHOLDING_P"
+            && a.status != "UNSIGN"
+            && a.invalid_time > now
+            && group_merchants.contains(&a.partner_id)
+        {
+            match a.principal_type.as_str() {
+                "CARD" => cards.insert(a.principal_id),
+                _ => customers.insert(a.principal_id),
+            };
+        }
         true
     })?;
-    anyhow::ensure!(!accounts.is_empty(), "the world has no accounts");
+    let mut accounts = Vec::new();
+    each_line(world, "accounts.jsonl", |account: AccountLine| {
+        accounts.push(account);
+        true
+    })?;
+    let (mut members, mut others): (Vec<&String>, Vec<&String>) = (Vec::new(), Vec::new());
+    for account in &accounts {
+        if cards.contains(&account.user_id) || customers.contains(&account.customer_id) {
+            members.push(&account.user_id);
+        } else {
+            others.push(&account.user_id);
+        }
+    }
+    anyhow::ensure!(
+        !members.is_empty() && !others.is_empty(),
+        "{group} needs persons with and without its agreements"
+    );
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(zipf.seed);
-    rand::seq::SliceRandom::shuffle(accounts.as_mut_slice(), &mut rng);
-    let distribution = rand_distr::Zipf::new(accounts.len() as f64, zipf.exponent)
-        .map_err(|e| anyhow::anyhow!("--zipf-exponent: {e}"))?;
+    rand::seq::SliceRandom::shuffle(members.as_mut_slice(), &mut rng);
+    rand::seq::SliceRandom::shuffle(others.as_mut_slice(), &mut rng);
+    let ranks = |n: usize| {
+        rand_distr::Zipf::new(n as f64, zipf.exponent)
+            .map_err(|e| anyhow::anyhow!("--zipf-exponent: {e}"))
+    };
+    let (member_ranks, other_ranks) = (ranks(members.len())?, ranks(others.len())?);
+    let empty = rand::distr::Bernoulli::new(zipf.empty_share)
+        .map_err(|e| anyhow::anyhow!("--empty-share: {e}"))?;
     let asks: Vec<Ask> = (0..size)
         .map(|_| {
+            let (population, distribution) = if empty.sample(&mut rng) {
+                (&others, &other_ranks)
+            } else {
+                (&members, &member_ranks)
+            };
             // Zipf draws ranks 1..=n.
-            let rank = (distribution.sample(&mut rng) as usize).clamp(1, accounts.len());
+            let rank = (distribution.sample(&mut rng) as usize).clamp(1, population.len());
             Ask {
                 app_id: app_id.clone(),
-                biz: batch_query("GENERAL_WITHHOLDING_P", &accounts[rank - 1], "MERCHANT"),
+                biz: batch_query("GENERAL_WITHHOLDING_P", population[rank - 1], "MERCHANT"),
             }
         })
         .collect();
     let persons = asks.iter().collect::<HashSet<_>>().len();
     let description = format!(
         "mix member-center: {} batch queries by app {app_id} of {group} ({} merchants), \
-         third_party_type MERCHANT, persons drawn from Zipf(s = {}) over {} accounts: {persons} \
-         distinct persons",
+         third_party_type MERCHANT; each person drawn from Zipf(s = {}) over the {} accounts with \
+         the group's agreements, or with probability {} over the {} without \
+         (their answers are empty lists): {persons} distinct persons",
         asks.len(),
         merchants.len(),
         zipf.exponent,
-        accounts.len()
+        members.len(),
+        zipf.empty_share,
+        others.len(),
     );
     Ok(Pool { asks, description })
 }

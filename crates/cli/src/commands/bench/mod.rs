@@ -45,6 +45,9 @@ pub struct Args {
     /// The Zipf exponent of --mix member-center.
     #[arg(long, default_value_t = 1.0)]
     pub zipf_exponent: f64,
+    /// The share of --mix member-center's requests for persons without the group's agreements.
+    #[arg(long, default_value_t = 0.2)]
+    pub empty_share: f64,
     /// The random seed of --mix member-center.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -130,6 +133,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     args.pool,
                     mix::Zipf {
                         exponent: args.zipf_exponent,
+                        empty_share: args.empty_share,
                         seed: args.seed,
                     },
                 )?,
@@ -160,7 +164,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
              wrk -t1 -c16 -d10s -s tests/bench/wrk.lua {} -- {}\n",
             pool.len(),
             path.display(),
-            client.config().gateway_url,
+            gateway_base(&client.config().gateway_url),
             path.display()
         ));
         return super::print(&out);
@@ -216,7 +220,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
     } else {
         format!(
-            "no request was sent twice ({sent} of the pool of {}, with the warm-up)\n",
+            "the pool was not sent round again ({sent} of its {} requests, with the warm-up)\n",
             pool.len()
         )
     });
@@ -345,10 +349,7 @@ fn sign_all(
 /// percent-encoded).
 fn write_wrk(path: &Path, client: &Client, pool: &[SignedRequest]) -> anyhow::Result<()> {
     let url = &client.config().gateway_url;
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let gateway_path = url[after_scheme..]
-        .find('/')
-        .map_or("/", |i| &url[after_scheme + i..]);
+    let gateway_path = url.strip_prefix(gateway_base(url)).unwrap_or("/");
     let mut text = String::new();
     for request in pool {
         text.push_str(&format!(
@@ -357,6 +358,14 @@ fn write_wrk(path: &Path, client: &Client, pool: &[SignedRequest]) -> anyhow::Re
         ));
     }
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `scheme://host:port` of the gateway's URL (what wrk is given: the script names the paths).
+fn gateway_base(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    url[after_scheme..]
+        .find('/')
+        .map_or(url, |i| &url[..after_scheme + i])
 }
 
 /// The signature cache's counters on the server's /metrics, when it serves them.
