@@ -159,11 +159,6 @@ impl AuditTrail {
         (Self(Some(Arc::new(queue))), writer)
     }
 
-    /// Whether entries are recorded.
-    pub fn is_on(&self) -> bool {
-        self.0.is_some()
-    }
-
     /// Records an answer, if its method noted whom it concerned. Waits when the queue is full.
     pub async fn record(&self, asker: Asker<'_>, note: &Note, outcome: Outcome<'_>, at_ms: i64) {
         let (Some(queue), Some(noted)) = (&self.0, note.take()) else {

@@ -94,15 +94,7 @@ async fn an_isv_read_names_the_isv_app_and_the_tokens_suffix_only() {
     let app = TestApp::spawn().await;
     let biz =
         r#"{"personal_product_code":"GENERAL_WITHHOLDING_P","alipay_user_id":"2088101122675263"}"#;
-    let answer = app
-        .try_call_with(
-            APP_ISV,
-            BATCH_QUERY,
-            biz,
-            &[("app_auth_token", TOKEN_VIDEO)],
-        )
-        .await
-        .unwrap();
+    let answer = app.call_as_isv(BATCH_QUERY, biz, TOKEN_VIDEO).await;
     assert_eq!(answer.code(), "10000");
     let [entry] = entries(&app).await.try_into().unwrap();
     assert_eq!(entry.app_id.as_deref(), Some(APP_ISV));

@@ -317,6 +317,13 @@ impl TestApp {
             .await
     }
 
+    /// Calls `method` as the ISV's app acting for the merchant that granted `token`.
+    pub async fn call_as_isv(&self, method: &str, biz: &str, token: &str) -> Answer {
+        self.try_call_with(APP_ISV, method, biz, &[("app_auth_token", token)])
+            .await
+            .unwrap()
+    }
+
     /// Calls stamped `timestamp`.
     pub async fn try_call_stamped(
         &self,

@@ -22,29 +22,13 @@ fn numbers(answer: &agreements_client::Answer) -> Vec<&str> {
 #[tokio::test]
 async fn an_isv_with_a_token_sees_what_the_granting_merchant_sees() {
     let app = TestApp::spawn().await;
-    let with_token = app
-        .try_call_with(
-            APP_ISV,
-            BATCH_QUERY,
-            PERSON,
-            &[("app_auth_token", TOKEN_VIDEO)],
-        )
-        .await
-        .unwrap();
+    let with_token = app.call_as_isv(BATCH_QUERY, PERSON, TOKEN_VIDEO).await;
     let as_owner = app.call(BATCH_QUERY, PERSON).await;
     assert_eq!(numbers(&with_token), numbers(&as_owner));
     assert_eq!(numbers(&with_token).len(), 3);
     // Group sharing follows the granting merchant's group.
     let group = r#"{"personal_product_code":"GENERAL_WITHHOLDING_P","alipay_user_id":"2088101122675263","third_party_type":"MERCHANT"}"#;
-    let shared = app
-        .try_call_with(
-            APP_ISV,
-            BATCH_QUERY,
-            group,
-            &[("app_auth_token", TOKEN_VIDEO)],
-        )
-        .await
-        .unwrap();
+    let shared = app.call_as_isv(BATCH_QUERY, group, TOKEN_VIDEO).await;
     assert_eq!(numbers(&shared), ["20220815000000000005"]);
 }
 
@@ -86,14 +70,6 @@ async fn open_ids_are_resolved_in_the_isv_apps_namespace() {
     let app = TestApp::spawn().await;
     // The open id belongs to the demo app's namespace, not the ISV's.
     let biz = r#"{"personal_product_code":"GENERAL_WITHHOLDING_P","alipay_open_id":"074a1CcTG1LelxKe4xQC0zgNdId0nxi95b5lsNpazWYoCo5"}"#;
-    let answer = app
-        .try_call_with(
-            APP_ISV,
-            BATCH_QUERY,
-            biz,
-            &[("app_auth_token", TOKEN_VIDEO)],
-        )
-        .await
-        .unwrap();
+    let answer = app.call_as_isv(BATCH_QUERY, biz, TOKEN_VIDEO).await;
     assert_eq!(answer.sub_code(), Some("USER_NOT_EXIST_ERROR"));
 }
