@@ -156,12 +156,12 @@ pub struct Client {
 }
 
 /// `scheme://host[:port]` of a URL (what precedes its path).
-fn url_base(url: &str) -> String {
+pub fn url_base(url: &str) -> &str {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
     let end = url[after_scheme..]
         .find(['/', '?'])
         .map_or(url.len(), |i| after_scheme + i);
-    url[..end].to_owned()
+    &url[..end]
 }
 
 fn encode(bytes: &[u8]) -> String {
@@ -287,6 +287,15 @@ impl Client {
         self.platform_keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The same client calling as `app_id` (with the same key), sharing its connection pool.
+    pub fn as_app(&self, app_id: &str) -> Self {
+        let config = ClientConfig {
+            app_id: app_id.to_owned(),
+            ..self.config.clone()
+        };
+        Self::with_http(config, self.http.clone())
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ClientConfig {
         &self.config
@@ -356,8 +365,7 @@ impl Client {
 
     /// The server's metrics exposition (`GET /metrics` beside the gateway), if it answers 200.
     pub async fn metrics(&self) -> Result<String, ClientError> {
-        let mut url = url_base(&self.config.gateway_url);
-        url.push_str("/metrics");
+        let url = format!("{}/metrics", url_base(&self.config.gateway_url));
         let response = self.http.get(url).send().await?;
         if !response.status().is_success() {
             return Err(ClientError::Malformed(format!(

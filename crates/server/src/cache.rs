@@ -162,16 +162,16 @@ impl Signatures {
         failure: bool,
         sign: impl FnOnce(&Digest) -> Result<String, KeyError>,
     ) -> (Result<Arc<str>, KeyError>, Kept) {
-        // One pass over the bytes for RSA2: their SHA-256 is both what is signed and what the
-        // entry's key is made of.
-        let content = openssl::sha::sha256(bytes);
-        let digest = match sign_type {
-            SignType::Rsa2 => Digest::Sha256(content),
-            SignType::Rsa => sign_type.digest(bytes),
-        };
+        let digest = sign_type.digest(bytes);
         if !failure && !self.answers {
             return (sign(&digest).map(Arc::from), Kept::Bypassed);
         }
+        // For RSA2 the digest signed is the SHA-256 the entry's key is made of: one pass over
+        // the bytes.
+        let content = match digest {
+            Digest::Sha256(content) => content,
+            Digest::Sha1(_) => openssl::sha::sha256(bytes),
+        };
         let key = self.key(app_id, sign_type, &content);
         if let Some(signature) = self.cache.get(&key) {
             return (Ok(signature), Kept::Hit);

@@ -151,11 +151,6 @@ fn batch_query(product: &str, user_id: &str, third_party_type: &str) -> String {
     .to_string()
 }
 
-/// Beijing time now as the world files write it, to tell expired agreements.
-fn now_text() -> String {
-    agreements_client::now_beijing()
-}
-
 /// The `distinct` mix: at most `size` requests, no two of which can get the same answer.
 pub fn distinct(world: &Path, size: usize) -> anyhow::Result<Pool> {
     let apps = apps_by_merchant(world)?;
@@ -165,7 +160,8 @@ pub fn distinct(world: &Path, size: usize) -> anyhow::Result<Pool> {
         customers.insert(account.user_id, account.customer_id);
         true
     })?;
-    let now = now_text();
+    // Beijing time, as the world files write it: tells expired agreements.
+    let now = agreements_client::now_beijing();
     let mut seen = HashSet::new();
     let mut asks = Vec::new();
     each_line(world, "agreements.jsonl", |a: AgreementLine| {
@@ -234,7 +230,8 @@ pub fn member_center(world: &Path, size: usize, zipf: Zipf) -> anyhow::Result<Po
     let app_id = apps[first].clone();
     // Members: accounts with a live MERCHANT agreement of the group (their lists are not empty).
     let group_merchants: HashSet<&String> = merchants.iter().collect();
-    let now = now_text();
+    // Beijing time, as the world files write it: tells expired agreements.
+    let now = agreements_client::now_beijing();
     // An agreement belongs to its CARD's account, or to every account of its CUSTOMER.
     let (mut cards, mut customers) = (HashSet::new(), HashSet::new());
     each_line(world, "agreements.jsonl", |a: AgreementLine| {

@@ -164,7 +164,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
              wrk -t1 -c16 -d10s -s tests/bench/wrk.lua {} -- {}\n",
             pool.len(),
             path.display(),
-            gateway_base(&client.config().gateway_url),
+            agreements_client::url_base(&client.config().gateway_url),
             path.display()
         ));
         return super::print(&out);
@@ -296,13 +296,9 @@ fn sign_all(
     let timestamp = now_beijing();
     let mut clients: HashMap<&str, Client> = HashMap::new();
     for ask in asks {
-        if !clients.contains_key(ask.app_id.as_str()) {
-            let config = agreements_client::ClientConfig {
-                app_id: ask.app_id.clone(),
-                ..client.config().clone()
-            };
-            clients.insert(&ask.app_id, Client::new(config)?);
-        }
+        clients
+            .entry(&ask.app_id)
+            .or_insert_with(|| client.as_app(&ask.app_id));
     }
     let mut index: HashMap<&mix::Ask, usize> = HashMap::new();
     let mut distinct: Vec<&mix::Ask> = Vec::new();
@@ -349,7 +345,9 @@ fn sign_all(
 /// percent-encoded).
 fn write_wrk(path: &Path, client: &Client, pool: &[SignedRequest]) -> anyhow::Result<()> {
     let url = &client.config().gateway_url;
-    let gateway_path = url.strip_prefix(gateway_base(url)).unwrap_or("/");
+    let gateway_path = url
+        .strip_prefix(agreements_client::url_base(url))
+        .unwrap_or("/");
     let mut text = String::new();
     for request in pool {
         text.push_str(&format!(
@@ -358,14 +356,6 @@ fn write_wrk(path: &Path, client: &Client, pool: &[SignedRequest]) -> anyhow::Re
         ));
     }
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-}
-
-/// `scheme://host:port` of the gateway's URL (what wrk is given: the script names the paths).
-fn gateway_base(url: &str) -> &str {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    url[after_scheme..]
-        .find('/')
-        .map_or(url, |i| &url[..after_scheme + i])
 }
 
 /// The signature cache's counters on the server's /metrics, when it serves them.
