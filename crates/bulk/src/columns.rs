@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use agreements_domain::ids::SignScene;
+use agreements_domain::ids::{LogonId, SignScene};
 use agreements_domain::{Agreement, AgreementStatus, PrincipalType, ThirdPartyType};
 use agreements_protocol::PublicKey;
 use agreements_protocol::timestamp::{format_beijing, parse_beijing};
@@ -346,17 +346,19 @@ pub fn values(record: &Record) -> Vec<Option<Value<'static>>> {
 
 /// The natural key of a record, for reports (a logon id masked).
 pub fn key_of(record: &Record) -> String {
-    match record {
-        Record::Group(g) => g.group_id.to_string(),
-        Record::Merchant(m) => m.partner_id.to_string(),
-        Record::Product(p) => p.personal_product_code.to_string(),
-        Record::Contract(k) => format!("{} {}", k.partner_id, k.product_code),
-        Record::App(a) => a.app_id.to_string(),
-        Record::Account(a) => a.user_id.to_string(),
-        Record::LogonId(l) => l.logon_id.masked(),
-        Record::OpenId(o) => format!("{} {}", o.app_id, o.open_id),
-        Record::Agreement(a) => a.agreement_no.to_string(),
+    let kind = record.kind();
+    key_text(kind, record.to_cells().key(kind.table()))
+}
+
+/// A record's key, from its key's cells, for reports: the cells separated by spaces, a logon id
+/// masked.
+pub fn key_text(kind: Kind, key: &[Cell]) -> String {
+    if kind == Kind::LogonId
+        && let [Cell::Text(logon_id)] = key
+    {
+        return LogonId::parse(logon_id).map_or_else(|_| "(a logon id)".to_owned(), |l| l.masked());
     }
+    key.iter().map(Cell::show).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

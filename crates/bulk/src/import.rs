@@ -8,10 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use agreements_domain::address::AddressPolicy;
-use agreements_store::{Kind, LoadOptions, Outcome, Record, Store, StoreError};
+use agreements_store::{
+    FreshLoader, Kind, LoadOptions, Loader, Outcome, Record, Rejection, Store, StoreError,
+};
 use tokio::sync::mpsc;
 
-use crate::columns::{Rejection, key_of};
+use crate::columns::{self, key_of, key_text};
 use crate::files::{self, Encoding, FileError, Format, Parsed, RecordReader, Source};
 
 /// Rows per batch (one transaction) unless told otherwise.
@@ -35,6 +37,20 @@ pub struct ImportOptions {
     pub notify_policy: AddressPolicy,
     /// Read files declared GBK even when their text is UTF-8 (see [`files::reads_as_utf8`]).
     pub force_encoding: bool,
+    /// Which path loads the rows.
+    pub path: LoadPath,
+}
+
+/// How rows reach the database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LoadPath {
+    /// The fresh-load path when the database holds no load data, else batches.
+    #[default]
+    Auto,
+    /// The fresh-load path; an import into a database with load data is refused.
+    Fresh,
+    /// Batches, each its own transaction, each row checked as it is written.
+    Batches,
 }
 
 impl Default for ImportOptions {
@@ -47,6 +63,7 @@ impl Default for ImportOptions {
             kind: None,
             notify_policy: AddressPolicy::default(),
             force_encoding: false,
+            path: LoadPath::Auto,
         }
     }
 }
@@ -64,12 +81,20 @@ pub struct Counts {
     pub conflicting: u64,
     /// Rows refused (invalid, duplicate, missing reference, taken unique value).
     pub rejected: u64,
+    /// Rows taken by the fresh-load path, checked when the load finishes (then counted as
+    /// inserted or rejected).
+    pub pending: u64,
 }
 
 impl Counts {
     /// Every row counted.
     pub fn total(&self) -> u64 {
-        self.inserted + self.updated + self.unchanged + self.conflicting + self.rejected
+        self.inserted
+            + self.updated
+            + self.unchanged
+            + self.conflicting
+            + self.rejected
+            + self.pending
     }
 
     fn add(&mut self, other: &Counts) {
@@ -78,6 +103,7 @@ impl Counts {
         self.unchanged += other.unchanged;
         self.conflicting += other.conflicting;
         self.rejected += other.rejected;
+        self.pending += other.pending;
     }
 }
 
@@ -88,6 +114,8 @@ pub struct Summary {
     pub kinds: BTreeMap<Kind, Counts>,
     /// How long it took.
     pub elapsed: Duration,
+    /// Whether the fresh-load path loaded the rows.
+    pub fresh: bool,
 }
 
 impl Summary {
@@ -130,6 +158,8 @@ pub trait Observer {
     fn problem(&mut self, problem: &Problem);
     /// The file is done.
     fn file_done(&mut self, source: &Source, counts: &Counts);
+    /// Every file is read; the fresh-load path now checks the rows and builds the indexes.
+    fn checking(&mut self) {}
 }
 
 /// Why an import stopped.
@@ -152,8 +182,22 @@ pub enum ImportError {
         source: StoreError,
     },
     /// The database could not be opened for loading.
-    #[error("starting the load: {0}")]
-    Start(StoreError),
+    #[error("starting the load")]
+    Start(#[source] StoreError),
+    /// `--fresh` was asked for, and the database holds load data.
+    #[error(
+        "a fresh load needs a database without load data, and this one already holds {0}; \
+         load into an empty database, or leave out --fresh to load in batches (each row checked \
+         against what is stored)"
+    )]
+    NotFresh(Kind),
+    /// The fresh-load path failed while checking the rows or building the indexes; nothing of
+    /// the load was kept.
+    #[error(
+        "the database failed while checking the loaded rows and building the indexes, and nothing \
+         of this load was kept"
+    )]
+    Finish(#[source] StoreError),
 }
 
 /// The files to load: directories are expanded to the load files in them; the result is in kind
@@ -207,38 +251,178 @@ pub async fn import(
             }
         }
     }
-    let mut loader = store
-        .loader(LoadOptions {
-            update: options.update,
-            dry_run: options.dry_run,
-        })
-        .await
-        .map_err(ImportError::Start)?;
-    let mut summary = Summary::default();
-    for source in sources {
-        let counts = import_file(&mut loader, source, &options, observer).await?;
-        summary.kinds.entry(source.kind).or_default().add(&counts);
+    let load_options = LoadOptions {
+        update: options.update,
+        dry_run: options.dry_run,
+    };
+    let stored = match options.path {
+        LoadPath::Batches => None,
+        LoadPath::Auto | LoadPath::Fresh => store
+            .first_stored_kind()
+            .await
+            .map_err(ImportError::Start)?,
+    };
+    let fresh = match (options.path, stored) {
+        (LoadPath::Fresh, Some(kind)) => return Err(ImportError::NotFresh(kind)),
+        (LoadPath::Batches, _) | (LoadPath::Auto, Some(_)) => false,
+        (LoadPath::Auto | LoadPath::Fresh, None) => true,
+    };
+    let mut loader = if fresh {
+        AnyLoader::Fresh(
+            store
+                .fresh_loader(load_options)
+                .await
+                .map_err(ImportError::Start)?,
+            Origins::default(),
+        )
+    } else {
+        AnyLoader::Batches(
+            store
+                .loader(load_options)
+                .await
+                .map_err(ImportError::Start)?,
+        )
+    };
+    let mut summary = Summary {
+        fresh,
+        ..Summary::default()
+    };
+    let mut per_source = Vec::with_capacity(sources.len());
+    for (index, source) in sources.iter().enumerate() {
+        let counts = import_file(&mut loader, index, source, &options, observer).await?;
+        per_source.push(counts);
         observer.file_done(source, &counts);
     }
-    loader.finish().await.map_err(ImportError::Start)?;
+    match loader {
+        AnyLoader::Batches(loader) => loader.finish().await.map_err(ImportError::Start)?,
+        AnyLoader::Fresh(loader, origins) => {
+            observer.checking();
+            let rejections = loader.finish().await.map_err(ImportError::Finish)?;
+            settle(sources, &mut per_source, &origins, rejections, observer);
+        }
+    }
+    for (source, counts) in sources.iter().zip(&per_source) {
+        summary.kinds.entry(source.kind).or_default().add(counts);
+    }
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
+/// The loader an import writes through.
+enum AnyLoader {
+    Batches(Loader),
+    Fresh(FreshLoader, Origins),
+}
+
+impl AnyLoader {
+    async fn load(&mut self, kind: Kind, records: &[Record]) -> Result<Vec<Outcome>, StoreError> {
+        match self {
+            AnyLoader::Batches(l) => l.load(kind, records).await,
+            AnyLoader::Fresh(l, _) => l.load(kind, records).await,
+        }
+    }
+}
+
+/// Where each row a fresh load took for later checks came from, per kind, by its number: runs
+/// of consecutive lines of one file (a load file's rows are mostly consecutive lines, so this
+/// stays small).
+#[derive(Debug, Default)]
+struct Origins {
+    /// Per kind: (first row number, source index, first line) of each run, and the rows so far.
+    runs: BTreeMap<Kind, (Vec<(usize, usize, u64)>, usize)>,
+}
+
+impl Origins {
+    fn push(&mut self, kind: Kind, source: usize, line: u64) {
+        let (runs, rows) = self.runs.entry(kind).or_default();
+        let continues = runs.last().is_some_and(|&(first, s, start)| {
+            s == source && start + (*rows - first) as u64 == line
+        });
+        if !continues {
+            runs.push((*rows, source, line));
+        }
+        *rows += 1;
+    }
+
+    /// The source index and line of row `row` of `kind`.
+    fn of(&self, kind: Kind, row: usize) -> Option<(usize, u64)> {
+        let (runs, rows) = self.runs.get(&kind)?;
+        if row >= *rows {
+            return None;
+        }
+        let at = runs
+            .partition_point(|&(first, _, _)| first <= row)
+            .checked_sub(1)?;
+        let (first, source, line) = runs[at];
+        Some((source, line + (row - first) as u64))
+    }
+}
+
+/// Turns a fresh load's rejections into problems and counts: every row it took and did not
+/// reject was inserted.
+fn settle(
+    sources: &[Source],
+    per_source: &mut [Counts],
+    origins: &Origins,
+    rejections: Vec<Rejection>,
+    observer: &mut dyn Observer,
+) {
+    for rejection in rejections {
+        let Some((index, line)) = origins.of(rejection.kind, rejection.row) else {
+            continue;
+        };
+        let source = &sources[index];
+        let (problem, field, reason) = match rejection.outcome {
+            Outcome::Duplicate { first } => {
+                let reason = match origins.of(rejection.kind, first) {
+                    Some((i, first_line)) if i == index => {
+                        format!("same key as line {first_line} of this file")
+                    }
+                    Some((i, first_line)) => format!(
+                        "same key as line {first_line} of {}",
+                        sources[i].path.display()
+                    ),
+                    None => "same key as an earlier row".to_owned(),
+                };
+                ("duplicate", String::new(), reason)
+            }
+            Outcome::Rejected { field, reason } => ("rejected", field.to_owned(), reason),
+            other => ("rejected", String::new(), format!("{other:?}")),
+        };
+        let counts = &mut per_source[index];
+        counts.pending = counts.pending.saturating_sub(1);
+        counts.rejected += 1;
+        observer.problem(&Problem {
+            file: source.path.clone(),
+            line,
+            kind: rejection.kind.name(),
+            key: Some(key_text(rejection.kind, &rejection.key)),
+            problem,
+            field,
+            reason,
+        });
+    }
+    for counts in per_source {
+        counts.inserted += counts.pending;
+        counts.pending = 0;
+    }
+}
+
 /// An app whose notification address names an address `policy` refuses is rejected.
-fn reachable(record: Record, policy: &AddressPolicy) -> Result<Record, Rejection> {
+fn reachable(record: Record, policy: &AddressPolicy) -> Result<Record, columns::Rejection> {
     if let Record::App(app) = &record
         && let Some(url) = &app.notify_url
     {
         policy
             .check_url(url)
-            .map_err(|e| Rejection::new("notify_url", e))?;
+            .map_err(|e| columns::Rejection::new("notify_url", e))?;
     }
     Ok(record)
 }
 
 async fn import_file(
-    loader: &mut agreements_store::Loader,
+    loader: &mut AnyLoader,
+    index: usize,
     source: &Source,
     options: &ImportOptions,
     observer: &mut dyn Observer,
@@ -328,6 +512,12 @@ async fn import_file(
                 reason,
             };
             match outcome {
+                Outcome::Pending => {
+                    counts.pending += 1;
+                    if let AnyLoader::Fresh(_, origins) = loader {
+                        origins.push(source.kind, index, *line);
+                    }
+                }
                 Outcome::Inserted => counts.inserted += 1,
                 Outcome::Updated => counts.updated += 1,
                 Outcome::Unchanged => counts.unchanged += 1,

@@ -9,15 +9,18 @@
 
 pub mod demo;
 mod error;
+mod fresh;
 mod load;
 mod migrations;
 mod ops;
 mod pg;
+mod pg_fresh;
 mod pg_load;
 mod records;
 pub mod schema;
 mod sql;
 mod sqlite;
+mod sqlite_fresh;
 mod sqlite_load;
 mod tables;
 #[cfg(feature = "test-support")]
@@ -32,6 +35,7 @@ use std::time::Duration;
 use agreements_domain::clock::{Clock, SystemClock};
 
 pub use error::{Invalid, StoreError, shown};
+pub use fresh::{FreshLoader, Rejection};
 pub use load::{Exporter, Kind, LoadOptions, Loader, Outcome, Record};
 pub use migrations::{MIGRATIONS, Migration};
 pub use ops::PersonAgreement;

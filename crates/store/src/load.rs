@@ -195,6 +195,9 @@ pub enum Outcome {
         /// The index of the earlier record with the same key.
         first: usize,
     },
+    /// Taken for a fresh load's bulk write: checked, with every other row of its kind, when the
+    /// load finishes ([`crate::FreshLoader::finish`] lists the rows it rejects).
+    Pending,
     /// Breaks a rule of the stored data (a missing reference, a taken unique value).
     Rejected {
         /// The field at fault.
@@ -231,10 +234,11 @@ pub(crate) fn diff(table: &Table, stored: &Cells, new: &Cells) -> Vec<&'static s
     fields
 }
 
-/// The statements that begin, commit and undo one batch: a savepoint inside a dry run's
-/// transaction, else a transaction of its own, begun with `begin`.
-pub(crate) fn batch_statements(dry_run: bool, begin: &'static str) -> [&'static str; 3] {
-    if dry_run {
+/// The statements that begin, commit and undo one batch: a savepoint inside the load's
+/// transaction when the whole load is one (`whole`), else a transaction of its own, begun with
+/// `begin`.
+pub(crate) fn batch_statements(whole: bool, begin: &'static str) -> [&'static str; 3] {
+    if whole {
         [
             "SAVEPOINT batch",
             "RELEASE batch",
@@ -444,9 +448,10 @@ impl Store {
                     pool.connect()?,
                     options,
                     clock,
+                    false,
                 )?),
                 Pool::Postgres(pool) => LoaderBackend::Postgres(
-                    pg_load::PgLoader::new(pool.acquire().await?, options, clock).await?,
+                    pg_load::PgLoader::new(pool.acquire().await?, options, clock, false).await?,
                 ),
             },
         })

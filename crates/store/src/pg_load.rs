@@ -25,8 +25,11 @@ use crate::sql::Sql;
 use crate::tables::{AGREEMENTS, CUSTOMERS};
 
 pub(crate) struct PgLoader {
-    conn: Conn<'static>,
+    pub(crate) conn: Conn<'static>,
     options: LoadOptions,
+    /// Every batch in one transaction, begun here and ended by [`PgLoader::finish`] (a dry run,
+    /// a fresh load); otherwise each batch commits.
+    whole: bool,
     clock: Arc<dyn Clock>,
     /// The kinds loaded so far (each has its staging table), in load order.
     staged: BTreeSet<Kind>,
@@ -90,11 +93,19 @@ fn joined(columns: &[&str], left: &str, right: &str) -> String {
         .join(" AND ")
 }
 
-/// The text of `row` in `COPY … (FORMAT text)`: `\N` for NULL, backslash escapes for the rest.
+/// The text of `row`, preceded by its index in the batch, in `COPY … (FORMAT text)`.
 fn copy_line(out: &mut String, ix: i32, cells: &[Cell]) {
-    let _ = write!(out, "{ix}");
-    for cell in cells {
-        out.push('\t');
+    let _ = write!(out, "{ix}\t");
+    copy_row(out, cells);
+}
+
+/// The text of `cells` as one row of `COPY … (FORMAT text)`: `\N` for NULL, backslash escapes
+/// for the rest.
+pub(crate) fn copy_row(out: &mut String, cells: &[Cell]) {
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
         match cell {
             Cell::Null => out.push_str("\\N"),
             Cell::Int(i) => {
@@ -131,6 +142,7 @@ impl PgLoader {
         mut conn: PoolConnection<Postgres>,
         options: LoadOptions,
         clock: Arc<dyn Clock>,
+        whole: bool,
     ) -> Result<Self, StoreError> {
         // The connection carries a transaction and temporary tables: never hand it back to the
         // pool.
@@ -142,12 +154,14 @@ impl PgLoader {
             "SET application_name = 'agreements load'; SET enable_hashjoin = off; SET enable_mergejoin = off",
         )
         .await?;
-        if options.dry_run {
+        let whole = whole || options.dry_run;
+        if whole {
             conn.batch("BEGIN").await?;
         }
         Ok(Self {
             conn,
             options,
+            whole,
             clock,
             staged: BTreeSet::new(),
         })
@@ -160,7 +174,7 @@ impl PgLoader {
     ) -> Result<Vec<Outcome>, StoreError> {
         let mut outcomes = vec![None; records.len()];
         let rows = first_of_each_key(kind.table(), records, &mut outcomes);
-        let [begin, commit, rollback] = batch_statements(self.options.dry_run, "BEGIN");
+        let [begin, commit, rollback] = batch_statements(self.whole, "BEGIN");
         self.conn.batch(begin).await?;
         let mut batch = Batch {
             kind,
@@ -532,7 +546,18 @@ impl PgLoader {
     pub(crate) async fn finish(mut self) -> Result<(), StoreError> {
         if self.options.dry_run {
             self.conn.batch("ROLLBACK").await?;
-        } else if !self.staged.is_empty() {
+            return self.close().await;
+        }
+        if self.whole {
+            self.conn.batch("COMMIT").await?;
+        }
+        self.analyze().await?;
+        self.close().await
+    }
+
+    /// Fresh statistics for the tables this load wrote.
+    pub(crate) async fn analyze(&mut self) -> Result<(), StoreError> {
+        if !self.staged.is_empty() {
             // Fresh statistics for the tables just loaded: autovacuum analyzes them only when it
             // gets to it, and until then the planner guesses (the batch query ran at 600 instead
             // of 800 answers/s on a 10^5 world loaded minutes before).
@@ -551,6 +576,11 @@ impl PgLoader {
                 .batch(&format!("ANALYZE {}", tables.join(", ")))
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Closes the load's connection (it is never handed back to the pool).
+    pub(crate) async fn close(self) -> Result<(), StoreError> {
         if let Conn::Postgres(PgConn::Pooled(conn)) = self.conn {
             use sqlx::Connection as _;
             conn.detach().close().await?;

@@ -33,9 +33,12 @@ const LOAD_CACHE_KIB: i64 = 256 * 1024;
 const LOAD_CHECKPOINT_PAGES: i64 = 262_144;
 
 pub(crate) struct SqliteLoader {
-    conn: Conn<'static>,
+    pub(crate) conn: Conn<'static>,
     options: LoadOptions,
     clock: Arc<dyn Clock>,
+    /// Every batch in one transaction, begun here and ended by [`SqliteLoader::finish`] (a dry
+    /// run, a fresh load); otherwise each batch commits.
+    whole: bool,
 }
 
 impl std::fmt::Debug for SqliteLoader {
@@ -51,17 +54,20 @@ impl SqliteLoader {
         conn: Connection,
         options: LoadOptions,
         clock: Arc<dyn Clock>,
+        whole: bool,
     ) -> Result<Self, StoreError> {
         conn.pragma_update(None, "cache_size", -LOAD_CACHE_KIB)?;
         conn.pragma_update(None, "wal_autocheckpoint", LOAD_CHECKPOINT_PAGES)?;
+        let whole = whole || options.dry_run;
         let mut lease = Lease::dedicated(conn);
-        if options.dry_run {
+        if whole {
             lease.begin(true)?;
         }
         Ok(Self {
             conn: Conn::Sqlite(lease),
             options,
             clock,
+            whole,
         })
     }
 
@@ -73,7 +79,7 @@ impl SqliteLoader {
         let table = kind.table();
         let mut outcomes = vec![None; records.len()];
         let rows = first_of_each_key(table, records, &mut outcomes);
-        let [begin, commit, rollback] = batch_statements(self.options.dry_run, "BEGIN IMMEDIATE");
+        let [begin, commit, rollback] = batch_statements(self.whole, "BEGIN IMMEDIATE");
         self.conn.batch(begin).await?;
         let at = self.clock.now();
         let conn = &mut self.conn;
@@ -103,6 +109,9 @@ impl SqliteLoader {
         if self.options.dry_run {
             // Dropping the lease rolls the load's transaction back.
             return Ok(());
+        }
+        if self.whole {
+            lease.commit()?;
         }
         // Give the WAL's disk space back. A truncating checkpoint waits for readers and holds
         // writers off meanwhile, so it gets no busy timeout: if a running server is reading,

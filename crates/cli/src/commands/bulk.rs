@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use agreements_bulk::export::{ExportObserver, Skipped};
-use agreements_bulk::import::{Counts, ImportOptions, Observer, Problem, Summary};
+use agreements_bulk::import::{Counts, ImportOptions, LoadPath, Observer, Problem, Summary};
 use agreements_bulk::world::WorldOptions;
 use agreements_bulk::{Encoding, Format, Source};
 use agreements_protocol::PublicKey;
@@ -103,6 +103,14 @@ pub struct ImportArgs {
     /// Check every row against the database and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Insist on the fresh-load path (the default for a database without load data): refused
+    /// when the database holds any.
+    #[arg(long, conflicts_with = "no_fresh")]
+    pub fresh: bool,
+    /// Load in batches even into a database without load data: each batch its own transaction,
+    /// each row checked as it is written.
+    #[arg(long)]
+    pub no_fresh: bool,
     /// Where the machine-readable report (JSON Lines, one problem per line) is written.
     #[arg(long, default_value = "agreements-import-report.jsonl")]
     pub report: PathBuf,
@@ -138,6 +146,20 @@ impl Console {
 }
 
 impl Observer for Console {
+    fn checking(&mut self) {
+        let text = "every file read: checking the rows in bulk and building the indexes";
+        if let Some(bar) = &self.bar {
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_message(text);
+            bar.enable_steady_tick(Duration::from_millis(200));
+        } else if self.lines {
+            super::say(text);
+        }
+    }
+
     fn file_started(&mut self, source: &Source, bytes: u64) {
         self.file = Field(&source.path.display().to_string()).to_string();
         self.file_started = Instant::now();
@@ -204,8 +226,13 @@ impl Observer for Console {
 
     fn file_done(&mut self, source: &Source, counts: &Counts) {
         let elapsed = self.file_started.elapsed().as_secs_f64();
+        let pending = if counts.pending > 0 {
+            format!(", {} to check when every file is read", counts.pending)
+        } else {
+            String::new()
+        };
         let text = format!(
-            "{}: {} rows in {elapsed:.1} s ({:.0} rows/s): {} inserted, {} updated, {} unchanged, {} conflicting, {} rejected",
+            "{}: {} rows in {elapsed:.1} s ({:.0} rows/s): {} inserted, {} updated, {} unchanged, {} conflicting, {} rejected{pending}",
             Field(&source.path.display().to_string()),
             counts.total(),
             counts.total() as f64 / elapsed.max(1e-3),
@@ -296,6 +323,11 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         kind: args.kind,
         notify_policy: args.db.config()?.notify_policy(),
         force_encoding: args.force_encoding,
+        path: match (args.fresh, args.no_fresh) {
+            (true, _) => LoadPath::Fresh,
+            (false, true) => LoadPath::Batches,
+            (false, false) => LoadPath::Auto,
+        },
     };
     let result = agreements_bulk::import::import(&store, &sources, options, &mut console).await;
     if let Some(bar) = &console.bar {

@@ -1,0 +1,459 @@
+//! The fresh-load path on PostgreSQL (see [`crate::fresh`]), as `pg_restore` loads a table: the
+//! bulk tables lose their foreign keys, keys, unique constraints and indexes (read from the
+//! catalog, so they come back exactly as they were) and are truncated, which gives each a new,
+//! empty file; a bulk kind's rows are copied (`COPY … FROM STDIN`) straight into its table;
+//! then each table is checked in set operations, its keys and indexes built, and at the end the
+//! foreign keys added. A freshly truncated table written by one `COPY` after another keeps its
+//! rows in the order given, so a row's number is its rank by physical address (`ctid`), asked
+//! only for the rows a check refuses.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use agreements_domain::clock::Clock;
+use sqlx::Postgres;
+use sqlx::pool::PoolConnection;
+
+use crate::db::{Conn, Param};
+use crate::error::StoreError;
+use crate::fresh::{
+    BULK, BULK_TABLES, Rejection, Verdicts, first_stored_kind, is_bulk, missing_references,
+    not_fresh, number, reject_missing, taken_values, wrong_persons,
+};
+use crate::load::{IMPORT_ACTOR, Kind, LoadOptions, Outcome, Record, person_rule, taken};
+use crate::pg_load::{PgLoader, copy_row};
+use crate::records::EventKind;
+use crate::schema::{Cell, Table, names};
+use crate::sql::Sql;
+
+/// A row's physical address (`ctid`): block, then offset.
+type Tid = (u32, u16);
+
+fn tid(cell: Option<&Cell>) -> Result<Tid, StoreError> {
+    let bad = || {
+        StoreError::unavailable(
+            "reading a fresh load's row addresses",
+            std::io::Error::other(format!("not a ctid: {cell:?}")),
+        )
+    };
+    let Some(Cell::Text(text)) = cell else {
+        return Err(bad());
+    };
+    let inner = text
+        .strip_prefix('(')
+        .and_then(|t| t.strip_suffix(')'))
+        .ok_or_else(bad)?;
+    let (block, offset) = inner.split_once(',').ok_or_else(bad)?;
+    Ok((
+        block.parse().map_err(|_| bad())?,
+        offset.parse().map_err(|_| bad())?,
+    ))
+}
+
+fn tid_text((block, offset): &Tid) -> String {
+    format!("({block},{offset})")
+}
+
+/// A constraint or index taken off a bulk table for the load.
+#[derive(Debug, Clone)]
+struct Dropped {
+    table: String,
+    /// The statement that puts it back.
+    create: String,
+    /// A key, unique constraint or unique index: building it checks the rows.
+    unique: bool,
+}
+
+pub(crate) struct PgFresh {
+    /// Loads the small kinds, and holds the connection and its transaction.
+    inner: PgLoader,
+    options: LoadOptions,
+    clock: Arc<dyn Clock>,
+    /// Keys, unique constraints and indexes to build, per table, keys first.
+    dropped: Vec<Dropped>,
+    /// Foreign keys to add at the end.
+    foreign_keys: Vec<String>,
+    /// Rows copied per bulk kind.
+    copied: HashMap<Kind, usize>,
+}
+
+impl std::fmt::Debug for PgFresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgFresh")
+            .field("options", &self.options)
+            .field("copied", &self.copied)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgFresh {
+    pub(crate) async fn new(
+        conn: PoolConnection<Postgres>,
+        options: LoadOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
+        let mut inner = PgLoader::new(conn, options, clock.clone(), true).await?;
+        let conn = &mut inner.conn;
+        if let Some(kind) = first_stored_kind(conn).await? {
+            return Err(not_fresh(kind));
+        }
+        let tables = BULK_TABLES
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let bulk = format!(
+            "SELECT oid FROM pg_class WHERE relnamespace = current_schema()::regnamespace \
+             AND relname IN ({tables})"
+        );
+        let create = |row: &[Cell]| match row {
+            [Cell::Text(table), Cell::Text(name), Cell::Text(def)] => Some((
+                table.clone(),
+                name.clone(),
+                format!("ALTER TABLE {table} ADD CONSTRAINT {name} {def}"),
+            )),
+            _ => None,
+        };
+        let foreign: Vec<(String, String, String)> = conn
+            .rows(
+                &Sql::only(format!(
+                    "SELECT c.conrelid::regclass::text, quote_ident(c.conname), \
+                     pg_get_constraintdef(c.oid) FROM pg_constraint c WHERE c.contype = 'f' \
+                     AND (c.conrelid IN ({bulk}) OR c.confrelid IN ({bulk})) ORDER BY 1, 2"
+                )),
+                &[],
+            )
+            .await?
+            .iter()
+            .filter_map(|r| create(r))
+            .collect();
+        let keys: Vec<(String, String, String)> = conn
+            .rows(
+                &Sql::only(format!(
+                    "SELECT c.conrelid::regclass::text, quote_ident(c.conname), \
+                     pg_get_constraintdef(c.oid) FROM pg_constraint c \
+                     WHERE c.contype IN ('p', 'u') AND c.conrelid IN ({bulk}) \
+                     ORDER BY 1, c.contype, 2"
+                )),
+                &[],
+            )
+            .await?
+            .iter()
+            .filter_map(|r| create(r))
+            .collect();
+        let indexes = conn
+            .rows(
+                &Sql::only(format!(
+                    "SELECT i.indrelid::regclass::text, quote_ident(c.relname), \
+                     pg_get_indexdef(i.indexrelid), i.indisunique::int \
+                     FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                     WHERE i.indrelid IN ({bulk}) \
+                     AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) \
+                     ORDER BY 1, 2"
+                )),
+                &[],
+            )
+            .await?;
+        let mut dropped: Vec<Dropped> = keys
+            .iter()
+            .map(|(table, _, create)| Dropped {
+                table: table.clone(),
+                create: create.clone(),
+                unique: true,
+            })
+            .collect();
+        let mut drop = Vec::new();
+        for (table, name, _) in &foreign {
+            drop.push(format!("ALTER TABLE {table} DROP CONSTRAINT {name}"));
+        }
+        for (table, name, _) in &keys {
+            drop.push(format!("ALTER TABLE {table} DROP CONSTRAINT {name}"));
+        }
+        for row in &indexes {
+            if let [
+                Cell::Text(table),
+                Cell::Text(name),
+                Cell::Text(def),
+                Cell::Int(unique),
+            ] = row.as_slice()
+            {
+                drop.push(format!("DROP INDEX {name}"));
+                dropped.push(Dropped {
+                    table: table.clone(),
+                    create: def.clone(),
+                    unique: *unique != 0,
+                });
+            }
+        }
+        // Keys and unique indexes first: building one is how repeats are found.
+        dropped.sort_by_key(|d| !d.unique);
+        drop.push(format!("TRUNCATE {}", BULK_TABLES.join(", ")));
+        conn.batch(&drop.join(";\n")).await?;
+        Ok(Self {
+            inner,
+            options,
+            clock,
+            dropped,
+            foreign_keys: foreign.into_iter().map(|(_, _, create)| create).collect(),
+            copied: HashMap::new(),
+        })
+    }
+
+    pub(crate) async fn load(
+        &mut self,
+        kind: Kind,
+        records: &[Record],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        if !is_bulk(kind) {
+            return self.inner.load(kind, records).await;
+        }
+        let table = kind.table();
+        let mut data = String::with_capacity(records.len() * 256);
+        for record in records {
+            copy_row(&mut data, &record.to_cells().cells);
+        }
+        let Conn::Postgres(conn) = &mut self.inner.conn else {
+            unreachable!("a PostgreSQL load holds a PostgreSQL connection")
+        };
+        let mut copy = conn
+            .raw()
+            .copy_in_raw(&format!(
+                "COPY {} ({}) FROM STDIN",
+                table.name,
+                table.column_list(None)
+            ))
+            .await?;
+        copy.send(data.into_bytes()).await?;
+        copy.finish().await?;
+        *self.copied.entry(kind).or_default() += records.len();
+        Ok(vec![Outcome::Pending; records.len()])
+    }
+
+    pub(crate) async fn finish(mut self) -> Result<Vec<Rejection>, StoreError> {
+        // The checks join whole tables: hash joins (the per-batch loader turns them off).
+        self.inner
+            .conn
+            .batch("SET enable_hashjoin = on; SET enable_mergejoin = on")
+            .await?;
+        let mut rejections = Vec::new();
+        for kind in BULK {
+            rejections.extend(self.settle(kind).await?);
+            let filled = match kind {
+                Kind::Account => {
+                    self.inner
+                        .conn
+                        .batch(
+                            "INSERT INTO customers (customer_id) \
+                             SELECT DISTINCT customer_id FROM accounts",
+                        )
+                        .await?;
+                    "customers"
+                }
+                Kind::Agreement => {
+                    self.inner
+                        .conn
+                        .execute(
+                            &Sql::new(
+                                "INSERT INTO agreement_events \
+                                 (agreement_no, seq, kind, old_status, new_status, actor, reason, at) \
+                                 SELECT agreement_no, 1, $1, NULL, status, $2, NULL, $3 FROM agreements"
+                                    .to_owned(),
+                            ),
+                            &[
+                                EventKind::Import.as_str().into(),
+                                IMPORT_ACTOR.into(),
+                                self.clock.now().into(),
+                            ],
+                        )
+                        .await?;
+                    "agreement_events"
+                }
+                _ => continue,
+            };
+            self.build(filled).await?;
+        }
+        let conn = &mut self.inner.conn;
+        if !self.foreign_keys.is_empty() {
+            conn.batch(&self.foreign_keys.join(";\n")).await?;
+        }
+        if self.options.dry_run {
+            conn.batch("ROLLBACK").await?;
+        } else {
+            conn.batch("COMMIT").await?;
+            conn.batch(&format!("ANALYZE {}", BULK_TABLES.join(", ")))
+                .await?;
+            self.inner.analyze().await?;
+        }
+        self.inner.close().await?;
+        Ok(rejections)
+    }
+
+    /// Checks a bulk kind's rows, deletes those that break a rule, and builds its table's keys
+    /// and indexes.
+    async fn settle(&mut self, kind: Kind) -> Result<Vec<Rejection>, StoreError> {
+        let table = kind.table();
+        let rows = table.name;
+        let id = "s.ctid::text";
+        let mut verdicts: Verdicts<Tid> = Verdicts::default();
+        let conn = &mut self.inner.conn;
+        if self.copied.get(&kind).copied().unwrap_or(0) > 0 {
+            if kind == Kind::Agreement {
+                for row in conn.rows(&Sql::only(wrong_persons(rows, id)), &[]).await? {
+                    if let Some(Cell::Text(person)) = row.get(1) {
+                        verdicts.reject(tid(row.first())?, person_rule::rejection(person));
+                    }
+                }
+            }
+            for reference in table.references {
+                let mut found = Vec::new();
+                for mut row in conn
+                    .rows(&Sql::only(missing_references(rows, id, reference)), &[])
+                    .await?
+                {
+                    let value = row.pop().unwrap_or(Cell::Null);
+                    found.push((tid(row.first())?, value));
+                }
+                reject_missing(&mut verdicts, reference, found);
+            }
+        }
+        // Build the keys and unique indexes; the first that fails tells that a key repeats or a
+        // unique value is taken: find which rows, and build again once they are gone.
+        let unique: Vec<String> = self
+            .dropped
+            .iter()
+            .filter(|d| d.table == table.name && d.unique)
+            .map(|d| d.create.clone())
+            .collect();
+        let mut built = 0;
+        for create in &unique {
+            conn.batch("SAVEPOINT fresh_key").await?;
+            match conn.batch(create).await {
+                Ok(()) => {
+                    conn.batch("RELEASE fresh_key").await?;
+                    built += 1;
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    conn.batch("ROLLBACK TO fresh_key; RELEASE fresh_key")
+                        .await?;
+                    repeated(conn, table, &mut verdicts).await?;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let rejections = if verdicts.rows.is_empty() {
+            Vec::new()
+        } else {
+            self.reject(kind, &verdicts).await?
+        };
+        let conn = &mut self.inner.conn;
+        for create in &unique[built..] {
+            conn.batch(create).await?;
+        }
+        self.dropped
+            .retain(|d| !(d.table == table.name && d.unique));
+        self.build(table.name).await?;
+        Ok(rejections)
+    }
+
+    /// Numbers the rows of `verdicts` (by rank of address: the order they were copied in),
+    /// deletes the rejected ones, and returns their rejections.
+    async fn reject(
+        &mut self,
+        kind: Kind,
+        verdicts: &Verdicts<Tid>,
+    ) -> Result<Vec<Rejection>, StoreError> {
+        let table = kind.table();
+        let ids: Vec<String> = verdicts.ids().iter().map(tid_text).collect();
+        let ids: Vec<Option<&str>> = ids.iter().map(|t| Some(t.as_str())).collect();
+        let conn = &mut self.inner.conn;
+        let numbered = conn
+            .rows(
+                &Sql::new(format!(
+                    "SELECT x.id::text, x.n, {keys} FROM \
+                     (SELECT ctid AS id, row_number() OVER (ORDER BY ctid) - 1 AS n, {keys} FROM {t}) x \
+                     WHERE x.id = ANY($1::text[]::tid[])",
+                    keys = names(table.key.iter().copied(), None),
+                    t = table.name,
+                )),
+                &[Param::Texts(&ids)],
+            )
+            .await?;
+        let mut numbers = HashMap::with_capacity(numbered.len());
+        let mut keys = HashMap::with_capacity(numbered.len());
+        for row in numbered {
+            let id = tid(row.first())?;
+            numbers.insert(id, number(row.get(1))?);
+            keys.insert(id, row[2..].to_vec());
+        }
+        let rejected: Vec<String> = verdicts.rows.keys().map(tid_text).collect();
+        let rejected: Vec<Option<&str>> = rejected.iter().map(|t| Some(t.as_str())).collect();
+        conn.execute(
+            &Sql::new(format!(
+                "DELETE FROM {} WHERE ctid = ANY($1::text[]::tid[])",
+                table.name
+            )),
+            &[Param::Texts(&rejected)],
+        )
+        .await?;
+        let mut rejections: Vec<Rejection> = verdicts
+            .rows
+            .keys()
+            .filter_map(|id| {
+                let key = keys.get(id).cloned().unwrap_or_default();
+                verdicts.rejection(kind, id, key, |i| numbers.get(i).copied())
+            })
+            .collect();
+        rejections.sort_by_key(|r| r.row);
+        Ok(rejections)
+    }
+
+    /// Builds the dropped indexes and keys of `table` not built yet.
+    async fn build(&mut self, table: &str) -> Result<(), StoreError> {
+        let conn = &mut self.inner.conn;
+        for dropped in self.dropped.iter().filter(|d| d.table == table) {
+            conn.batch(&dropped.create).await?;
+        }
+        self.dropped.retain(|d| d.table != table);
+        Ok(())
+    }
+}
+
+/// Finds the rows of `table` that repeat a key given before them, and those that take a unique
+/// value a row of a smaller key holds.
+async fn repeated(
+    conn: &mut Conn<'_>,
+    table: &Table,
+    verdicts: &mut Verdicts<Tid>,
+) -> Result<(), StoreError> {
+    let keys = names(table.key.iter().copied(), None);
+    for row in conn
+        .rows(
+            &Sql::only(format!(
+                "SELECT x.id::text, x.first::text FROM \
+                 (SELECT ctid AS id, first_value(ctid) OVER (PARTITION BY {keys} ORDER BY ctid) AS first \
+                  FROM {t}) x WHERE x.id <> x.first",
+                t = table.name
+            )),
+            &[],
+        )
+        .await?
+    {
+        verdicts.duplicate(tid(row.first())?, tid(row.get(1))?);
+    }
+    for unique in table.uniques {
+        let mut previous = None;
+        for row in conn
+            .rows(&Sql::only(taken_values(table, unique, "f.ctid::text")), &[])
+            .await?
+        {
+            let id = tid(row.first())?;
+            // Ordered by row, then by holder: a row's first line names its smallest holder.
+            if previous != Some(id) {
+                previous = Some(id);
+                verdicts.reject(id, taken(unique, &row[1..]));
+            }
+        }
+    }
+    Ok(())
+}

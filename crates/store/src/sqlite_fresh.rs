@@ -1,0 +1,479 @@
+//! The fresh-load path on SQLite (see [`crate::fresh`]). A SQLite table's key and UNIQUE
+//! constraints are part of the table, so they stay; its other indexes are dropped for the load
+//! and built at the end. A bulk kind's rows are appended to a temporary stage (numbered in the
+//! order given) as they come, checked there against the tables, and then written with one
+//! `INSERT … SELECT … ORDER BY` key: SQLite sorts them and appends to the key's B-tree instead
+//! of inserting all over it. Foreign-key enforcement is off on the loading connection; the
+//! checks stand in for it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use agreements_domain::clock::Clock;
+use rusqlite::Connection;
+
+use crate::db::{Conn, Param};
+use crate::error::StoreError;
+use crate::fresh::{
+    BULK, BULK_TABLES, Rejection, Verdicts, first_stored_kind, is_bulk, missing_references,
+    not_fresh, number, reject_missing, same_columns, taken_values, wrong_persons,
+};
+use crate::load::{IMPORT_ACTOR, Kind, LoadOptions, Outcome, Record, person_rule, taken};
+use crate::records::EventKind;
+use crate::schema::{Cell, Table, names};
+use crate::sql::Sql;
+use crate::sqlite_load::SqliteLoader;
+
+pub(crate) struct SqliteFresh {
+    /// Loads the small kinds, and holds the connection and its transaction.
+    inner: SqliteLoader,
+    options: LoadOptions,
+    clock: Arc<dyn Clock>,
+    /// The dropped indexes: (table, name, statement that builds it).
+    indexes: Vec<(String, String, String)>,
+    /// Rows staged per bulk kind.
+    staged: HashMap<Kind, usize>,
+}
+
+impl std::fmt::Debug for SqliteFresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteFresh")
+            .field("options", &self.options)
+            .field("staged", &self.staged)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The stage of a bulk kind's table.
+fn stage(table: &Table) -> String {
+    format!("temp.fresh_{}", table.name)
+}
+
+impl SqliteFresh {
+    pub(crate) async fn new(
+        conn: Connection,
+        options: LoadOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
+        // Set outside a transaction (SQLite ignores both inside one): references are checked in
+        // bulk at the end; the sorts that order rows by key may use a helper thread.
+        conn.execute_batch("PRAGMA foreign_keys = OFF; PRAGMA threads = 2")?;
+        let mut inner = SqliteLoader::new(conn, options, clock.clone(), true)?;
+        let conn = &mut inner.conn;
+        if let Some(kind) = first_stored_kind(conn).await? {
+            return Err(not_fresh(kind));
+        }
+        let tables = BULK_TABLES
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut indexes = Vec::new();
+        for row in conn
+            .rows(
+                &Sql::only(format!(
+                    "SELECT tbl_name, name, sql FROM sqlite_master WHERE type = 'index' \
+                     AND sql IS NOT NULL AND tbl_name IN ({tables}) ORDER BY tbl_name, name"
+                )),
+                &[],
+            )
+            .await?
+        {
+            if let [Cell::Text(table), Cell::Text(name), Cell::Text(sql)] = row.as_slice() {
+                indexes.push((table.clone(), name.clone(), sql.clone()));
+            }
+        }
+        for (_, name, _) in &indexes {
+            conn.batch(&format!("DROP INDEX \"{name}\"")).await?;
+        }
+        for kind in BULK {
+            let table = kind.table();
+            conn.batch(&format!(
+                "CREATE TEMP TABLE fresh_{} (ix INTEGER PRIMARY KEY, {})",
+                table.name,
+                table.column_list(None)
+            ))
+            .await?;
+        }
+        conn.batch("CREATE TEMP TABLE fresh_rejected (ix INTEGER PRIMARY KEY)")
+            .await?;
+        Ok(Self {
+            inner,
+            options,
+            clock,
+            indexes,
+            staged: HashMap::new(),
+        })
+    }
+
+    pub(crate) async fn load(
+        &mut self,
+        kind: Kind,
+        records: &[Record],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        if !is_bulk(kind) {
+            return self.inner.load(kind, records).await;
+        }
+        let table = kind.table();
+        let insert = Sql::new(format!(
+            "INSERT INTO {} (ix, {}) VALUES ({})",
+            stage(table),
+            table.column_list(None),
+            (1..=table.columns.len() + 1)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let next = self.staged.entry(kind).or_default();
+        let conn = &mut self.inner.conn;
+        conn.batch("SAVEPOINT stage").await?;
+        let written = async {
+            for record in records {
+                let cells = record.to_cells();
+                let ix = *next as i64;
+                let mut params = Vec::with_capacity(table.columns.len() + 1);
+                params.push(Param::Int(ix));
+                params.extend(Param::row(table, 0, &cells.cells));
+                conn.execute(&insert, &params).await?;
+                *next += 1;
+            }
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        match written {
+            Ok(()) => conn.batch("RELEASE stage").await?,
+            Err(e) => {
+                let _ = conn.batch("ROLLBACK TO stage; RELEASE stage").await;
+                return Err(e);
+            }
+        }
+        Ok(vec![Outcome::Pending; records.len()])
+    }
+
+    pub(crate) async fn finish(mut self) -> Result<Vec<Rejection>, StoreError> {
+        let mut rejections = Vec::new();
+        for kind in BULK {
+            rejections.extend(self.settle(kind).await?);
+            let conn = &mut self.inner.conn;
+            match kind {
+                // Every account's person, once, in key order.
+                Kind::Account => {
+                    conn.batch(
+                        "INSERT INTO customers (customer_id) \
+                         SELECT DISTINCT customer_id FROM accounts ORDER BY customer_id",
+                    )
+                    .await?;
+                }
+                // Every agreement's history starts with its import.
+                Kind::Agreement => {
+                    conn.execute(
+                        &Sql::new(
+                            "INSERT INTO agreement_events \
+                             (agreement_no, seq, kind, old_status, new_status, actor, reason, at) \
+                             SELECT agreement_no, 1, $1, NULL, status, $2, NULL, $3 \
+                             FROM agreements ORDER BY agreement_no"
+                                .to_owned(),
+                        ),
+                        &[
+                            EventKind::Import.as_str().into(),
+                            IMPORT_ACTOR.into(),
+                            self.clock.now().into(),
+                        ],
+                    )
+                    .await?;
+                }
+                _ => {}
+            }
+        }
+        // The indexes of the tables filled from others.
+        for table in ["customers", "agreement_events"] {
+            self.build_indexes(table).await?;
+        }
+        let conn = &mut self.inner.conn;
+        for kind in BULK {
+            conn.batch(&format!("DROP TABLE {}", stage(kind.table())))
+                .await?;
+        }
+        conn.batch("DROP TABLE temp.fresh_rejected").await?;
+        self.inner.finish()?;
+        Ok(rejections)
+    }
+
+    /// Checks a bulk kind's staged rows, writes those that pass, and builds its table's indexes.
+    async fn settle(&mut self, kind: Kind) -> Result<Vec<Rejection>, StoreError> {
+        let table = kind.table();
+        let staged = self.staged.get(&kind).copied().unwrap_or(0);
+        let stage = stage(table);
+        let id = "s.ix";
+        let mut verdicts: Verdicts<usize> = Verdicts::default();
+        let conn = &mut self.inner.conn;
+        if staged > 0 {
+            if kind == Kind::Agreement {
+                for row in conn
+                    .rows(&Sql::only(wrong_persons(&stage, id)), &[])
+                    .await?
+                {
+                    if let Some(Cell::Text(person)) = row.get(1) {
+                        verdicts.reject(number(row.first())?, person_rule::rejection(person));
+                    }
+                }
+            }
+            for reference in table.references {
+                let mut found = Vec::new();
+                for mut row in conn
+                    .rows(&Sql::only(missing_references(&stage, id, reference)), &[])
+                    .await?
+                {
+                    let value = row.pop().unwrap_or(Cell::Null);
+                    found.push((number(row.first())?, value));
+                }
+                reject_missing(&mut verdicts, reference, found);
+            }
+        }
+        let keys = names(table.key.iter().copied(), None);
+        let columns = table.column_list(None);
+        let written = conn
+            .execute(
+                &Sql::only(format!(
+                    "INSERT OR IGNORE INTO {t} ({columns}) SELECT {columns} FROM {stage} \
+                     ORDER BY {keys}, ix",
+                    t = table.name
+                )),
+                &[],
+            )
+            .await? as usize;
+        let mut keyed = false;
+        if written < staged {
+            // A key repeats, or a unique value is taken: find which rows, then write again
+            // without them.
+            conn.batch(&format!(
+                "CREATE INDEX {stage}_key ON fresh_{} ({keys}, ix)",
+                table.name
+            ))
+            .await?;
+            keyed = true;
+            for row in conn
+                .rows(
+                    &Sql::only(format!(
+                        "SELECT s.ix, (SELECT min(f.ix) FROM {stage} f WHERE {same}) \
+                         FROM {stage} s WHERE EXISTS \
+                         (SELECT 1 FROM {stage} f WHERE {same} AND f.ix < s.ix)",
+                        same = same_columns(table.key, "f", "s")
+                    )),
+                    &[],
+                )
+                .await?
+            {
+                verdicts.duplicate(number(row.first())?, number(row.get(1))?);
+            }
+            self.remember(verdicts.rows.keys().copied()).await?;
+            let conn = &mut self.inner.conn;
+            conn.batch(&format!(
+                "DELETE FROM {t}; INSERT OR IGNORE INTO {t} ({columns}) SELECT {columns} \
+                 FROM {stage} WHERE ix NOT IN (SELECT ix FROM temp.fresh_rejected) \
+                 ORDER BY {keys}, ix",
+                t = table.name
+            ))
+            .await?;
+            // The rows still not written take a unique value a row of a smaller key holds.
+            let unwritten = conn
+                .rows(
+                    &Sql::only(format!(
+                        "SELECT s.ix, {columns_s} FROM {stage} s \
+                         WHERE s.ix NOT IN (SELECT ix FROM temp.fresh_rejected) \
+                         AND NOT EXISTS (SELECT 1 FROM {t} f WHERE {same})",
+                        columns_s = table.column_list(Some("s")),
+                        t = table.name,
+                        same = same_columns(table.key, "f", "s")
+                    )),
+                    &[],
+                )
+                .await?;
+            for row in unwritten {
+                let ix = number(row.first())?;
+                verdicts.reject(ix, holder(conn, table, &row[1..]).await?);
+            }
+        } else if !verdicts.rows.is_empty() {
+            // Every key is distinct: the rows that broke a rule go by their keys.
+            self.remember(verdicts.rows.keys().copied()).await?;
+            self.inner
+                .conn
+                .batch(&format!(
+                    "DELETE FROM {t} WHERE ({keys}) IN (SELECT {keys_s} FROM {stage} s \
+                     JOIN temp.fresh_rejected r ON r.ix = s.ix)",
+                    t = table.name,
+                    keys_s = names(table.key.iter().copied(), Some("s")),
+                ))
+                .await?;
+        }
+        self.build_unique_indexes(kind, &mut verdicts, &mut keyed)
+            .await?;
+        self.build_indexes(table.name).await?;
+        self.remember(verdicts.rows.keys().copied()).await?;
+        let conn = &mut self.inner.conn;
+        let mut rejections = Vec::with_capacity(verdicts.rows.len());
+        if !verdicts.rows.is_empty() {
+            for row in conn
+                .rows(
+                    &Sql::only(format!(
+                        "SELECT s.ix, {} FROM {stage} s JOIN temp.fresh_rejected r ON r.ix = s.ix \
+                         ORDER BY s.ix",
+                        names(table.key.iter().copied(), Some("s"))
+                    )),
+                    &[],
+                )
+                .await?
+            {
+                let ix = number(row.first())?;
+                rejections.extend(verdicts.rejection(kind, &ix, row[1..].to_vec(), |&i| Some(i)));
+            }
+        }
+        Ok(rejections)
+    }
+
+    /// Builds `table`'s dropped unique indexes first: when one refuses the rows, the rows that
+    /// take a value a row of a smaller key holds are rejected and deleted, and it is built
+    /// again.
+    async fn build_unique_indexes(
+        &mut self,
+        kind: Kind,
+        verdicts: &mut Verdicts<usize>,
+        keyed: &mut bool,
+    ) -> Result<(), StoreError> {
+        let table = kind.table();
+        let unique: Vec<(String, String)> = self
+            .indexes
+            .iter()
+            .filter(|(t, _, sql)| t == table.name && sql.starts_with("CREATE UNIQUE"))
+            .map(|(_, name, sql)| (name.clone(), sql.clone()))
+            .collect();
+        for (name, sql) in unique {
+            let conn = &mut self.inner.conn;
+            conn.batch("SAVEPOINT unique_index").await?;
+            match conn.batch(&sql).await {
+                Ok(()) => {
+                    conn.batch("RELEASE unique_index").await?;
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    conn.batch("ROLLBACK TO unique_index; RELEASE unique_index")
+                        .await?;
+                    self.reject_taken(kind, verdicts, keyed).await?;
+                    self.inner.conn.batch(&sql).await?;
+                }
+                Err(e) => return Err(e),
+            }
+            self.indexes.retain(|(_, n, _)| *n != name);
+        }
+        Ok(())
+    }
+
+    /// Rejects and deletes the written rows of `kind` that take a unique value a row of a smaller
+    /// key holds.
+    async fn reject_taken(
+        &mut self,
+        kind: Kind,
+        verdicts: &mut Verdicts<usize>,
+        keyed: &mut bool,
+    ) -> Result<(), StoreError> {
+        let table = kind.table();
+        let stage = stage(table);
+        let keys = names(table.key.iter().copied(), None);
+        let conn = &mut self.inner.conn;
+        if !*keyed {
+            conn.batch(&format!(
+                "CREATE INDEX {stage}_key ON fresh_{} ({keys}, ix)",
+                table.name
+            ))
+            .await?;
+            *keyed = true;
+        }
+        let mut refused = Vec::new();
+        for unique in table.uniques {
+            let probe = format!("fresh_probe_{}", table.name);
+            conn.batch(&format!(
+                "CREATE INDEX {probe} ON {} ({})",
+                table.name,
+                unique.join(", ")
+            ))
+            .await?;
+            let id = format!(
+                "(SELECT min(s.ix) FROM {stage} s WHERE {})",
+                same_columns(table.key, "s", "f")
+            );
+            for row in conn
+                .rows(&Sql::only(taken_values(table, unique, &id)), &[])
+                .await?
+            {
+                let ix = number(row.first())?;
+                // Ordered by row, then by holder: the first line of a row names its smallest
+                // holder.
+                if !verdicts.rows.contains_key(&ix) {
+                    verdicts.reject(ix, taken(unique, &row[1..]));
+                    refused.push(ix);
+                }
+            }
+            conn.batch(&format!("DROP INDEX {probe}")).await?;
+        }
+        // Only these rows are written: a repeat's key is its first row's.
+        self.remember(refused).await?;
+        self.inner
+            .conn
+            .batch(&format!(
+                "DELETE FROM {t} WHERE ({keys}) IN (SELECT {keys_s} FROM {stage} s \
+                 JOIN temp.fresh_rejected r ON r.ix = s.ix)",
+                t = table.name,
+                keys_s = names(table.key.iter().copied(), Some("s")),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Builds the dropped indexes of `table` that are not built yet.
+    async fn build_indexes(&mut self, table: &str) -> Result<(), StoreError> {
+        let conn = &mut self.inner.conn;
+        for (_, _, sql) in self.indexes.iter().filter(|(t, _, _)| t == table) {
+            conn.batch(sql).await?;
+        }
+        self.indexes.retain(|(t, _, _)| t != table);
+        Ok(())
+    }
+
+    /// Writes the numbers `rows` to `temp.fresh_rejected` (in place of those there), for
+    /// statements to join.
+    async fn remember(&mut self, rows: impl IntoIterator<Item = usize>) -> Result<(), StoreError> {
+        let conn = &mut self.inner.conn;
+        conn.batch("DELETE FROM temp.fresh_rejected").await?;
+        let insert = Sql::new("INSERT INTO temp.fresh_rejected (ix) VALUES ($1)".to_owned());
+        for ix in rows {
+            conn.execute(&insert, &[Param::Int(ix as i64)]).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a row (its cells `row`) of `table` was refused though its key is new: the unique value
+/// another row holds, found by the unique's columns.
+async fn holder(conn: &mut Conn<'_>, table: &Table, row: &[Cell]) -> Result<Outcome, StoreError> {
+    for unique in table.uniques {
+        let values: Vec<Param<'_>> = unique
+            .iter()
+            .map(|c| Param::cell(&row[table.index(c)], table.column(c).ty))
+            .collect();
+        if values.iter().any(|v| matches!(v, Param::Null(_))) {
+            continue;
+        }
+        let find = Sql::new(format!(
+            "SELECT {} FROM {} WHERE {}",
+            table.key.join(", "),
+            table.name,
+            crate::sql::matches(unique.iter().copied(), None, 1)
+        ));
+        if let Some(holder) = conn.row(&find, &values).await? {
+            return Ok(taken(unique, &holder));
+        }
+    }
+    Ok(Outcome::Rejected {
+        field: table.columns[0].name,
+        reason: "refused by a constraint of the database".to_owned(),
+    })
+}
