@@ -178,18 +178,25 @@ pub(crate) fn reject_missing<I: Ord + Clone>(
 
 /// The rows of `table` that share a value of `unique` with a row of a smaller key, each with
 /// the smallest such key (the holder): `SELECT f.<id>, h.<key> …`. `id` is an expression of the
-/// refused row `f`.
-pub(crate) fn taken_values(table: &Table, unique: &[&str], id: &str) -> String {
+/// refused row `f`; `only`, a condition on a row `{}`, leaves out the rows it is false for.
+pub(crate) fn taken_values(table: &Table, unique: &[&str], id: &str, only: Option<&str>) -> String {
     let same = unique
         .iter()
         .map(|c| format!("h.{c} = f.{c}"))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let present = unique
+    let mut present = unique
         .iter()
         .map(|c| format!("f.{c} IS NOT NULL"))
         .collect::<Vec<_>>()
         .join(" AND ");
+    if let Some(only) = only {
+        present = format!(
+            "{present} AND {} AND {}",
+            only.replace("{}", "f"),
+            only.replace("{}", "h")
+        );
+    }
     let key_h = names(table.key.iter().copied(), Some("h"));
     let key_f = names(table.key.iter().copied(), Some("f"));
     format!(

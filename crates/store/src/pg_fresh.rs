@@ -441,10 +441,19 @@ async fn repeated(
     {
         verdicts.duplicate(tid(row.first())?, tid(row.get(1))?);
     }
+    // Rows refused already hold nothing.
+    let refused: Vec<String> = verdicts.rows.keys().map(tid_text).collect();
+    let refused: Vec<Option<&str>> = refused.iter().map(|t| Some(t.as_str())).collect();
     for unique in table.uniques {
         let mut previous = None;
+        let taken_sql = taken_values(
+            table,
+            unique,
+            "f.ctid::text",
+            Some("{}.ctid <> ALL($1::text[]::tid[])"),
+        );
         for row in conn
-            .rows(&Sql::only(taken_values(table, unique, "f.ctid::text")), &[])
+            .rows(&Sql::new(taken_sql), &[Param::Texts(&refused)])
             .await?
         {
             let id = tid(row.first())?;

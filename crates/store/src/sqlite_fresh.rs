@@ -401,7 +401,7 @@ impl SqliteFresh {
                 same_columns(table.key, "s", "f")
             );
             for row in conn
-                .rows(&Sql::only(taken_values(table, unique, &id)), &[])
+                .rows(&Sql::only(taken_values(table, unique, &id, None)), &[])
                 .await?
             {
                 let ix = number(row.first())?;

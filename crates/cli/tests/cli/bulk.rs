@@ -71,6 +71,45 @@ fn lines(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| b == b'\n').count()
 }
 
+/// Runs `import` of `world` into `db` with `extra` arguments and kills it (SIGKILL) once it has
+/// read 2,000 agreements.
+fn killed_while_loading_agreements(world: &Path, db: &str, extra: &[&str], cwd: &Path) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agreements"))
+        .args([
+            "import",
+            path(world),
+            "--database",
+            db,
+            "--progress-every",
+            "0",
+        ])
+        .args(extra)
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut in_agreements = false;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        in_agreements |= line.starts_with("loading") && line.contains("agreements.jsonl");
+        let rows: Option<usize> = line
+            .strip_prefix(&format!("{}: ", world.join("agreements.jsonl").display()))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok());
+        if in_agreements && rows.is_some_and(|n| n >= 2_000) {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the import finished before it was killed"
+    );
+}
+
 #[tokio::test]
 async fn a_killed_import_run_again_ends_where_an_uninterrupted_one_does() {
     let work = tempfile::tempdir().unwrap();
@@ -105,42 +144,33 @@ async fn a_killed_import_run_again_ends_where_an_uninterrupted_one_does() {
             work.path(),
         );
 
-        // A real process, killed with SIGKILL once some agreement batches are committed.
+        // The fresh-load path is one unit: killed while it reads the agreements, it leaves
+        // nothing.
         let db = TestDatabase::new(&backend).await.unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_agreements"))
-            .args([
-                "import",
-                path(&world),
-                "--database",
-                db.location(),
-                "--batch-size",
-                &batch,
-                "--progress-every",
-                "0",
-            ])
-            .current_dir(work.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut in_agreements = false;
-        for line in stderr.lines() {
-            let line = line.unwrap();
-            in_agreements |= line.starts_with("loading") && line.contains("agreements.jsonl");
-            let rows: Option<usize> = line
-                .strip_prefix(&format!("{}: ", world.join("agreements.jsonl").display()))
-                .and_then(|rest| rest.split(' ').next())
-                .and_then(|n| n.parse().ok());
-            if in_agreements && rows.is_some_and(|n| n >= 2_000) {
-                break;
-            }
-        }
-        child.kill().unwrap();
-        let status = child.wait().unwrap();
+        killed_while_loading_agreements(
+            &world,
+            db.location(),
+            &["--batch-size", &batch],
+            work.path(),
+        );
+        let nothing = export(
+            db.location(),
+            &work.path().join("nothing"),
+            &[],
+            work.path(),
+        );
         assert!(
-            !status.success(),
-            "the import finished before it was killed"
+            nothing.iter().all(|(_, bytes)| bytes.is_empty()),
+            "{backend:?}: a killed fresh load left data"
+        );
+
+        // In batches: a real process, killed with SIGKILL once some agreement batches are
+        // committed.
+        killed_while_loading_agreements(
+            &world,
+            db.location(),
+            &["--no-fresh", "--batch-size", &batch],
+            work.path(),
         );
 
         let partial = export(
@@ -477,4 +507,135 @@ fn caller_text_is_printed_terminal_safe() {
     assert!(!json.contains(['\u{1b}', '\u{9b}', '\u{202e}']), "{json}");
     let last: serde_json::Value = serde_json::from_str(json.lines().last().unwrap()).unwrap();
     assert_eq!(last["reason"], reason, "the JSON means the same text");
+}
+
+/// The problems of a report file, as (file name, line, problem, field, reason).
+fn problems(report: &Path) -> Vec<(String, u64, String, String, String)> {
+    let text = std::fs::read_to_string(report).unwrap();
+    let mut problems: Vec<_> = text
+        .lines()
+        .map(|l| {
+            let p: serde_json::Value = serde_json::from_str(l).unwrap();
+            let file = Path::new(p["file"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (
+                file,
+                p["line"].as_u64().unwrap(),
+                p["problem"].as_str().unwrap().to_owned(),
+                p["field"].as_str().unwrap().to_owned(),
+                p["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    problems.sort();
+    problems
+}
+
+#[tokio::test]
+async fn a_fresh_load_reports_each_broken_row_at_its_file_and_line_as_batches_do() {
+    let work = tempfile::tempdir().unwrap();
+    let world = generated(work.path(), 80, 2);
+    // The agreements in two files; the second repeats a key of the first and breaks rules.
+    let text = std::fs::read_to_string(world.join("agreements.jsonl")).unwrap();
+    std::fs::remove_file(world.join("agreements.jsonl")).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    let (one, two) = rows.split_at(rows.len() / 2);
+    let mut two: Vec<String> = two.iter().map(|r| (*r).to_owned()).collect();
+    let mut broken = |field: &str, value: &str, no: &str| {
+        let mut row: serde_json::Value = serde_json::from_str(one[0]).unwrap();
+        row[field] = value.into();
+        row["agreement_no"] = no.into();
+        two.insert(2, row.to_string());
+    };
+    broken("partner_id", "2088999999999999", "99990000000000000001");
+    broken("alipay_user_id", "2088299999999999", "99990000000000000002");
+    let mut repeat: serde_json::Value = serde_json::from_str(one[2]).unwrap();
+    repeat["status"] = "STOP".into();
+    two.push(repeat.to_string());
+    std::fs::write(world.join("agreements-1.jsonl"), one.join("\n") + "\n").unwrap();
+    std::fs::write(world.join("agreements-2.jsonl"), two.join("\n") + "\n").unwrap();
+
+    let mut reports = Vec::new();
+    let mut exports = Vec::new();
+    for backend in backends() {
+        for (name, extra) in [
+            ("fresh", &["--fresh"][..]),
+            ("batches", &["--no-fresh"][..]),
+        ] {
+            let db = TestDatabase::new(&backend).await.unwrap();
+            let report = work.path().join(format!("{name}.jsonl"));
+            let out = agreements(
+                &[
+                    &["import", path(&world), "--database", db.location()],
+                    extra,
+                    &["--report", path(&report), "-q"],
+                ]
+                .concat(),
+                work.path(),
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{backend:?} {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            reports.push((backend.clone(), name, problems(&report)));
+            exports.push(export(
+                db.location(),
+                &work.path().join(format!("out-{name}")),
+                &[],
+                work.path(),
+            ));
+        }
+    }
+    for (backend, name, problems) in &reports {
+        let lines = two.len() as u64;
+        let mut expected = vec![
+            (
+                "agreements-2.jsonl".to_owned(),
+                3,
+                "rejected".to_owned(),
+                "alipay_user_id".to_owned(),
+                "no account 2088299999999999 (load it first, in a accounts file)".to_owned(),
+            ),
+            (
+                "agreements-2.jsonl".to_owned(),
+                4,
+                "rejected".to_owned(),
+                "partner_id".to_owned(),
+                "no merchant 2088999999999999 (load it first, in a merchants file)".to_owned(),
+            ),
+        ];
+        // The per-batch path finds the repeated key stored, with other content; the fresh path
+        // knows it as a row of this load.
+        expected.push(if *name == "fresh" {
+            (
+                "agreements-2.jsonl".to_owned(),
+                lines,
+                "duplicate".to_owned(),
+                String::new(),
+                format!(
+                    "same key as line 3 of {}",
+                    world.join("agreements-1.jsonl").display()
+                ),
+            )
+        } else {
+            (
+                "agreements-2.jsonl".to_owned(),
+                lines,
+                "conflict".to_owned(),
+                "status".to_owned(),
+                "stored with other status; left as stored (use --update to overwrite)".to_owned(),
+            )
+        });
+        expected.sort();
+        assert_eq!(*problems, expected, "{backend:?} {name}");
+    }
+    assert!(
+        exports.windows(2).all(|w| w[0] == w[1]),
+        "the fresh and per-batch paths stored different data"
+    );
 }

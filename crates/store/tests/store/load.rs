@@ -12,7 +12,7 @@ use agreements_protocol::{Method, SignType};
 use agreements_store::test_support::{TestDatabase, backends};
 use agreements_store::{
     AccountRecord, AppKey, AppRecord, AppStatus, Kind, LoadOptions, LogonIdRecord, NewGroup,
-    OpenIdRecord, Outcome, ProductRecord, Record, Store,
+    OpenIdRecord, Outcome, ProductRecord, Record, Rejection, Store,
 };
 
 const M1: &str = "2088000000000001";
@@ -378,5 +378,233 @@ async fn loading_classifies_every_record_the_same_on_every_backend() {
         let merchants = exporter.page(Kind::Merchant, None, 10).await.unwrap();
         assert_eq!(merchants, [merchant(M1, Some("GROUP-A"))]);
         exporter.finish().await.unwrap();
+    }
+}
+
+/// The rejection of row `row` of `kind` in `rejections`.
+fn rejection_of(rejections: &[Rejection], kind: Kind, row: usize) -> &Outcome {
+    &rejections
+        .iter()
+        .find(|r| r.kind == kind && r.row == row)
+        .unwrap_or_else(|| panic!("row {row} of {kind} was not rejected: {rejections:?}"))
+        .outcome
+}
+
+#[tokio::test]
+async fn a_fresh_load_checks_every_rule_in_bulk_and_is_one_unit() {
+    for backend in backends() {
+        let db = TestDatabase::new(&backend).await.unwrap();
+        let store = Store::open(db.location()).await.unwrap();
+
+        // Dropped before it finishes: nothing of it stays, the indexes included.
+        let mut abandoned = store.fresh_loader(LoadOptions::default()).await.unwrap();
+        for (kind, records) in entities() {
+            abandoned.load(kind, &records).await.unwrap();
+        }
+        drop(abandoned);
+        assert_eq!(
+            store.first_stored_kind().await.unwrap(),
+            None,
+            "{backend:?}"
+        );
+
+        let mut loader = store.fresh_loader(LoadOptions::default()).await.unwrap();
+        for (kind, records) in entities() {
+            let outcomes = loader.load(kind, &records).await.unwrap();
+            let expected = if matches!(
+                kind,
+                Kind::Account | Kind::LogonId | Kind::OpenId | Kind::Agreement
+            ) {
+                Outcome::Pending
+            } else {
+                Outcome::Inserted
+            };
+            assert!(
+                outcomes.iter().all(|o| *o == expected),
+                "{backend:?} {kind}: {outcomes:?}"
+            );
+        }
+        // A second batch of open ids: a repeated key and a taken (app, account) pair.
+        let open_id = |open: &str, user: &str| {
+            Record::OpenId(OpenIdRecord {
+                app_id: AppId::parse(APP).unwrap(),
+                open_id: OpenId::parse(open).unwrap(),
+                user_id: UserId::parse(user).unwrap(),
+            })
+        };
+        loader
+            .load(
+                Kind::OpenId,
+                &[
+                    open_id("open-1", U2),
+                    open_id("open-0", U1),
+                    open_id("open-2", U2),
+                ],
+            )
+            .await
+            .unwrap();
+        // Agreements over two batches; row numbers run on across them.
+        let first: Vec<Record> = vec![
+            Record::Agreement(agreement("A1", PrincipalType::Card, U1, U1)),
+            Record::Agreement(agreement("A2", PrincipalType::Customer, U1, U2)),
+            Record::Agreement(agreement("A3", PrincipalType::Customer, U2, U2)),
+        ];
+        let second: Vec<Record> = vec![
+            Record::Agreement(agreement(
+                "A4",
+                PrincipalType::Card,
+                "2088100000000009",
+                "2088100000000009",
+            )),
+            Record::Agreement(agreement("A1", PrincipalType::Card, U2, U2)),
+            Record::Agreement(with_external(
+                agreement("A6", PrincipalType::Card, U1, U1),
+                "EXT1",
+            )),
+            Record::Agreement(with_external(
+                agreement("A5", PrincipalType::Card, U1, U1),
+                "EXT1",
+            )),
+        ];
+        loader.load(Kind::Agreement, &first).await.unwrap();
+        loader.load(Kind::Agreement, &second).await.unwrap();
+        let rejections = loader.finish().await.unwrap();
+        assert_eq!(rejections.len(), 6, "{backend:?}: {rejections:?}");
+
+        // Open ids: row 0 (open-1) is the first batch's; row 1 repeats its key; row 2
+        // (open-0) holds the same (app, account) pair with a smaller key, and keeps it.
+        let (field, reason) = rejected(rejection_of(&rejections, Kind::OpenId, 0));
+        assert_eq!(field, "user_id", "{backend:?}");
+        assert!(reason.contains(&format!("{APP} open-0")), "{reason}");
+        assert_eq!(
+            *rejection_of(&rejections, Kind::OpenId, 1),
+            Outcome::Duplicate { first: 0 },
+            "{backend:?}"
+        );
+
+        let (field, reason) = rejected(rejection_of(&rejections, Kind::Agreement, 2));
+        assert_eq!(field, "principal_id", "{backend:?}");
+        assert!(reason.contains(U1), "{reason}");
+        let (field, reason) = rejected(rejection_of(&rejections, Kind::Agreement, 3));
+        assert_eq!(field, "alipay_user_id");
+        assert!(reason.contains("no account 2088100000000009"), "{reason}");
+        assert_eq!(
+            *rejection_of(&rejections, Kind::Agreement, 4),
+            Outcome::Duplicate { first: 0 },
+            "{backend:?}"
+        );
+        // The smaller key keeps a unique value, as within a batch of the per-batch path.
+        let (field, reason) = rejected(rejection_of(&rejections, Kind::Agreement, 5));
+        assert_eq!(field, "external_agreement_no", "{backend:?}");
+        assert!(reason.contains("A5"), "{reason}");
+        let a6 = rejections
+            .iter()
+            .find(|r| r.kind == Kind::Agreement && r.row == 5)
+            .unwrap();
+        assert_eq!(a6.key, [agreements_store::schema::Cell::Text("A6".into())]);
+
+        // What stayed is what the per-batch path keeps, with an import event each, and the
+        // indexes and constraints are back: a second A5 is refused by the database.
+        let app_id = AppId::parse(APP).unwrap();
+        for (no, kept) in [
+            ("A1", true),
+            ("A2", true),
+            ("A3", false),
+            ("A5", true),
+            ("A6", false),
+        ] {
+            let found = store
+                .agreement_by_no(&AgreementNo::parse(no).unwrap(), &app_id)
+                .await
+                .unwrap();
+            assert_eq!(found.is_some(), kept, "{backend:?} {no}");
+        }
+        let a1 = store
+            .agreement_by_no(&AgreementNo::parse("A1").unwrap(), &app_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            a1.agreement.principal_id.as_str(),
+            U1,
+            "the first A1 is kept"
+        );
+        let history = store
+            .history(&AgreementNo::parse("A2").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].kind.as_str(), "IMPORT");
+        let mut batches = store.loader(LoadOptions::default()).await.unwrap();
+        let outcomes = batches
+            .load(
+                Kind::Agreement,
+                &[Record::Agreement(with_external(
+                    agreement("A9", PrincipalType::Card, U1, U1),
+                    "EXT1",
+                ))],
+            )
+            .await
+            .unwrap();
+        let (field, _) = rejected(&outcomes[0]);
+        assert_eq!(field, "external_agreement_no", "{backend:?}");
+        batches.finish().await.unwrap();
+
+        // A database with load data is refused.
+        let refused = store
+            .fresh_loader(LoadOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("already holds groups"),
+            "{backend:?}: {refused}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_dry_run_checks_everything_and_keeps_nothing() {
+    for backend in backends() {
+        let db = TestDatabase::new(&backend).await.unwrap();
+        let store = Store::open(db.location()).await.unwrap();
+        let mut dry = store
+            .fresh_loader(LoadOptions {
+                update: false,
+                dry_run: true,
+            })
+            .await
+            .unwrap();
+        for (kind, records) in entities() {
+            dry.load(kind, &records).await.unwrap();
+        }
+        dry.load(
+            Kind::Agreement,
+            &[Record::Agreement(agreement(
+                "A4",
+                PrincipalType::Card,
+                "2088100000000009",
+                "2088100000000009",
+            ))],
+        )
+        .await
+        .unwrap();
+        let rejections = dry.finish().await.unwrap();
+        assert_eq!(rejections.len(), 1, "{backend:?}: {rejections:?}");
+        assert_eq!(
+            store.first_stored_kind().await.unwrap(),
+            None,
+            "{backend:?}"
+        );
+        // And the real load afterwards finds the indexes where they were.
+        let mut loader = store.fresh_loader(LoadOptions::default()).await.unwrap();
+        for (kind, records) in entities() {
+            loader.load(kind, &records).await.unwrap();
+        }
+        assert_eq!(loader.finish().await.unwrap(), [], "{backend:?}");
+        assert_eq!(
+            store.first_stored_kind().await.unwrap(),
+            Some(Kind::Group),
+            "{backend:?}"
+        );
     }
 }
