@@ -189,12 +189,7 @@ impl SqliteFresh {
         for table in ["customers", "agreement_events"] {
             self.build_indexes(table).await?;
         }
-        let conn = &mut self.inner.conn;
-        for kind in BULK {
-            conn.batch(&format!("DROP TABLE {}", stage(kind.table())))
-                .await?;
-        }
-        conn.batch("DROP TABLE temp.fresh_rejected").await?;
+        // The stages are temporary: they go with the loading connection.
         self.inner.finish()?;
         Ok(rejections)
     }
@@ -204,9 +199,69 @@ impl SqliteFresh {
         let table = kind.table();
         let staged = self.staged.get(&kind).copied().unwrap_or(0);
         let stage = stage(table);
-        let id = "s.ix";
         let mut verdicts: Verdicts<usize> = Verdicts::default();
+        let keys = names(table.key.iter().copied(), None);
+        let columns = table.column_list(None);
         let conn = &mut self.inner.conn;
+        // Optimistic: one statement writes, in key order, every row that keeps every rule it can
+        // be checked against row by row. When that is every row, the kind is done.
+        let written = conn
+            .execute(
+                &Sql::only(format!(
+                    "INSERT OR IGNORE INTO {t} ({columns}) SELECT {columns} FROM {stage} s \
+                     WHERE {passes} ORDER BY {keys}, ix",
+                    t = table.name,
+                    passes = passes(kind),
+                )),
+                &[],
+            )
+            .await? as usize;
+        let mut keyed = false;
+        if written != staged {
+            self.find_refused(kind, staged, &mut verdicts, &mut keyed)
+                .await?;
+        }
+        self.build_unique_indexes(kind, &mut verdicts, &mut keyed)
+            .await?;
+        self.build_indexes(table.name).await?;
+        self.remember(verdicts.rows.keys().copied()).await?;
+        let conn = &mut self.inner.conn;
+        let mut rejections = Vec::with_capacity(verdicts.rows.len());
+        if !verdicts.rows.is_empty() {
+            for row in conn
+                .rows(
+                    &Sql::only(format!(
+                        "SELECT s.ix, {} FROM {stage} s JOIN temp.fresh_rejected r ON r.ix = s.ix \
+                         ORDER BY s.ix",
+                        names(table.key.iter().copied(), Some("s"))
+                    )),
+                    &[],
+                )
+                .await?
+            {
+                let ix = number(row.first())?;
+                rejections.extend(verdicts.rejection(kind, &ix, row[1..].to_vec(), |&i| Some(i)));
+            }
+        }
+        Ok(rejections)
+    }
+
+    /// Finds the rows of `kind` that break a rule and why, and writes the others.
+    async fn find_refused(
+        &mut self,
+        kind: Kind,
+        staged: usize,
+        verdicts: &mut Verdicts<usize>,
+        keyed: &mut bool,
+    ) -> Result<(), StoreError> {
+        let table = kind.table();
+        let stage = stage(table);
+        let id = "s.ix";
+        let keys = names(table.key.iter().copied(), None);
+        let columns = table.column_list(None);
+        let conn = &mut self.inner.conn;
+        // Some row breaks a rule: start again, and find which rows and why.
+        conn.batch(&format!("DELETE FROM {}", table.name)).await?;
         if staged > 0 {
             if kind == Kind::Agreement {
                 for row in conn
@@ -227,11 +282,9 @@ impl SqliteFresh {
                     let value = row.pop().unwrap_or(Cell::Null);
                     found.push((number(row.first())?, value));
                 }
-                reject_missing(&mut verdicts, reference, found);
+                reject_missing(verdicts, reference, found);
             }
         }
-        let keys = names(table.key.iter().copied(), None);
-        let columns = table.column_list(None);
         let written = conn
             .execute(
                 &Sql::only(format!(
@@ -242,7 +295,6 @@ impl SqliteFresh {
                 &[],
             )
             .await? as usize;
-        let mut keyed = false;
         if written < staged {
             // A key repeats, or a unique value is taken: find which rows, then write again
             // without them.
@@ -251,7 +303,7 @@ impl SqliteFresh {
                 table.name
             ))
             .await?;
-            keyed = true;
+            *keyed = true;
             for row in conn
                 .rows(
                     &Sql::only(format!(
@@ -266,7 +318,7 @@ impl SqliteFresh {
             {
                 verdicts.duplicate(number(row.first())?, number(row.get(1))?);
             }
-            self.remember(verdicts.rows.keys().copied()).await?;
+            self.remember(verdicts.rows.keys().copied().collect::<Vec<_>>()).await?;
             let conn = &mut self.inner.conn;
             conn.batch(&format!(
                 "DELETE FROM {t}; INSERT OR IGNORE INTO {t} ({columns}) SELECT {columns} \
@@ -295,7 +347,7 @@ impl SqliteFresh {
             }
         } else if !verdicts.rows.is_empty() {
             // Every key is distinct: the rows that broke a rule go by their keys.
-            self.remember(verdicts.rows.keys().copied()).await?;
+            self.remember(verdicts.rows.keys().copied().collect::<Vec<_>>()).await?;
             self.inner
                 .conn
                 .batch(&format!(
@@ -306,29 +358,7 @@ impl SqliteFresh {
                 ))
                 .await?;
         }
-        self.build_unique_indexes(kind, &mut verdicts, &mut keyed)
-            .await?;
-        self.build_indexes(table.name).await?;
-        self.remember(verdicts.rows.keys().copied()).await?;
-        let conn = &mut self.inner.conn;
-        let mut rejections = Vec::with_capacity(verdicts.rows.len());
-        if !verdicts.rows.is_empty() {
-            for row in conn
-                .rows(
-                    &Sql::only(format!(
-                        "SELECT s.ix, {} FROM {stage} s JOIN temp.fresh_rejected r ON r.ix = s.ix \
-                         ORDER BY s.ix",
-                        names(table.key.iter().copied(), Some("s"))
-                    )),
-                    &[],
-                )
-                .await?
-            {
-                let ix = number(row.first())?;
-                rejections.extend(verdicts.rejection(kind, &ix, row[1..].to_vec(), |&i| Some(i)));
-            }
-        }
-        Ok(rejections)
+        Ok(())
     }
 
     /// Builds `table`'s dropped unique indexes first: when one refuses the rows, the rows that
@@ -449,6 +479,35 @@ impl SqliteFresh {
         }
         Ok(())
     }
+}
+
+/// The condition on a staged row `s` of `kind` that every reference names a stored row and, for
+/// an agreement, that a CUSTOMER agreement's principal is its account's person.
+fn passes(kind: Kind) -> String {
+    let mut conditions: Vec<String> = kind
+        .table()
+        .references
+        .iter()
+        .map(|r| {
+            format!(
+                "(s.{c} IS NULL OR EXISTS (SELECT 1 FROM {to} r WHERE r.{target} = s.{c}))",
+                c = r.column,
+                to = r.to,
+                target = r.target
+            )
+        })
+        .collect();
+    if kind == Kind::Agreement {
+        conditions.push(
+            "(s.principal_type <> 'CUSTOMER' OR NOT EXISTS (SELECT 1 FROM accounts a \
+             WHERE a.user_id = s.alipay_user_id AND a.customer_id <> s.principal_id))"
+                .to_owned(),
+        );
+    }
+    if conditions.is_empty() {
+        conditions.push("1".to_owned());
+    }
+    conditions.join(" AND ")
 }
 
 /// Why a row (its cells `row`) of `table` was refused though its key is new: the unique value
