@@ -328,9 +328,12 @@ impl AnyLoader {
 /// stays small).
 #[derive(Debug, Default)]
 struct Origins {
-    /// Per kind: (first row number, source index, first line) of each run, and the rows so far.
-    runs: BTreeMap<Kind, (Vec<(usize, usize, u64)>, usize)>,
+    /// Per kind: its runs, and the rows so far.
+    runs: BTreeMap<Kind, (Vec<Run>, usize)>,
 }
+
+/// Consecutive lines of one file: the first row's number, the file's index, its first line.
+type Run = (usize, usize, u64);
 
 impl Origins {
     fn push(&mut self, kind: Kind, source: usize, line: u64) {
@@ -551,4 +554,40 @@ async fn import_file(
     }
     let _ = parser.join();
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_map_row_numbers_back_to_files_and_lines() {
+        let mut origins = Origins::default();
+        // File 0: lines 2, 3, 4, then 6 (line 5 was invalid); file 1: lines 2 and 3.
+        for line in [2, 3, 4, 6] {
+            origins.push(Kind::Agreement, 0, line);
+        }
+        for line in [2, 3] {
+            origins.push(Kind::Agreement, 1, line);
+        }
+        origins.push(Kind::Account, 0, 2);
+        let runs = &origins.runs[&Kind::Agreement].0;
+        assert_eq!(runs, &[(0, 0, 2), (3, 0, 6), (4, 1, 2)]);
+        let found: Vec<Option<(usize, u64)>> =
+            (0..7).map(|row| origins.of(Kind::Agreement, row)).collect();
+        assert_eq!(
+            found,
+            [
+                Some((0, 2)),
+                Some((0, 3)),
+                Some((0, 4)),
+                Some((0, 6)),
+                Some((1, 2)),
+                Some((1, 3)),
+                None
+            ]
+        );
+        assert_eq!(origins.of(Kind::Account, 0), Some((0, 2)));
+        assert_eq!(origins.of(Kind::LogonId, 0), None);
+    }
 }

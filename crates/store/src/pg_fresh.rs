@@ -64,6 +64,17 @@ struct Dropped {
     unique: bool,
 }
 
+/// A foreign key taken off for the load.
+#[derive(Debug, Clone)]
+struct ForeignKey {
+    /// The referring table.
+    table: String,
+    /// The referenced table.
+    to: String,
+    /// The statement that adds it.
+    create: String,
+}
+
 pub(crate) struct PgFresh {
     /// Loads the small kinds, and holds the connection and its transaction.
     inner: PgLoader,
@@ -71,8 +82,8 @@ pub(crate) struct PgFresh {
     clock: Arc<dyn Clock>,
     /// Keys, unique constraints and indexes to build, per table, keys first.
     dropped: Vec<Dropped>,
-    /// Foreign keys to add at the end.
-    foreign_keys: Vec<String>,
+    /// Foreign keys not added back yet.
+    foreign_keys: Vec<ForeignKey>,
     /// Rows copied per bulk kind.
     copied: HashMap<Kind, usize>,
 }
@@ -114,19 +125,32 @@ impl PgFresh {
             )),
             _ => None,
         };
-        let foreign: Vec<(String, String, String)> = conn
+        let mut foreign = Vec::new();
+        for row in conn
             .rows(
                 &Sql::only(format!(
                     "SELECT c.conrelid::regclass::text, quote_ident(c.conname), \
-                     pg_get_constraintdef(c.oid) FROM pg_constraint c WHERE c.contype = 'f' \
+                     pg_get_constraintdef(c.oid), c.confrelid::regclass::text \
+                     FROM pg_constraint c WHERE c.contype = 'f' \
                      AND (c.conrelid IN ({bulk}) OR c.confrelid IN ({bulk})) ORDER BY 1, 2"
                 )),
                 &[],
             )
             .await?
-            .iter()
-            .filter_map(|r| create(r))
-            .collect();
+        {
+            if let (Some((table, name, create)), Some(Cell::Text(to))) =
+                (create(&row[..3]), row.get(3))
+            {
+                foreign.push((
+                    name,
+                    ForeignKey {
+                        table,
+                        to: to.clone(),
+                        create,
+                    },
+                ));
+            }
+        }
         let keys: Vec<(String, String, String)> = conn
             .rows(
                 &Sql::only(format!(
@@ -163,8 +187,8 @@ impl PgFresh {
             })
             .collect();
         let mut drop = Vec::new();
-        for (table, name, _) in &foreign {
-            drop.push(format!("ALTER TABLE {table} DROP CONSTRAINT {name}"));
+        for (name, key) in &foreign {
+            drop.push(format!("ALTER TABLE {} DROP CONSTRAINT {name}", key.table));
         }
         for (table, name, _) in &keys {
             drop.push(format!("ALTER TABLE {table} DROP CONSTRAINT {name}"));
@@ -194,7 +218,7 @@ impl PgFresh {
             options,
             clock,
             dropped,
-            foreign_keys: foreign.into_iter().map(|(_, _, create)| create).collect(),
+            foreign_keys: foreign.into_iter().map(|(_, key)| key).collect(),
             copied: HashMap::new(),
         })
     }
@@ -273,8 +297,13 @@ impl PgFresh {
             self.build(filled).await?;
         }
         let conn = &mut self.inner.conn;
-        if !self.foreign_keys.is_empty() {
-            conn.batch(&self.foreign_keys.join(";\n")).await?;
+        let rest: Vec<&str> = self
+            .foreign_keys
+            .iter()
+            .map(|k| k.create.as_str())
+            .collect();
+        if !rest.is_empty() {
+            conn.batch(&rest.join(";\n")).await?;
         }
         if self.options.dry_run {
             conn.batch("ROLLBACK").await?;
@@ -295,6 +324,7 @@ impl PgFresh {
         let rows = table.name;
         let id = "s.ctid::text";
         let mut verdicts: Verdicts<Tid> = Verdicts::default();
+        let ready = self.ready_foreign_keys(table.name);
         let conn = &mut self.inner.conn;
         if self.copied.get(&kind).copied().unwrap_or(0) > 0 {
             if kind == Kind::Agreement {
@@ -304,16 +334,39 @@ impl PgFresh {
                     }
                 }
             }
-            for reference in table.references {
-                let mut found = Vec::new();
-                for mut row in conn
-                    .rows(&Sql::only(missing_references(rows, id, reference)), &[])
-                    .await?
-                {
-                    let value = row.pop().unwrap_or(Cell::Null);
-                    found.push((tid(row.first())?, value));
+            // Optimistic: adding the table's foreign keys checks every reference in one pass
+            // each (work the load does anyway); only when one fails are the rows looked for.
+            let mut refused = false;
+            let mut added = Vec::new();
+            for key in &ready {
+                conn.batch("SAVEPOINT fresh_reference").await?;
+                match conn.batch(&key.create).await {
+                    Ok(()) => {
+                        conn.batch("RELEASE fresh_reference").await?;
+                        added.push(key.create.clone());
+                    }
+                    Err(StoreError::Conflict { .. }) => {
+                        conn.batch("ROLLBACK TO fresh_reference; RELEASE fresh_reference")
+                            .await?;
+                        refused = true;
+                        break;
+                    }
+                    Err(e) => return Err(e),
                 }
-                reject_missing(&mut verdicts, reference, found);
+            }
+            self.foreign_keys.retain(|k| !added.contains(&k.create));
+            if refused {
+                for reference in table.references {
+                    let mut found = Vec::new();
+                    for mut row in conn
+                        .rows(&Sql::only(missing_references(rows, id, reference)), &[])
+                        .await?
+                    {
+                        let value = row.pop().unwrap_or(Cell::Null);
+                        found.push((tid(row.first())?, value));
+                    }
+                    reject_missing(&mut verdicts, reference, found);
+                }
             }
         }
         // Build the keys and unique indexes; the first that fails tells that a key repeats or a
@@ -354,6 +407,17 @@ impl PgFresh {
             .retain(|d| !(d.table == table.name && d.unique));
         self.build(table.name).await?;
         Ok(rejections)
+    }
+
+    /// The foreign keys of `table` whose referenced tables are complete: not bulk tables, or
+    /// bulk tables settled (checked and keyed) already.
+    fn ready_foreign_keys(&self, table: &str) -> Vec<ForeignKey> {
+        let pending: Vec<&str> = self.dropped.iter().map(|d| d.table.as_str()).collect();
+        self.foreign_keys
+            .iter()
+            .filter(|k| k.table == table && k.to != table && !pending.contains(&k.to.as_str()))
+            .cloned()
+            .collect()
     }
 
     /// Numbers the rows of `verdicts` (by rank of address: the order they were copied in),

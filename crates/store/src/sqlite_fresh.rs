@@ -318,7 +318,8 @@ impl SqliteFresh {
             {
                 verdicts.duplicate(number(row.first())?, number(row.get(1))?);
             }
-            self.remember(verdicts.rows.keys().copied().collect::<Vec<_>>()).await?;
+            self.remember(verdicts.rows.keys().copied().collect::<Vec<_>>())
+                .await?;
             let conn = &mut self.inner.conn;
             conn.batch(&format!(
                 "DELETE FROM {t}; INSERT OR IGNORE INTO {t} ({columns}) SELECT {columns} \
@@ -347,7 +348,8 @@ impl SqliteFresh {
             }
         } else if !verdicts.rows.is_empty() {
             // Every key is distinct: the rows that broke a rule go by their keys.
-            self.remember(verdicts.rows.keys().copied().collect::<Vec<_>>()).await?;
+            self.remember(verdicts.rows.keys().copied().collect::<Vec<_>>())
+                .await?;
             self.inner
                 .conn
                 .batch(&format!(
