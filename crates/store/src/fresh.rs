@@ -27,7 +27,7 @@ use agreements_domain::clock::Clock;
 
 use crate::db::Pool;
 use crate::error::StoreError;
-use crate::load::{Kind, LoadOptions, Outcome, Record, missing_reference};
+use crate::load::{Kind, LoadOptions, Outcome, Record, assert_of_kind, missing_reference};
 use crate::schema::{Cell, Reference, Table, names};
 use crate::{Store, pg_fresh, sqlite_fresh};
 
@@ -241,10 +241,7 @@ impl FreshLoader {
         kind: Kind,
         records: &[Record],
     ) -> Result<Vec<Outcome>, StoreError> {
-        assert!(
-            records.iter().all(|r| r.kind() == kind),
-            "a batch of {kind} holds records of another kind"
-        );
+        assert_of_kind(kind, records);
         match &mut self.backend {
             FreshBackend::Sqlite(l) => l.load(kind, records).await,
             FreshBackend::Postgres(l) => l.load(kind, records).await,

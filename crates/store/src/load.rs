@@ -352,6 +352,15 @@ pub(crate) fn field<T: Stored>(
         .map_err(|rule| StoreError::Corrupt(rule.of(table.name, column)))
 }
 
+/// Asserts that every record of a batch is of `kind` (a caller's mistake otherwise, not the
+/// data's).
+pub(crate) fn assert_of_kind(kind: Kind, records: &[Record]) {
+    assert!(
+        records.iter().all(|r| r.kind() == kind),
+        "a batch of {kind} holds records of another kind"
+    );
+}
+
 /// A bulk load in progress. Dropping it without [`Loader::finish`] keeps the committed batches
 /// (and, in a dry run, discards everything).
 #[derive(Debug)]
@@ -377,10 +386,7 @@ impl Loader {
         kind: Kind,
         records: &[Record],
     ) -> Result<Vec<Outcome>, StoreError> {
-        assert!(
-            records.iter().all(|r| r.kind() == kind),
-            "a batch of {kind} holds records of another kind"
-        );
+        assert_of_kind(kind, records);
         match &mut self.backend {
             LoaderBackend::Sqlite(l) => l.load(kind, records).await,
             LoaderBackend::Postgres(l) => l.load(kind, records).await,

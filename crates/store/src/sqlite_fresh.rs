@@ -22,7 +22,7 @@ use crate::load::{IMPORT_ACTOR, Kind, LoadOptions, Outcome, Record, person_rule,
 use crate::records::EventKind;
 use crate::schema::{Cell, Table, names};
 use crate::sql::Sql;
-use crate::sqlite_load::SqliteLoader;
+use crate::sqlite_load::{SqliteLoader, taken_unique};
 
 pub(crate) struct SqliteFresh {
     /// Loads the small kinds, and holds the connection and its transaction.
@@ -348,17 +348,7 @@ impl SqliteFresh {
             }
         } else if !verdicts.rows.is_empty() {
             // Every key is distinct: the rows that broke a rule go by their keys.
-            self.remember(verdicts.rows.keys().copied().collect::<Vec<_>>())
-                .await?;
-            self.inner
-                .conn
-                .batch(&format!(
-                    "DELETE FROM {t} WHERE ({keys}) IN (SELECT {keys_s} FROM {stage} s \
-                     JOIN temp.fresh_rejected r ON r.ix = s.ix)",
-                    t = table.name,
-                    keys_s = names(table.key.iter().copied(), Some("s")),
-                ))
-                .await?;
+            self.delete(table, verdicts.rows.keys().copied()).await?;
         }
         Ok(())
     }
@@ -447,14 +437,25 @@ impl SqliteFresh {
             conn.batch(&format!("DROP INDEX {probe}")).await?;
         }
         // Only these rows are written: a repeat's key is its first row's.
-        self.remember(refused).await?;
+        self.delete(table, refused).await
+    }
+
+    /// Deletes the written rows of `table` that the staged rows `rows` (numbers) name by key.
+    async fn delete(
+        &mut self,
+        table: &Table,
+        rows: impl IntoIterator<Item = usize>,
+    ) -> Result<(), StoreError> {
+        self.remember(rows).await?;
         self.inner
             .conn
             .batch(&format!(
                 "DELETE FROM {t} WHERE ({keys}) IN (SELECT {keys_s} FROM {stage} s \
                  JOIN temp.fresh_rejected r ON r.ix = s.ix)",
                 t = table.name,
+                keys = names(table.key.iter().copied(), None),
                 keys_s = names(table.key.iter().copied(), Some("s")),
+                stage = stage(table),
             ))
             .await?;
         Ok(())
@@ -513,25 +514,10 @@ fn passes(kind: Kind) -> String {
 }
 
 /// Why a row (its cells `row`) of `table` was refused though its key is new: the unique value
-/// another row holds, found by the unique's columns.
+/// another row holds.
 async fn holder(conn: &mut Conn<'_>, table: &Table, row: &[Cell]) -> Result<Outcome, StoreError> {
-    for unique in table.uniques {
-        let values: Vec<Param<'_>> = unique
-            .iter()
-            .map(|c| Param::cell(&row[table.index(c)], table.column(c).ty))
-            .collect();
-        if values.iter().any(|v| matches!(v, Param::Null(_))) {
-            continue;
-        }
-        let find = Sql::new(format!(
-            "SELECT {} FROM {} WHERE {}",
-            table.key.join(", "),
-            table.name,
-            crate::sql::matches(unique.iter().copied(), None, 1)
-        ));
-        if let Some(holder) = conn.row(&find, &values).await? {
-            return Ok(taken(unique, &holder));
-        }
+    if let Some(taken) = taken_unique(conn, table, row).await? {
+        return Ok(taken);
     }
     Ok(Outcome::Rejected {
         field: table.columns[0].name,

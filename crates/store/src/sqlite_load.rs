@@ -314,10 +314,26 @@ async fn diagnose(
             return Ok(missing_reference(reference, value));
         }
     }
+    if let Some(taken) = taken_unique(conn, table, &row.cells).await? {
+        return Ok(taken);
+    }
+    Ok(Outcome::Rejected {
+        field: table.columns[0].name,
+        reason: format!("refused by the database: {error}"),
+    })
+}
+
+/// The rejection of `cells` (a row of `table`) for the first of its unique values another row
+/// holds, if any.
+pub(crate) async fn taken_unique(
+    conn: &mut Conn<'_>,
+    table: &Table,
+    cells: &[Cell],
+) -> Result<Option<Outcome>, StoreError> {
     for unique in table.uniques {
         let values: Vec<Param<'_>> = unique
             .iter()
-            .map(|c| Param::cell(row.get(table, c), table.column(c).ty))
+            .map(|c| Param::cell(&cells[table.index(c)], table.column(c).ty))
             .collect();
         if values.iter().any(|v| matches!(v, Param::Null(_))) {
             continue;
@@ -329,13 +345,10 @@ async fn diagnose(
             matches(unique.iter().copied(), None, 1)
         ));
         if let Some(holder) = conn.row(&holder, &values).await?
-            && holder != row.key(table)
+            && holder[..] != cells[..table.key_len()]
         {
-            return Ok(taken(unique, &holder));
+            return Ok(Some(taken(unique, &holder)));
         }
     }
-    Ok(Outcome::Rejected {
-        field: table.columns[0].name,
-        reason: format!("refused by the database: {error}"),
-    })
+    Ok(None)
 }
