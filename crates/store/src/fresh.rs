@@ -215,6 +215,28 @@ pub(crate) fn same_columns(columns: &[&str], a: &str, b: &str) -> String {
         .join(" AND ")
 }
 
+/// Runs `statement` (building a key or an index, adding a foreign key) in a savepoint: `true`
+/// when it ran, `false` when the database refused it for the data (a constraint the rows break),
+/// with nothing of it kept.
+pub(crate) async fn attempt(
+    conn: &mut crate::db::Conn<'_>,
+    statement: &str,
+) -> Result<bool, StoreError> {
+    conn.batch("SAVEPOINT fresh_attempt").await?;
+    match conn.batch(statement).await {
+        Ok(()) => {
+            conn.batch("RELEASE fresh_attempt").await?;
+            Ok(true)
+        }
+        Err(StoreError::Conflict { .. }) => {
+            conn.batch("ROLLBACK TO fresh_attempt; RELEASE fresh_attempt")
+                .await?;
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// A fresh load in progress (see the module's text). Dropping it without
 /// [`FreshLoader::finish`] leaves the database as it was.
 #[derive(Debug)]

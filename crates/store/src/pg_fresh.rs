@@ -17,8 +17,8 @@ use sqlx::pool::PoolConnection;
 use crate::db::{Conn, Param};
 use crate::error::StoreError;
 use crate::fresh::{
-    BULK, BULK_TABLES, Rejection, Verdicts, first_stored_kind, is_bulk, missing_references,
-    not_fresh, number, reject_missing, taken_values, wrong_persons,
+    BULK, BULK_TABLES, Rejection, Verdicts, attempt, first_stored_kind, is_bulk,
+    missing_references, not_fresh, number, reject_missing, taken_values, wrong_persons,
 };
 use crate::load::{IMPORT_ACTOR, Kind, LoadOptions, Outcome, Record, person_rule, taken};
 use crate::pg_load::{PgLoader, copy_row};
@@ -339,20 +339,11 @@ impl PgFresh {
             let mut refused = false;
             let mut added = Vec::new();
             for key in &ready {
-                conn.batch("SAVEPOINT fresh_reference").await?;
-                match conn.batch(&key.create).await {
-                    Ok(()) => {
-                        conn.batch("RELEASE fresh_reference").await?;
-                        added.push(key.create.clone());
-                    }
-                    Err(StoreError::Conflict { .. }) => {
-                        conn.batch("ROLLBACK TO fresh_reference; RELEASE fresh_reference")
-                            .await?;
-                        refused = true;
-                        break;
-                    }
-                    Err(e) => return Err(e),
+                if !attempt(conn, &key.create).await? {
+                    refused = true;
+                    break;
                 }
+                added.push(key.create.clone());
             }
             self.foreign_keys.retain(|k| !added.contains(&k.create));
             if refused {
@@ -379,20 +370,11 @@ impl PgFresh {
             .collect();
         let mut built = 0;
         for create in &unique {
-            conn.batch("SAVEPOINT fresh_key").await?;
-            match conn.batch(create).await {
-                Ok(()) => {
-                    conn.batch("RELEASE fresh_key").await?;
-                    built += 1;
-                }
-                Err(StoreError::Conflict { .. }) => {
-                    conn.batch("ROLLBACK TO fresh_key; RELEASE fresh_key")
-                        .await?;
-                    repeated(conn, table, &mut verdicts).await?;
-                    break;
-                }
-                Err(e) => return Err(e),
+            if !attempt(conn, create).await? {
+                repeated(conn, table, &mut verdicts).await?;
+                break;
             }
+            built += 1;
         }
         let rejections = if verdicts.rows.is_empty() {
             Vec::new()

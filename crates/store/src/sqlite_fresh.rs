@@ -15,8 +15,9 @@ use rusqlite::Connection;
 use crate::db::{Conn, Param};
 use crate::error::StoreError;
 use crate::fresh::{
-    BULK, BULK_TABLES, Rejection, Verdicts, first_stored_kind, is_bulk, missing_references,
-    not_fresh, number, reject_missing, same_columns, taken_values, wrong_persons,
+    BULK, BULK_TABLES, Rejection, Verdicts, attempt, first_stored_kind, is_bulk,
+    missing_references, not_fresh, number, reject_missing, same_columns, taken_values,
+    wrong_persons,
 };
 use crate::load::{IMPORT_ACTOR, Kind, LoadOptions, Outcome, Record, person_rule, taken};
 use crate::records::EventKind;
@@ -370,19 +371,9 @@ impl SqliteFresh {
             .map(|(_, name, sql)| (name.clone(), sql.clone()))
             .collect();
         for (name, sql) in unique {
-            let conn = &mut self.inner.conn;
-            conn.batch("SAVEPOINT unique_index").await?;
-            match conn.batch(&sql).await {
-                Ok(()) => {
-                    conn.batch("RELEASE unique_index").await?;
-                }
-                Err(StoreError::Conflict { .. }) => {
-                    conn.batch("ROLLBACK TO unique_index; RELEASE unique_index")
-                        .await?;
-                    self.reject_taken(kind, verdicts, keyed).await?;
-                    self.inner.conn.batch(&sql).await?;
-                }
-                Err(e) => return Err(e),
+            if !attempt(&mut self.inner.conn, &sql).await? {
+                self.reject_taken(kind, verdicts, keyed).await?;
+                self.inner.conn.batch(&sql).await?;
             }
             self.indexes.retain(|(_, n, _)| *n != name);
         }
