@@ -10,6 +10,9 @@ use std::process::ExitCode;
 use agreements_domain::clock::{Clock as _, SystemClock};
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A withholding-agreement service behind an Alipay-OpenAPI-compatible gateway.
 #[derive(Debug, Parser)]
 #[command(name = "agreements", version, about, long_about = None, propagate_version = true)]
