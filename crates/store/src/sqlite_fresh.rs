@@ -23,7 +23,7 @@ use crate::load::{IMPORT_ACTOR, Kind, LoadOptions, Outcome, Record, person_rule,
 use crate::records::EventKind;
 use crate::schema::{Cell, Table, names};
 use crate::sql::Sql;
-use crate::sqlite_load::{SqliteLoader, taken_unique};
+use crate::sqlite_load::{LOAD_CACHE_KIB, SqliteLoader, taken_unique};
 
 pub(crate) struct SqliteFresh {
     /// Loads the small kinds, and holds the connection and its transaction.
@@ -44,6 +44,12 @@ impl std::fmt::Debug for SqliteFresh {
             .finish_non_exhaustive()
     }
 }
+
+/// Page cache (KiB) while a kind's staged rows are sorted into its table: the size of the sorted
+/// runs SQLite's sorter hands to its helper thread. A 10⁶-agreement load, one session: the
+/// agreements' sorted insert took 2.55 s with the loading cache (256 MiB: one run, sorted on the
+/// calling thread), 1.80 s with 16 MiB.
+const SORT_CACHE_KIB: i64 = 16 * 1024;
 
 /// The stage of a bulk kind's table.
 fn stage(table: &Table) -> String {
@@ -116,31 +122,42 @@ impl SqliteFresh {
             return self.inner.load(kind, records).await;
         }
         let table = kind.table();
-        let insert = Sql::new(format!(
+        let insert = format!(
             "INSERT INTO {} (ix, {}) VALUES ({})",
             stage(table),
             table.column_list(None),
             (1..=table.columns.len() + 1)
-                .map(|i| format!("${i}"))
+                .map(|i| format!("?{i}"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        );
         let next = self.staged.entry(kind).or_default();
         let conn = &mut self.inner.conn;
         conn.batch("SAVEPOINT stage").await?;
-        let written = async {
+        // One prepared statement for the batch, each row's cells bound as they are: staging runs
+        // while the next batch is parsed, and is the loading thread's whole work then.
+        let written = (|| {
+            let Conn::Sqlite(lease) = &*conn else {
+                return Err(StoreError::unavailable(
+                    "staging a fresh load",
+                    std::io::Error::other("the SQLite loader holds another connection"),
+                ));
+            };
+            let mut statement = lease.connection().prepare_cached(&insert)?;
             for record in records {
-                let cells = record.to_cells();
-                let ix = *next as i64;
-                let mut params = Vec::with_capacity(table.columns.len() + 1);
-                params.push(Param::Int(ix));
-                params.extend(Param::row(table, 0, &cells.cells));
-                conn.execute(&insert, &params).await?;
+                statement.raw_bind_parameter(1, *next as i64)?;
+                for (i, cell) in record.to_cells().cells.iter().enumerate() {
+                    match cell {
+                        Cell::Null => statement.raw_bind_parameter(i + 2, rusqlite::types::Null)?,
+                        Cell::Int(v) => statement.raw_bind_parameter(i + 2, v)?,
+                        Cell::Text(t) => statement.raw_bind_parameter(i + 2, t)?,
+                    }
+                }
+                statement.raw_execute()?;
                 *next += 1;
             }
             Ok::<_, StoreError>(())
-        }
-        .await;
+        })();
         match written {
             Ok(()) => conn.batch("RELEASE stage").await?,
             Err(e) => {
@@ -205,7 +222,12 @@ impl SqliteFresh {
         let columns = table.column_list(None);
         let conn = &mut self.inner.conn;
         // Optimistic: one statement writes, in key order, every row that keeps every rule it can
-        // be checked against row by row. When that is every row, the kind is done.
+        // be checked against row by row. When that is every row, the kind is done. SQLite's
+        // sorter keeps rows in memory up to the page cache's size and sorts them on the calling
+        // thread; with a smaller cache for this statement it sorts runs of that size on its
+        // helper thread (`PRAGMA threads`) while the caller reads on, and merges them.
+        conn.batch(&format!("PRAGMA cache_size = -{SORT_CACHE_KIB}"))
+            .await?;
         let written = conn
             .execute(
                 &Sql::only(format!(
@@ -216,7 +238,10 @@ impl SqliteFresh {
                 )),
                 &[],
             )
-            .await? as usize;
+            .await;
+        conn.batch(&format!("PRAGMA cache_size = -{LOAD_CACHE_KIB}"))
+            .await?;
+        let written = written? as usize;
         let mut keyed = false;
         if written != staged {
             self.find_refused(kind, staged, &mut verdicts, &mut keyed)

@@ -24,7 +24,7 @@ use crate::sqlite::Lease;
 use crate::tables::{AGREEMENTS, CUSTOMERS};
 
 /// Page cache of the loading connection (KiB): index pages of a large table stay in memory.
-const LOAD_CACHE_KIB: i64 = 256 * 1024;
+pub(crate) const LOAD_CACHE_KIB: i64 = 256 * 1024;
 /// WAL pages between checkpoints of the loading connection (the default is 1,000): 1 GiB. A load
 /// dirties pages all over the agreements' B-trees, and every batch writes its dirty pages to the
 /// WAL again; a checkpoint copies only the newest copy of each page, so checkpointing rarely turns
