@@ -3,7 +3,9 @@
 //! catalog, so they come back exactly as they were) and are truncated, which gives each a new,
 //! empty file; a bulk kind's rows are copied (`COPY … FROM STDIN`) straight into its table;
 //! then each table is checked in set operations, its keys and indexes built, and at the end the
-//! foreign keys added. A freshly truncated table written by one `COPY` after another keeps its
+//! foreign keys added. While rows are copied, a task owns the load's connection and keeps one
+//! `COPY` open per kind: the server writes a batch while the next is parsed and encoded, instead
+//! of each batch waiting for the last to be written. A freshly truncated table written by one `COPY` after another keeps its
 //! rows in the order given, so a row's number is its rank by physical address (`ctid`), asked
 //! only for the rows a check refuses.
 
@@ -11,8 +13,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use agreements_domain::clock::Clock;
-use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, Postgres};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::db::{Conn, Param};
 use crate::error::StoreError;
@@ -75,9 +79,15 @@ struct ForeignKey {
     create: String,
 }
 
+/// Batches of encoded rows the copier may hold beyond the one it sends.
+const COPY_AHEAD: usize = 4;
+
 pub(crate) struct PgFresh {
-    /// Loads the small kinds, and holds the connection and its transaction.
-    inner: PgLoader,
+    /// Loads the small kinds, and holds the connection and its transaction; `None` while the
+    /// copier holds them.
+    inner: Option<PgLoader>,
+    /// Copies the bulk kinds' rows, until the next small kind or the checks.
+    copier: Option<Copier>,
     options: LoadOptions,
     clock: Arc<dyn Clock>,
     /// Keys, unique constraints and indexes to build, per table, keys first.
@@ -86,6 +96,71 @@ pub(crate) struct PgFresh {
     foreign_keys: Vec<ForeignKey>,
     /// Rows copied per bulk kind.
     copied: HashMap<Kind, usize>,
+}
+
+/// A task that owns the load's connection and copies the batches it is sent, one `COPY` per run
+/// of batches of a kind; it hands the loader back when the batches end.
+struct Copier {
+    batches: mpsc::Sender<(Kind, Vec<u8>)>,
+    task: JoinHandle<(PgLoader, Result<(), StoreError>)>,
+}
+
+impl Copier {
+    fn start(loader: PgLoader) -> Self {
+        let (batches, received) = mpsc::channel(COPY_AHEAD);
+        let task = tokio::spawn(async move {
+            let mut loader = loader;
+            let result = copy_batches(&mut loader.conn, received).await;
+            (loader, result)
+        });
+        Self { batches, task }
+    }
+}
+
+/// Copies every batch received, each run of batches of one kind in one `COPY`.
+async fn copy_batches(
+    conn: &mut Conn<'static>,
+    mut batches: mpsc::Receiver<(Kind, Vec<u8>)>,
+) -> Result<(), StoreError> {
+    let Conn::Postgres(conn) = conn else {
+        return Err(lost());
+    };
+    let conn: &mut PgConnection = conn.raw();
+    let mut next = batches.recv().await;
+    while let Some((kind, data)) = next {
+        let table = kind.table();
+        let mut copy = conn
+            .copy_in_raw(&format!(
+                "COPY {} ({}) FROM STDIN",
+                table.name,
+                table.column_list(None)
+            ))
+            .await?;
+        copy.send(data).await?;
+        next = loop {
+            match batches.recv().await {
+                Some((k, data)) if k == kind => {
+                    copy.send(data).await?;
+                }
+                other => break other,
+            }
+        };
+        copy.finish().await?;
+    }
+    Ok(())
+}
+
+/// The error of a load whose connection is gone (a copier that panicked).
+fn lost() -> StoreError {
+    StoreError::unavailable(
+        "copying a fresh load's rows",
+        std::io::Error::other("the load's connection was lost"),
+    )
+}
+
+/// The load's connection, when no copier holds it.
+fn connection(inner: &mut Option<PgLoader>) -> Result<&mut Conn<'static>, StoreError> {
+    Ok(&mut inner.as_mut().ok_or_else(lost)?.conn)
 }
 
 impl std::fmt::Debug for PgFresh {
@@ -214,7 +289,8 @@ impl PgFresh {
         drop.push(format!("TRUNCATE {}", BULK_TABLES.join(", ")));
         conn.batch(&drop.join(";\n")).await?;
         Ok(Self {
-            inner,
+            inner: Some(inner),
+            copier: None,
             options,
             clock,
             dropped,
@@ -229,33 +305,47 @@ impl PgFresh {
         records: &[Record],
     ) -> Result<Vec<Outcome>, StoreError> {
         if !is_bulk(kind) {
-            return self.inner.load(kind, records).await;
+            return self.loader().await?.load(kind, records).await;
         }
-        let table = kind.table();
         let mut data = String::with_capacity(records.len() * 256);
         for record in records {
             copy_row(&mut data, &record.to_cells().cells);
         }
-        let Conn::Postgres(conn) = &mut self.inner.conn else {
-            unreachable!("a PostgreSQL load holds a PostgreSQL connection")
+        if self.copier.is_none() {
+            let loader = self.inner.take().ok_or_else(lost)?;
+            self.copier = Some(Copier::start(loader));
+        }
+        let sent = match &self.copier {
+            Some(copier) => copier.batches.send((kind, data.into_bytes())).await.is_ok(),
+            None => false,
         };
-        let mut copy = conn
-            .raw()
-            .copy_in_raw(&format!(
-                "COPY {} ({}) FROM STDIN",
-                table.name,
-                table.column_list(None)
-            ))
-            .await?;
-        copy.send(data.into_bytes()).await?;
-        copy.finish().await?;
+        if !sent {
+            // The copier stopped: its result says why.
+            self.loader().await?;
+            return Err(lost());
+        }
         *self.copied.entry(kind).or_default() += records.len();
         Ok(vec![Outcome::Pending; records.len()])
     }
 
+    /// The loader, once the copier (if one runs) has copied every batch sent and handed it back.
+    async fn loader(&mut self) -> Result<&mut PgLoader, StoreError> {
+        if let Some(copier) = self.copier.take() {
+            drop(copier.batches);
+            let (loader, result) = copier
+                .task
+                .await
+                .map_err(|e| StoreError::unavailable("copying a fresh load's rows", e))?;
+            self.inner = Some(loader);
+            result?;
+        }
+        self.inner.as_mut().ok_or_else(lost)
+    }
+
     pub(crate) async fn finish(mut self) -> Result<Vec<Rejection>, StoreError> {
         // The checks join whole tables: hash joins (the per-batch loader turns them off).
-        self.inner
+        self.loader()
+            .await?
             .conn
             .batch("SET enable_hashjoin = on; SET enable_mergejoin = on")
             .await?;
@@ -264,8 +354,7 @@ impl PgFresh {
             rejections.extend(self.settle(kind).await?);
             let filled = match kind {
                 Kind::Account => {
-                    self.inner
-                        .conn
+                    connection(&mut self.inner)?
                         .batch(
                             "INSERT INTO customers (customer_id) \
                              SELECT DISTINCT customer_id FROM accounts",
@@ -274,8 +363,7 @@ impl PgFresh {
                     "customers"
                 }
                 Kind::Agreement => {
-                    self.inner
-                        .conn
+                    connection(&mut self.inner)?
                         .execute(
                             &Sql::new(
                                 "INSERT INTO agreement_events \
@@ -296,7 +384,7 @@ impl PgFresh {
             };
             self.build(filled).await?;
         }
-        let conn = &mut self.inner.conn;
+        let conn = connection(&mut self.inner)?;
         let rest: Vec<&str> = self
             .foreign_keys
             .iter()
@@ -311,9 +399,11 @@ impl PgFresh {
             conn.batch("COMMIT").await?;
             conn.batch(&format!("ANALYZE {}", BULK_TABLES.join(", ")))
                 .await?;
-            self.inner.analyze().await?;
+            self.loader().await?.analyze().await?;
         }
-        self.inner.close().await?;
+        if let Some(loader) = self.inner.take() {
+            loader.close().await?;
+        }
         Ok(rejections)
     }
 
@@ -325,7 +415,7 @@ impl PgFresh {
         let id = "s.ctid::text";
         let mut verdicts: Verdicts<Tid> = Verdicts::default();
         let ready = self.ready_foreign_keys(table.name);
-        let conn = &mut self.inner.conn;
+        let conn = connection(&mut self.inner)?;
         if self.copied.get(&kind).copied().unwrap_or(0) > 0 {
             if kind == Kind::Agreement {
                 for row in conn.rows(&Sql::only(wrong_persons(rows, id)), &[]).await? {
@@ -381,7 +471,7 @@ impl PgFresh {
         } else {
             self.reject(kind, &verdicts).await?
         };
-        let conn = &mut self.inner.conn;
+        let conn = connection(&mut self.inner)?;
         for create in &unique[built..] {
             conn.batch(create).await?;
         }
@@ -412,7 +502,7 @@ impl PgFresh {
         let table = kind.table();
         let ids: Vec<String> = verdicts.ids().iter().map(tid_text).collect();
         let ids: Vec<Option<&str>> = ids.iter().map(|t| Some(t.as_str())).collect();
-        let conn = &mut self.inner.conn;
+        let conn = connection(&mut self.inner)?;
         let numbered = conn
             .rows(
                 &Sql::new(format!(
@@ -456,7 +546,7 @@ impl PgFresh {
 
     /// Builds the dropped indexes and keys of `table` not built yet.
     async fn build(&mut self, table: &str) -> Result<(), StoreError> {
-        let conn = &mut self.inner.conn;
+        let conn = connection(&mut self.inner)?;
         for dropped in self.dropped.iter().filter(|d| d.table == table) {
             conn.batch(&dropped.create).await?;
         }
