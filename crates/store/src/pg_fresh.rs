@@ -5,9 +5,9 @@
 //! then each table is checked in set operations, its keys and indexes built, and at the end the
 //! foreign keys added. While rows are copied, a task owns the load's connection and keeps one
 //! `COPY` open per kind: the server writes a batch while the next is parsed and encoded, instead
-//! of each batch waiting for the last to be written. A freshly truncated table written by one `COPY` after another keeps its
-//! rows in the order given, so a row's number is its rank by physical address (`ctid`), asked
-//! only for the rows a check refuses.
+//! of each batch waiting for the last to be written. A freshly truncated table written by one
+//! `COPY` after another keeps its rows in the order given, so a row's number is its rank by
+//! physical address (`ctid`), asked only for the rows a check refuses.
 
 use std::collections::HashMap;
 use std::sync::Arc;

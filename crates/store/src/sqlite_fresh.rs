@@ -146,12 +146,9 @@ impl SqliteFresh {
             let mut statement = lease.connection().prepare_cached(&insert)?;
             for record in records {
                 statement.raw_bind_parameter(1, *next as i64)?;
-                for (i, cell) in record.to_cells().cells.iter().enumerate() {
-                    match cell {
-                        Cell::Null => statement.raw_bind_parameter(i + 2, rusqlite::types::Null)?,
-                        Cell::Int(v) => statement.raw_bind_parameter(i + 2, v)?,
-                        Cell::Text(t) => statement.raw_bind_parameter(i + 2, t)?,
-                    }
+                let cells = record.to_cells();
+                for (i, (cell, column)) in cells.cells.iter().zip(table.columns).enumerate() {
+                    statement.raw_bind_parameter(i + 2, Param::cell(cell, column.ty))?;
                 }
                 statement.raw_execute()?;
                 *next += 1;
