@@ -25,7 +25,7 @@ use agreements_store::{Store, StoreError};
 pub const TTL: Duration = Duration::from_secs(5);
 /// Entries kept at most per cache; past it the cache starts over (cheap, and bounded whatever
 /// keys arrive).
-const MAX_ENTRIES: usize = 10_000;
+pub(crate) const MAX_ENTRIES: usize = 10_000;
 
 /// A map whose entries expire [`TTL`] after they were loaded.
 #[derive(Debug)]
