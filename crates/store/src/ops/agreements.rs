@@ -91,7 +91,11 @@ fn by_person_sql(group: bool, include_cancelled: bool, scene: bool, sales: bool)
         "AND a.partner_id = $7"
     });
     if !include_cancelled {
-        conditions.push_str(" AND a.status IN ('TEMP', 'NORMAL', 'STOP')");
+        // The queryable statuses (`AgreementStatus::is_queryable`), written as the one the
+        // table's CHECK leaves out: SQLite evaluates `status IN ('TEMP', 'NORMAL', 'STOP')` by
+        // building an ephemeral index of the list in each execution of each branch (a B-tree
+        // created, filled and freed per answer), where `<>` is one comparison.
+        conditions.push_str(" AND a.status <> 'UNSIGN'");
     }
     let mut n = 7;
     for (set, column) in [(scene, "sign_scene"), (sales, "product_code")] {
