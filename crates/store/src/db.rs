@@ -117,6 +117,17 @@ impl Pool {
         })
     }
 
+    /// A connection for several reads in a row, ended with [`Conn::commit`]: on SQLite in one
+    /// read transaction (one snapshot, and the WAL index locked once instead of once per
+    /// statement); on PostgreSQL a plain pooled connection (a transaction would cost two more
+    /// round trips, and each statement sees a consistent state by itself).
+    pub(crate) async fn reads(&self) -> Result<Conn<'_>, StoreError> {
+        match self {
+            Pool::Sqlite(_) => self.snapshot().await,
+            Pool::Postgres(_) => self.conn().await,
+        }
+    }
+
     /// A read transaction that sees one snapshot of the database throughout (on PostgreSQL a
     /// repeatable-read one).
     pub(crate) async fn snapshot(&self) -> Result<Conn<'_>, StoreError> {

@@ -152,7 +152,7 @@ pub struct NewAccount {
 #[derive(Debug, Clone)]
 pub struct AgreementFilter<'a> {
     /// Whose agreements (CARD of the account, CUSTOMER of the person).
-    pub person: &'a ResolvedUser,
+    pub person: ResolvedUser,
     /// Which product.
     pub personal_product_code: &'a PersonalProductCode,
     /// Whose merchants' agreements.

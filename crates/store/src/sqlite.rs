@@ -217,20 +217,22 @@ impl Lease<'_> {
 
     /// Begins a transaction: `BEGIN IMMEDIATE` takes the write lock at once (a transaction that
     /// reads then writes would otherwise fail to upgrade when another writer came first), waiting
-    /// for it off the async workers.
+    /// for it off the async workers. `BEGIN` and `COMMIT` are the connection's cached
+    /// statements: a read transaction is begun and committed per query request, and
+    /// `execute_batch` would parse each anew.
     pub(crate) fn begin(&mut self, write: bool) -> Result<(), StoreError> {
         if write {
             let result = off_the_workers(|| self.connection().execute_batch("BEGIN IMMEDIATE"));
             self.checked(result)?;
         } else {
-            self.batch("BEGIN")?;
+            self.execute("BEGIN", &[])?;
         }
         self.in_transaction = true;
         Ok(())
     }
 
     pub(crate) fn commit(&mut self) -> Result<(), StoreError> {
-        self.batch("COMMIT")?;
+        self.execute("COMMIT", &[])?;
         self.in_transaction = false;
         Ok(())
     }

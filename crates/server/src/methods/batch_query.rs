@@ -18,23 +18,23 @@ pub(super) async fn handle(call: &Call<'_>, biz: &Map<String, Value>) -> Result<
         .await?;
     let products = query.contract_products(product.as_deref())?;
     require_contract(call, &products).await?;
-    let person = call
+    let (person, found) = call
         .store
-        .resolve_user(&query.user, &call.app.record.app_id)
+        .person_agreements(&query.user, &call.app.record.app_id, |person| {
+            AgreementFilter {
+                person,
+                personal_product_code: &query.personal_product_code,
+                scope: &scope,
+                sign_scene: query.sign_scene.as_ref(),
+                product_code: query.product_code.as_ref(),
+                now: call.now,
+                open_id_app: &call.app.record.app_id,
+                include_cancelled: false,
+            }
+        })
         .await?
         .ok_or(BizError::UserNotExist)?;
     call.note.person(&person.user_id);
-    let filter = AgreementFilter {
-        person: &person,
-        personal_product_code: &query.personal_product_code,
-        scope: &scope,
-        sign_scene: query.sign_scene.as_ref(),
-        product_code: query.product_code.as_ref(),
-        now: call.now,
-        open_id_app: &call.app.record.app_id,
-        include_cancelled: false,
-    };
-    let found = call.store.agreements(&filter).await?;
     // The store's SQL and the domain's predicate must agree; a row outside the predicate is
     // never sent (it would be a leak), it is an inconsistency.
     if let Some(stray) = found.iter().find(|f| {

@@ -96,23 +96,22 @@ pub(super) async fn candidates(
             user,
             sign_scene,
         } => {
-            let resolved = call
+            let (resolved, found) = call
                 .store
-                .resolve_user(user, app)
+                .person_agreements(user, app, |person| AgreementFilter {
+                    person,
+                    personal_product_code,
+                    scope,
+                    sign_scene: Some(sign_scene),
+                    product_code: None,
+                    now: call.now,
+                    open_id_app: app,
+                    include_cancelled,
+                })
                 .await?
                 .ok_or(BizError::UserNotExist)?;
             call.note.person(&resolved.user_id);
-            let filter = AgreementFilter {
-                person: &resolved,
-                personal_product_code,
-                scope,
-                sign_scene: Some(sign_scene),
-                product_code: None,
-                now: call.now,
-                open_id_app: app,
-                include_cancelled,
-            };
-            (call.store.agreements(&filter).await?, Some(resolved))
+            (found, Some(resolved))
         }
     })
 }

@@ -37,11 +37,7 @@ async fn numbers(
     scene: Option<&str>,
 ) -> Vec<String> {
     let app = AppId::parse(demo::APP_ID).unwrap();
-    let person = store
-        .resolve_user(&UserLocator::UserId(UserId::parse(user).unwrap()), &app)
-        .await
-        .unwrap()
-        .unwrap();
+    let user = UserLocator::UserId(UserId::parse(user).unwrap());
     let caller = Caller {
         merchant: PartnerId::parse(demo::MERCHANT_VIDEO).unwrap(),
         group: Some(GroupId::parse(demo::GROUP_ID).unwrap()),
@@ -49,8 +45,8 @@ async fn numbers(
     let scope = caller.scope(third_party_type).unwrap();
     let ppc = PersonalProductCode::parse("GENERAL_WITHHOLDING_P").unwrap();
     let scene = scene.map(|s| SignScene::parse(s).unwrap());
-    let filter = AgreementFilter {
-        person: &person,
+    let filter = |person| AgreementFilter {
+        person,
         personal_product_code: &ppc,
         scope: &scope,
         sign_scene: scene.as_ref(),
@@ -59,10 +55,17 @@ async fn numbers(
         open_id_app: &app,
         include_cancelled: false,
     };
-    store
-        .agreements(&filter)
+    // The two reads apart, and on one connection (one read transaction on SQLite), agree.
+    let person = store.resolve_user(&user, &app).await.unwrap().unwrap();
+    let apart = store.agreements(&filter(person.clone())).await.unwrap();
+    let (resolved, together) = store
+        .person_agreements(&user, &app, filter)
         .await
         .unwrap()
+        .unwrap();
+    assert_eq!(resolved, person);
+    assert_eq!(together, apart);
+    together
         .into_iter()
         .map(|f| f.agreement.agreement_no.to_string())
         .collect()
