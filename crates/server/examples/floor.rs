@@ -7,7 +7,10 @@
 //! RSA2 signature verified with the app's key, and one answer node signed with the platform's key
 //! and sent. It has no store, no checks beyond the signature, no rendering (the node is the same
 //! bytes for every request: a PKCS #1 v1.5 signature costs the same whatever it covers) and no
-//! logs. The keys are the protocol crate's, so the RSA operations are those the server makes.
+//! logs. The keys are the protocol crate's, so the RSA operations are those the server makes;
+//! the form, the string-to-sign and the body are written here with `form_urlencoded` rather than
+//! through the protocol crate's `Params`, `sign_content` and `envelope`, so that the floor is the
+//! least that work can cost, not our implementation of it.
 //!
 //! ```sh
 //! cargo run --release -p agreements-server --example floor -- \

@@ -217,12 +217,16 @@ impl Lease<'_> {
 
     /// Begins a transaction: `BEGIN IMMEDIATE` takes the write lock at once (a transaction that
     /// reads then writes would otherwise fail to upgrade when another writer came first), waiting
-    /// for it off the async workers. `BEGIN` and `COMMIT` are the connection's cached
-    /// statements: a read transaction is begun and committed per query request, and
-    /// `execute_batch` would parse each anew.
+    /// for it off the async workers. `BEGIN`, `BEGIN IMMEDIATE` and `COMMIT` are the
+    /// connection's cached statements: a read transaction is begun and committed per query
+    /// request, and `execute_batch` would parse each anew.
     pub(crate) fn begin(&mut self, write: bool) -> Result<(), StoreError> {
         if write {
-            let result = off_the_workers(|| self.connection().execute_batch("BEGIN IMMEDIATE"));
+            let result = off_the_workers(|| {
+                self.connection()
+                    .prepare_cached("BEGIN IMMEDIATE")
+                    .and_then(|mut stmt| stmt.execute([]))
+            });
             self.checked(result)?;
         } else {
             self.execute("BEGIN", &[])?;

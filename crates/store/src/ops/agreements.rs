@@ -148,25 +148,17 @@ fn scope_owner(scope: &Scope) -> &str {
     }
 }
 
-/// The account a logon id (`$1`) names.
-fn by_logon_id() -> &'static Sql {
-    sql!(
-        "SELECT a.user_id, a.customer_id FROM logon_ids l \
-         JOIN accounts a ON a.user_id = l.user_id WHERE l.logon_id = $1"
-    )
-}
-
 /// [`Store::resolve_user`] on `conn`.
 async fn resolve_on(
     conn: &mut Conn<'_>,
     locator: &UserLocator,
     app_id: &AppId,
 ) -> Result<Option<ResolvedUser>, StoreError> {
-    let row = match locator {
-        UserLocator::UserId(id) => return account_of_on(conn, id).await,
-        UserLocator::LogonId(id) => conn.row(by_logon_id(), &params![id.as_str()]).await?,
-        UserLocator::OpenId(id) => {
-            conn.row(
+    match locator {
+        UserLocator::UserId(id) => account_of_on(conn, id).await,
+        UserLocator::LogonId(id) => account_by_logon_id_on(conn, id).await,
+        UserLocator::OpenId(id) => conn
+            .row(
                 sql!(
                     "SELECT a.user_id, a.customer_id FROM open_ids o \
                      JOIN accounts a ON a.user_id = o.user_id \
@@ -175,9 +167,9 @@ async fn resolve_on(
                 &params![app_id, id],
             )
             .await?
-        }
-    };
-    row.map(resolved).transpose()
+            .map(resolved)
+            .transpose(),
+    }
 }
 
 /// [`Store::account_of`] on `conn`.
@@ -194,7 +186,24 @@ async fn account_of_on(
     .transpose()
 }
 
-/// [`Store::agreements`] on `conn`.
+/// [`Store::account_by_logon_id`] on `conn`.
+async fn account_by_logon_id_on(
+    conn: &mut Conn<'_>,
+    logon_id: &LogonId,
+) -> Result<Option<ResolvedUser>, StoreError> {
+    conn.row(
+        sql!(
+            "SELECT a.user_id, a.customer_id FROM logon_ids l \
+             JOIN accounts a ON a.user_id = l.user_id WHERE l.logon_id = $1"
+        ),
+        &params![logon_id.as_str()],
+    )
+    .await?
+    .map(resolved)
+    .transpose()
+}
+
+/// The agreements of one person for one product in one scope, in answer order.
 async fn agreements_on(
     conn: &mut Conn<'_>,
     f: &AgreementFilter<'_>,
@@ -238,30 +247,17 @@ impl Store {
         &self,
         logon_id: &LogonId,
     ) -> Result<Option<ResolvedUser>, StoreError> {
-        let row = self
-            .pool
-            .conn()
-            .await?
-            .row(by_logon_id(), &params![logon_id.as_str()])
-            .await?;
-        row.map(resolved).transpose()
+        account_by_logon_id_on(&mut self.pool.conn().await?, logon_id).await
     }
 
-    /// The agreements of one person for one product in one scope, in answer order.
-    pub async fn agreements(
-        &self,
-        f: &AgreementFilter<'_>,
-    ) -> Result<Vec<FoundAgreement>, StoreError> {
-        agreements_on(&mut self.pool.conn().await?, f).await
-    }
-
-    /// [`Store::resolve_user`], then, when the user exists, [`Store::agreements`] with the
-    /// filter `filter` makes for the person (given back beside them): the query methods' two
-    /// reads, on one connection. On SQLite they share one read transaction (one snapshot): a
-    /// statement outside a transaction begins and ends its own, and each begin and end locks the
-    /// WAL index in shared memory under a mutex that every connection of the process takes —
-    /// under load, two transactions per answer made 0.45 futex calls per answer there, one makes
-    /// 0.09 (strace, the `distinct` mix).
+    /// [`Store::resolve_user`], then, when the user exists, the person's agreements for one
+    /// product in one scope (the filter `filter` makes for the person), in answer order, with the
+    /// person given back beside them: the query methods' two reads, on one connection. On
+    /// SQLite they share one read transaction (one snapshot): a statement outside a transaction
+    /// begins and ends its own, and each begin and end locks the WAL index in shared memory
+    /// under a mutex that every connection of the process takes — under load, two transactions
+    /// per answer made 0.45 futex calls per answer there, one makes 0.09 (strace, the
+    /// `distinct` mix).
     pub async fn person_agreements<'f>(
         &self,
         locator: &UserLocator,
