@@ -135,12 +135,17 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
 /// Decodes base64 leniently (§2.5 step 4): ASCII whitespace is ignored and a literal space is
 /// read as the `+` an intermediary failed to percent-encode.
 pub fn decode_base64_lenient(text: &str) -> Option<Vec<u8>> {
-    let cleaned: String = text
-        .chars()
-        .filter_map(|c| match c {
-            ' ' => Some('+'),
-            '\r' | '\n' | '\t' => None,
-            c => Some(c),
+    let stray = |b: &u8| matches!(b, b' ' | b'\r' | b'\n' | b'\t');
+    if !text.as_bytes().iter().any(stray) {
+        // Every well-behaved client: decoded as it is, without a cleaned copy.
+        return LENIENT.decode(text).ok();
+    }
+    let cleaned: Vec<u8> = text
+        .bytes()
+        .filter_map(|b| match b {
+            b' ' => Some(b'+'),
+            b'\r' | b'\n' | b'\t' => None,
+            b => Some(b),
         })
         .collect();
     LENIENT.decode(cleaned).ok()
