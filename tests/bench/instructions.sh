@@ -51,7 +51,7 @@ wait $server 2> /dev/null || true
 
 answered=$(grep -o '[0-9]* answered' "$out.run" | grep -o '[0-9]*')
 dump=$(ls -t "$out".out.* | head -1)
-callgrind_annotate --inclusive=yes "$dump" > "$out.txt" 2> /dev/null
+callgrind_annotate --inclusive=yes --threshold=100 "$dump" > "$out.txt" 2> /dev/null
 count() { grep -m1 -E "$1" "$out.txt" | awk '{gsub(",", "", $1); print $1}'; }
 total=$(count 'PROGRAM TOTALS')
 sign=$(count 'PrivateKey::sign_digest \[')
