@@ -8,6 +8,12 @@
 //! committed — at most those 100 ms and one write, well inside the one-second bound
 //! (`agreements_audit_write_lag_seconds` shows it). The queue is bounded: when the store falls
 //! behind, requests wait for room rather than go unrecorded.
+//!
+//! The server runs the writer on a thread of its own ([`AuditWriter::spawn`]): a batch is
+//! hundreds of inserts and a commit that may checkpoint SQLite's WAL (writing pages back and
+//! syncing the file), milliseconds of work that would otherwise hold up whichever async worker
+//! polled it, and every request queued behind it. While a batch gathers, entries are queued
+//! without waking the writer; it takes them all when the 100 ms are up.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,7 +23,7 @@ use agreements_domain::Agreement;
 use agreements_domain::ids::UserId;
 use agreements_domain::token::AppAuthToken;
 use agreements_store::{AuditEntry, Store};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::metrics::Metrics;
 
@@ -129,6 +135,8 @@ struct Queue {
     tag: String,
     seq: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Told when a flush is queued: it ends the writer's wait for the batch to fill.
+    flushing: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Message {
@@ -145,16 +153,19 @@ impl AuditTrail {
     pub fn start(store: Arc<Store>, metrics: Arc<Metrics>) -> (Self, AuditWriter) {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let tag = agreements_protocol::crypto::random_alphanumeric(8).unwrap_or_default();
+        let flushing = Arc::new(Notify::new());
         let queue = Queue {
             sender,
             tag,
             seq: AtomicU64::new(0),
             metrics: metrics.clone(),
+            flushing: flushing.clone(),
         };
         let writer = AuditWriter {
             store,
             receiver,
             metrics,
+            flushing,
         };
         (Self(Some(Arc::new(queue))), writer)
     }
@@ -198,6 +209,7 @@ impl AuditTrail {
         let Some(queue) = &self.0 else { return };
         let (done, written) = oneshot::channel();
         if queue.sender.send(Message::Flush(done)).await.is_ok() {
+            queue.flushing.notify_one();
             let _ = written.await;
         }
     }
@@ -215,15 +227,37 @@ pub struct AuditWriter {
     store: Arc<Store>,
     receiver: mpsc::Receiver<Message>,
     metrics: Arc<Metrics>,
+    flushing: Arc<Notify>,
 }
 
 impl AuditWriter {
+    /// Runs [`AuditWriter::run`] on a thread of its own (`audit-writer`), driven through the
+    /// current runtime's handle (its timers, and its I/O for PostgreSQL); the returned future
+    /// completes when the writer has stopped. Must be called within a Tokio runtime.
+    pub fn spawn(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<impl Future<Output = ()>> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+        let (done, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                runtime.block_on(self.run(stop));
+                drop(done);
+            })?;
+        Ok(async move {
+            let _ = stopped.await;
+        })
+    }
+
     /// Runs until `stop` completes (then drains the queue) or every [`AuditTrail`] is dropped.
-    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
+    pub async fn run(mut self, stop: impl Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
         let mut stopping = false;
         let mut batch = Batch::default();
         let mut flushes = Vec::new();
+        let mut backlog = false;
         while !stopping {
             let first = tokio::select! {
                 biased;
@@ -232,23 +266,24 @@ impl AuditWriter {
             };
             let Some(first) = first else { break };
             self.take(first, &mut batch, &mut flushes);
-            // Group commit: what arrives within LINGER joins this transaction (a flush, a full
-            // batch or the stop signal ends the wait).
-            let deadline = tokio::time::Instant::now() + LINGER;
-            while batch.entries.len() < BATCH && flushes.is_empty() {
+            // Group commit: what arrives within LINGER joins this transaction. The writer
+            // sleeps meanwhile rather than wake for each entry; a flush or the stop signal ends
+            // the wait, and a full batch left behind in the queue is written without one.
+            if !backlog && flushes.is_empty() {
                 tokio::select! {
                     biased;
-                    message = self.receiver.recv() => match message {
-                        Some(message) => self.take(message, &mut batch, &mut flushes),
-                        None => break,
-                    },
-                    () = &mut stop => {
-                        stopping = true;
-                        break;
-                    }
-                    () = tokio::time::sleep_until(deadline) => break,
+                    () = &mut stop => stopping = true,
+                    () = self.flushing.notified() => {}
+                    () = tokio::time::sleep(LINGER) => {}
                 }
             }
+            while batch.entries.len() < BATCH {
+                match self.receiver.try_recv() {
+                    Ok(message) => self.take(message, &mut batch, &mut flushes),
+                    Err(_) => break,
+                }
+            }
+            backlog = batch.entries.len() >= BATCH;
             self.write(&mut batch, None).await;
             for done in flushes.drain(..) {
                 let _ = done.send(());

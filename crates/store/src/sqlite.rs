@@ -235,8 +235,15 @@ impl Lease<'_> {
         Ok(())
     }
 
+    /// Commits. A write transaction's commit may checkpoint the WAL (write its pages back into
+    /// the database and sync the file: milliseconds), so it runs off the async workers like the
+    /// wait for the write lock; a read transaction's is a few hundred instructions.
     pub(crate) fn commit(&mut self) -> Result<(), StoreError> {
-        self.execute("COMMIT", &[])?;
+        if self.writing {
+            off_the_workers(|| self.execute("COMMIT", &[]))?;
+        } else {
+            self.execute("COMMIT", &[])?;
+        }
         self.in_transaction = false;
         Ok(())
     }

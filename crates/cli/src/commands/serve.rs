@@ -67,9 +67,11 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
     let (gateway, audit) = if config.audit {
         let (trail, writer) =
             agreements_server::audit::AuditTrail::start(store.clone(), gateway.metrics().clone());
-        let writer = tokio::spawn(writer.run(async move {
-            let _ = audit_stopped.await;
-        }));
+        let writer = writer
+            .spawn(async move {
+                let _ = audit_stopped.await;
+            })
+            .context("starting the audit writer")?;
         (gateway.with_audit(trail), Some(writer))
     } else {
         tracing::warn!(
@@ -126,7 +128,7 @@ pub async fn start(config: &Config, on_ready: impl FnOnce(SocketAddr)) -> anyhow
     // Every request has been answered: the audit writer writes what is queued, then stops.
     let _ = audit_stop.send(());
     if let Some(audit) = audit {
-        let _ = audit.await;
+        audit.await;
     }
     if let Some(delivery) = delivery {
         // Sends in flight finish (each is bounded by notify_timeout_ms); the rest wait in the

@@ -169,3 +169,54 @@ async fn a_query_by_number_and_an_unsign_record_the_agreement_and_its_account() 
     let other_app = app.store.audit(&isv).await.unwrap();
     assert!(other_app.is_empty());
 }
+
+/// `serve` runs the writer on a thread of its own: entries recorded on the async workers reach
+/// the store, a flush waits for them, and the writer writes what is queued and stops when told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_on_its_own_thread_writes_every_entry_and_stops_when_told() {
+    use agreements_server::audit::{Asker, AuditTrail, Note, Outcome};
+
+    let app = TestApp::spawn().await;
+    let (trail, writer) = AuditTrail::start(app.store.clone(), app.gateway.metrics().clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let finished = writer
+        .spawn(async move {
+            let _ = stopped.await;
+        })
+        .unwrap();
+    let asker = Asker {
+        channel: "v2",
+        method: BATCH_QUERY,
+        app_id: Some(demo::APP_ID),
+        partner_id: Some(demo::MERCHANT_VIDEO),
+        token: None,
+    };
+    let record = |n: i64| {
+        let note = Note::default();
+        note.asked(format!("alipay_user_id 20881011226752{n:02}"));
+        let trail = trail.clone();
+        async move { trail.record(asker, &note, Outcome::SUCCESS, n).await }
+    };
+    let recorded: Vec<_> = (0..40).map(|n| tokio::spawn(record(n))).collect();
+    for task in recorded {
+        task.await.unwrap();
+    }
+    // A writer that never ran would leave the flush waiting: bounded, so the test fails instead.
+    tokio::time::timeout(std::time::Duration::from_secs(30), trail.flush())
+        .await
+        .expect("the writer answered the flush");
+    let asked = |entries: Vec<AuditEntry>| -> Vec<String> {
+        entries.into_iter().filter_map(|e| e.asked).collect()
+    };
+    let written = asked(entries(&app).await);
+    assert_eq!(written.len(), 40, "{written:?}");
+    // Queued after the flush, then the stop: written before the writer ends.
+    record(40).await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(30), finished)
+        .await
+        .expect("the writer stopped");
+    let all = asked(entries(&app).await);
+    assert_eq!(all.len(), 41);
+    assert!(all.contains(&"alipay_user_id 2088101122675240".to_owned()));
+}
