@@ -222,12 +222,7 @@ impl Lease<'_> {
     /// request, and `execute_batch` would parse each anew.
     pub(crate) fn begin(&mut self, write: bool) -> Result<(), StoreError> {
         if write {
-            let result = off_the_workers(|| {
-                self.connection()
-                    .prepare_cached("BEGIN IMMEDIATE")
-                    .and_then(|mut stmt| stmt.execute([]))
-            });
-            self.checked(result)?;
+            off_the_workers(|| self.execute("BEGIN IMMEDIATE", &[]))?;
         } else {
             self.execute("BEGIN", &[])?;
         }
