@@ -8,7 +8,8 @@ the same schema, the way a bulk loader at the database's own speed would fill it
 - SQLite (`--sqlite SOURCE.db`), two ways, each into a new file with the same tables (primary
   keys and UNIQUE constraints are part of a SQLite table), foreign keys off, then every secondary
   index built, the clock stopping when the database is closed (its WAL checkpointed into the
-  file, as `agreements import` leaves it):
+  file, as `agreements import` leaves it). The file is in WAL mode, or with `--journal DELETE`
+  in rollback-journal mode, as a fresh load alone with its file writes it:
   - the engine's copy: one transaction of `INSERT INTO t SELECT * FROM source.t ORDER BY <primary
     key>` per table (rows arrive in key order: the key's B-tree is only appended to; no row is
     parsed or bound);
@@ -45,7 +46,7 @@ LOADED = [
 ]
 
 
-def sqlite_bound(source):
+def sqlite_bound(source, journal):
     src = sqlite3.connect(source)
     tables = dict(src.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
     indexes = [sql for (sql,) in src.execute(
@@ -70,7 +71,7 @@ def sqlite_bound(source):
     def fresh(name):
         path = os.path.join(out_dir, name)
         dest = sqlite3.connect(path, isolation_level=None)
-        for pragma in ["journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = OFF",
+        for pragma in [f"journal_mode = {journal}", "synchronous = NORMAL", "foreign_keys = OFF",
                        "cache_size = -262144"]:
             dest.execute("PRAGMA " + pragma)
         for t in LOADED:
@@ -200,9 +201,13 @@ def main():
     parser.add_argument("--sqlite", help="a SQLite database `agreements import` filled")
     parser.add_argument("--postgres", help="a PostgreSQL URL (psql's form)")
     parser.add_argument("--schema", default="public", help="the schema the import filled")
+    parser.add_argument("--journal", default="WAL", choices=["WAL", "DELETE"],
+                        help="SQLite: the destination's journal mode (a fresh load alone with "
+                             "its file writes through a rollback journal, DELETE; one that "
+                             "shares it, through the WAL)")
     args = parser.parse_args()
     if args.sqlite:
-        sqlite_bound(args.sqlite)
+        sqlite_bound(args.sqlite, args.journal)
     elif args.postgres:
         postgres_bound(args.postgres, args.schema)
     else:

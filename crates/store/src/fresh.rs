@@ -296,9 +296,12 @@ impl Store {
         let clock: Arc<dyn Clock> = self.clock.clone();
         Ok(FreshLoader {
             backend: match &self.pool {
-                Pool::Sqlite(pool) => FreshBackend::Sqlite(
-                    sqlite_fresh::SqliteFresh::new(pool.connect()?, options, clock).await?,
-                ),
+                Pool::Sqlite(pool) => {
+                    let (conn, alone) = pool.connect_alone()?;
+                    FreshBackend::Sqlite(
+                        sqlite_fresh::SqliteFresh::new(conn, alone, options, clock).await?,
+                    )
+                }
                 Pool::Postgres(pool) => FreshBackend::Postgres(
                     pg_fresh::PgFresh::new(pool.acquire().await?, options, clock).await?,
                 ),

@@ -13,6 +13,10 @@ use crate::db::Param;
 use crate::error::StoreError;
 use crate::schema::Cell;
 
+/// How long a connection that took the database out of WAL mode waits for readers of other
+/// processes before putting it back.
+const BACK_TO_WAL_WAIT: Duration = Duration::from_secs(1);
+
 /// Idle connections kept for reuse. Beyond it a burst opens (and then closes) extra ones, so a
 /// caller never waits for a connection: waiting would block an async worker.
 const MAX_IDLE: usize = 8;
@@ -86,6 +90,7 @@ impl SqlitePool {
             in_transaction: false,
             broken: false,
             writing: false,
+            back_to_wal: false,
         })
     }
 
@@ -98,6 +103,7 @@ impl SqlitePool {
             in_transaction: false,
             broken: false,
             writing: true,
+            back_to_wal: false,
         };
         if writers > self.max_writers {
             return Err(StoreError::unavailable(
@@ -111,6 +117,36 @@ impl SqlitePool {
         lease.conn = Some(self.lease_connection()?);
         lease.begin(true)?;
         Ok(lease)
+    }
+
+    /// A connection of its own for a fresh load, and whether the database could be taken out of
+    /// WAL mode for it (see [`Lease::back_to_wal_when_dropped`]): it can when no other
+    /// connection has the file open. This pool's idle connections are closed first; another's
+    /// (a running server, a second import) keeps the database in WAL mode, and the load goes
+    /// through the WAL. The attempt does not wait for the file.
+    pub(crate) fn connect_alone(&self) -> Result<(Connection, bool), StoreError> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let conn = self.connect()?;
+        conn.busy_timeout(Duration::ZERO)?;
+        let mode = conn.query_row("PRAGMA journal_mode = DELETE", [], |row| {
+            row.get::<_, String>(0)
+        });
+        conn.busy_timeout(self.write_wait)?;
+        match mode {
+            Ok(mode) => Ok((conn, mode.eq_ignore_ascii_case("delete"))),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                tracing::info!(
+                    "another connection has the database open: the fresh load writes through the WAL"
+                );
+                Ok((conn, false))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn lease_connection(&self) -> Result<Connection, StoreError> {
@@ -145,6 +181,8 @@ pub(crate) struct Lease<'p> {
     broken: bool,
     /// Counted among the pool's writers until dropped.
     writing: bool,
+    /// The database was taken out of WAL mode for this connection's work: put back when dropped.
+    back_to_wal: bool,
 }
 
 impl Lease<'_> {
@@ -156,7 +194,16 @@ impl Lease<'_> {
             in_transaction: false,
             broken: false,
             writing: false,
+            back_to_wal: false,
         }
+    }
+
+    /// Puts the database back in WAL mode when this lease is dropped (after its transaction is
+    /// committed or rolled back), for a connection [`SqlitePool::connect_alone`] took out of it.
+    /// Should that fail (another process opened the file meanwhile and is reading), the file
+    /// stays in rollback-journal mode until the store next opens it: opening sets WAL mode.
+    pub(crate) fn back_to_wal_when_dropped(&mut self) {
+        self.back_to_wal = true;
     }
 
     /// The connection, for settings only this backend has.
@@ -254,6 +301,17 @@ impl Drop for Lease<'_> {
         let Some(conn) = self.conn.take() else { return };
         if self.in_transaction && conn.execute_batch("ROLLBACK").is_err() {
             return;
+        }
+        if self.back_to_wal {
+            let wal = conn
+                .busy_timeout(BACK_TO_WAL_WAIT)
+                .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"));
+            if let Err(e) = wal {
+                tracing::warn!(
+                    error = %e,
+                    "the database stays in rollback-journal mode until the store next opens it"
+                );
+            }
         }
         if let Some(pool) = self.pool
             && !self.broken

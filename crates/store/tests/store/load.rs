@@ -9,7 +9,7 @@ use agreements_domain::{
     Agreement, AgreementStatus, Contract, EntityStatus, Merchant, PrincipalType, ThirdPartyType,
 };
 use agreements_protocol::{Method, SignType};
-use agreements_store::test_support::{TestDatabase, backends};
+use agreements_store::test_support::{TestBackend, TestDatabase, backends};
 use agreements_store::{
     AccountRecord, AppKey, AppRecord, AppStatus, Kind, LoadOptions, LogonIdRecord, NewGroup,
     OpenIdRecord, Outcome, ProductRecord, Record, Rejection, Store,
@@ -607,4 +607,68 @@ async fn a_fresh_dry_run_checks_everything_and_keeps_nothing() {
             "{backend:?}"
         );
     }
+}
+
+/// The journal mode the SQLite file at `path` is in, as a new connection finds it.
+fn journal_mode(path: &str) -> String {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_fresh_sqlite_load_writes_through_a_rollback_journal_when_alone_and_leaves_wal_mode() {
+    let db = TestDatabase::new(&TestBackend::Sqlite).await.unwrap();
+    let path = db.location();
+    let (wal, journal) = (format!("{path}-wal"), format!("{path}-journal"));
+    let exists = |file: &str| std::path::Path::new(file).exists();
+    let store = Store::open(path).await.unwrap();
+    assert_eq!(journal_mode(path), "wal");
+
+    // Alone with the file: the load goes through a rollback journal, not the WAL, whether it is
+    // abandoned, a dry run, or finished; WAL mode is back after each.
+    for (dry_run, finished) in [(false, false), (true, true), (false, true)] {
+        let mut loader = store
+            .fresh_loader(LoadOptions {
+                update: false,
+                dry_run,
+            })
+            .await
+            .unwrap();
+        for (kind, records) in entities() {
+            loader.load(kind, &records).await.unwrap();
+        }
+        assert!(exists(&journal), "dry run {dry_run}: no rollback journal");
+        assert!(!exists(&wal), "dry run {dry_run}: the WAL is still there");
+        if finished {
+            assert_eq!(loader.finish().await.unwrap(), []);
+        } else {
+            drop(loader);
+        }
+        assert_eq!(journal_mode(path), "wal", "dry run {dry_run}");
+        assert!(!exists(&journal), "dry run {dry_run}: the journal stayed");
+        let stored = store.first_stored_kind().await.unwrap();
+        assert_eq!(stored, (finished && !dry_run).then_some(Kind::Group));
+    }
+
+    // Another connection has the file open: the load goes through the WAL, as it must not wait.
+    let db = TestDatabase::new(&TestBackend::Sqlite).await.unwrap();
+    let path = db.location();
+    let store = Store::open(path).await.unwrap();
+    let other = rusqlite::Connection::open(path).unwrap();
+    let _: i64 = other
+        .query_row("SELECT count(*) FROM merchant_groups", [], |row| row.get(0))
+        .unwrap();
+    let mut loader = store.fresh_loader(LoadOptions::default()).await.unwrap();
+    for (kind, records) in entities() {
+        loader.load(kind, &records).await.unwrap();
+    }
+    assert!(exists(&format!("{path}-wal")));
+    assert_eq!(loader.finish().await.unwrap(), []);
+    let groups: i64 = other
+        .query_row("SELECT count(*) FROM merchant_groups", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(groups, 1);
+    assert_eq!(journal_mode(path), "wal");
 }
