@@ -79,7 +79,11 @@ def sqlite_bound(source, journal):
         return path, dest
 
     def build(dest):
-        """Builds the indexes and closes the file; returns the seconds that took."""
+        """Builds the indexes and closes the file; returns the seconds that took. The sorts run
+        as the fresh load runs them: in runs of a 4 MiB page cache, sorted on SQLite's helper
+        thread while the table is read on (one run on the calling thread with a larger cache)."""
+        dest.execute("PRAGMA threads = 2")
+        dest.execute("PRAGMA cache_size = -4096")
         started = time.monotonic()
         dest.execute("BEGIN")
         for sql in indexes:

@@ -23,7 +23,7 @@ use crate::load::{IMPORT_ACTOR, Kind, LoadOptions, Outcome, Record, person_rule,
 use crate::records::EventKind;
 use crate::schema::{Cell, Table, names};
 use crate::sql::Sql;
-use crate::sqlite_load::{LOAD_CACHE_KIB, SqliteLoader, taken_unique};
+use crate::sqlite_load::{SqliteLoader, taken_unique};
 
 pub(crate) struct SqliteFresh {
     /// Loads the small kinds, and holds the connection and its transaction.
@@ -45,11 +45,15 @@ impl std::fmt::Debug for SqliteFresh {
     }
 }
 
-/// Page cache (KiB) while a kind's staged rows are sorted into its table: the size of the sorted
-/// runs SQLite's sorter hands to its helper thread. A 10⁶-agreement load, one session: the
-/// agreements' sorted insert took 2.55 s with the loading cache (256 MiB: one run, sorted on the
-/// calling thread), 1.80 s with 16 MiB.
-const SORT_CACHE_KIB: i64 = 16 * 1024;
+/// Page cache (KiB) once every file is read, while the staged rows are checked and sorted into
+/// their tables and the indexes are built: the size of the sorted runs SQLite's sorter hands to
+/// its helper thread (`PRAGMA threads`) while the calling thread reads on; it then merges them.
+/// With a cache larger than a sort, SQLite sorts it in one piece on the calling thread and the
+/// second core waits. The 10⁶-agreement world, alternating, per step: the index builds took
+/// 2.27–2.33 s with the loading cache (256 MiB), 1.11–1.40 s with 1, 2 or 4 MiB; the sorted
+/// inserts 3.4–3.8 s with 4 MiB as with 16 MiB (1 MiB: 3.6–4.2 s, more runs to merge). The 10⁷ world: index builds 26.5 and 29.4 s with the loading cache, 16.8 and 17.9 s
+/// with 4 MiB; the whole load 117.0 and 126.3 s against 109.2 and 108.6 s.
+const SORT_CACHE_KIB: i64 = 4 * 1024;
 
 /// The stage of a bulk kind's table.
 fn stage(table: &Table) -> String {
@@ -182,6 +186,11 @@ impl SqliteFresh {
     }
 
     pub(crate) async fn finish(mut self) -> Result<Vec<Rejection>, StoreError> {
+        // Every file is read: from here on the work is sorting (see SORT_CACHE_KIB).
+        self.inner
+            .conn
+            .batch(&format!("PRAGMA cache_size = -{SORT_CACHE_KIB}"))
+            .await?;
         let mut rejections = Vec::new();
         for kind in BULK {
             rejections.extend(self.settle(kind).await?);
@@ -235,12 +244,7 @@ impl SqliteFresh {
         let columns = table.column_list(None);
         let conn = &mut self.inner.conn;
         // Optimistic: one statement writes, in key order, every row that keeps every rule it can
-        // be checked against row by row. When that is every row, the kind is done. SQLite's
-        // sorter keeps rows in memory up to the page cache's size and sorts them on the calling
-        // thread; with a smaller cache for this statement it sorts runs of that size on its
-        // helper thread (`PRAGMA threads`) while the caller reads on, and merges them.
-        conn.batch(&format!("PRAGMA cache_size = -{SORT_CACHE_KIB}"))
-            .await?;
+        // be checked against row by row. When that is every row, the kind is done.
         let written = conn
             .execute(
                 &Sql::only(format!(
@@ -251,10 +255,7 @@ impl SqliteFresh {
                 )),
                 &[],
             )
-            .await;
-        conn.batch(&format!("PRAGMA cache_size = -{LOAD_CACHE_KIB}"))
-            .await?;
-        let written = written? as usize;
+            .await? as usize;
         let mut keyed = false;
         if written != staged {
             self.find_refused(kind, staged, &mut verdicts, &mut keyed)
