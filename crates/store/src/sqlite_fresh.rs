@@ -51,8 +51,9 @@ impl std::fmt::Debug for SqliteFresh {
 /// With a cache larger than a sort, SQLite sorts it in one piece on the calling thread and the
 /// second core waits. The 10⁶-agreement world, alternating, per step: the index builds took
 /// 2.27–2.33 s with the loading cache (256 MiB), 1.11–1.40 s with 1, 2 or 4 MiB; the sorted
-/// inserts 3.4–3.8 s with 4 MiB as with 16 MiB (1 MiB: 3.6–4.2 s, more runs to merge). The 10⁷ world: index builds 26.5 and 29.4 s with the loading cache, 16.8 and 17.9 s
-/// with 4 MiB; the whole load 117.0 and 126.3 s against 109.2 and 108.6 s.
+/// inserts 3.4–3.8 s with 4 MiB as with 16 MiB (1 MiB: 3.6–4.2 s, more runs to merge). The 10⁷
+/// world: index builds 26.5 and 29.4 s with the loading cache, 16.8 and 17.9 s with 4 MiB; the
+/// whole load 117.0 and 126.3 s against 109.2 and 108.6 s.
 const SORT_CACHE_KIB: i64 = 4 * 1024;
 
 /// The stage of a bulk kind's table.
