@@ -593,8 +593,16 @@ impl<'de> Visitor<'de> for RowSeed {
         let columns = columns::columns(self.kind);
         let mut values: Vec<Option<Value<'de>>> = vec![None; columns.len()];
         let mut seen = vec![false; columns.len()];
+        // Files written in the documented order (as `export` and `generate-world` write them)
+        // name the column after the last one next: tried first, it spares a search of the
+        // column names per field.
+        let mut next = 0;
         while let Some(name) = map.next_key::<Cow<'de, str>>()? {
-            let Some(i) = columns.iter().position(|c| c.name == name) else {
+            let found = match columns.get(next) {
+                Some(c) if c.name == name => Some(next),
+                _ => columns.iter().position(|c| c.name == name),
+            };
+            let Some(i) = found else {
                 return Err(A::Error::custom(format_args!(
                     "unknown field {name:?} (the fields are: {})",
                     names(columns)
@@ -606,6 +614,7 @@ impl<'de> Visitor<'de> for RowSeed {
                 )));
             }
             values[i] = map.next_value::<JsonValue<'de>>()?.0;
+            next = i + 1;
         }
         Ok(values)
     }
