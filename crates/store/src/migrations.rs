@@ -63,6 +63,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_audit.sql"),
         postgres: include_str!("../migrations/postgres/0008_audit.sql"),
     },
+    Migration {
+        version: 9,
+        name: "open_ids_unique_index",
+        sqlite: include_str!("../migrations/sqlite/0009_open_ids_unique_index.sql"),
+        postgres: include_str!("../migrations/postgres/0009_open_ids_unique_index.sql"),
+    },
 ];
 
 #[cfg(test)]
