@@ -269,10 +269,12 @@ pub async fn import(
     };
     let mut loader = if fresh {
         AnyLoader::Fresh(
-            store
-                .fresh_loader(load_options)
-                .await
-                .map_err(ImportError::Start)?,
+            Box::new(
+                store
+                    .fresh_loader(load_options)
+                    .await
+                    .map_err(ImportError::Start)?,
+            ),
             Origins::default(),
         )
     } else {
@@ -297,7 +299,7 @@ pub async fn import(
         AnyLoader::Batches(loader) => loader.finish().await.map_err(ImportError::Start)?,
         AnyLoader::Fresh(loader, origins) => {
             observer.checking();
-            let rejections = loader.finish().await.map_err(ImportError::Finish)?;
+            let rejections = (*loader).finish().await.map_err(ImportError::Finish)?;
             settle(sources, &mut per_source, &origins, rejections, observer);
         }
     }
@@ -308,10 +310,10 @@ pub async fn import(
     Ok(summary)
 }
 
-/// The loader an import writes through.
+/// The loader an import writes through (a fresh load's holds its checks' state: boxed).
 enum AnyLoader {
     Batches(Loader),
-    Fresh(FreshLoader, Origins),
+    Fresh(Box<FreshLoader>, Origins),
 }
 
 impl AnyLoader {

@@ -609,6 +609,71 @@ async fn a_fresh_dry_run_checks_everything_and_keeps_nothing() {
     }
 }
 
+#[tokio::test]
+async fn a_fresh_load_checks_rows_naming_accounts_whatever_order_the_accounts_come_in() {
+    const U3: &str = "2088100000000003";
+    const U4: &str = "2088100000000004";
+    for backend in backends() {
+        let db = TestDatabase::new(&backend).await.unwrap();
+        let store = Store::open(db.location()).await.unwrap();
+        let mut loader = store.fresh_loader(LoadOptions::default()).await.unwrap();
+        for (kind, records) in entities() {
+            loader.load(kind, &records).await.unwrap();
+        }
+        // A logon id naming an account staged after it.
+        let early = Record::LogonId(LogonIdRecord {
+            logon_id: LogonId::parse("13800000004").unwrap(),
+            user_id: UserId::parse(U4).unwrap(),
+        });
+        loader.load(Kind::LogonId, &[early]).await.unwrap();
+        // U3 twice, with two persons: its first row is the one written, and a CUSTOMER agreement
+        // is with the first row's person only (every other agreement names an account staged
+        // before it, so that only this rule can refuse B2).
+        loader
+            .load(
+                Kind::Account,
+                &[account(U3, U3), account(U3, U2), account(U4, U4)],
+            )
+            .await
+            .unwrap();
+        let agreements = [
+            agreement("B0", PrincipalType::Card, U4, U4),
+            agreement("B1", PrincipalType::Card, U3, U3),
+            agreement("B2", PrincipalType::Customer, U2, U3),
+            agreement("B3", PrincipalType::Customer, U1, U2),
+        ];
+        loader
+            .load(Kind::Agreement, &agreements.map(Record::Agreement))
+            .await
+            .unwrap();
+        let rejections = loader.finish().await.unwrap();
+        assert_eq!(rejections.len(), 2, "{backend:?}: {rejections:?}");
+        // Accounts' rows run on from entities()' two.
+        assert_eq!(
+            *rejection_of(&rejections, Kind::Account, 3),
+            Outcome::Duplicate { first: 2 },
+            "{backend:?}"
+        );
+        let (field, reason) = rejected(rejection_of(&rejections, Kind::Agreement, 2));
+        assert_eq!(field, "principal_id", "{backend:?}");
+        assert!(reason.contains(U3), "{backend:?}: {reason}");
+
+        let app_id = AppId::parse(APP).unwrap();
+        for (no, kept) in [("B0", true), ("B1", true), ("B2", false), ("B3", true)] {
+            let found = store
+                .agreement_by_no(&AgreementNo::parse(no).unwrap(), &app_id)
+                .await
+                .unwrap();
+            assert_eq!(found.is_some(), kept, "{backend:?} {no}");
+        }
+        let early = store
+            .account_by_logon_id(&LogonId::parse("13800000004").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(early.map(|a| a.user_id.to_string()), Some(U4.to_owned()));
+    }
+}
+
 /// The journal mode the SQLite file at `path` is in, as a new connection finds it.
 fn journal_mode(path: &str) -> String {
     rusqlite::Connection::open(path)
