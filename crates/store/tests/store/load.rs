@@ -390,6 +390,18 @@ fn rejection_of(rejections: &[Rejection], kind: Kind, row: usize) -> &Outcome {
         .outcome
 }
 
+/// Asserts which of the agreements `kept` names (number, whether stored) are stored.
+async fn assert_agreements_stored(store: &Store, backend: &TestBackend, kept: &[(&str, bool)]) {
+    let app_id = AppId::parse(APP).unwrap();
+    for &(no, kept) in kept {
+        let found = store
+            .agreement_by_no(&AgreementNo::parse(no).unwrap(), &app_id)
+            .await
+            .unwrap();
+        assert_eq!(found.is_some(), kept, "{backend:?} {no}");
+    }
+}
+
 #[tokio::test]
 async fn a_fresh_load_checks_every_rule_in_bulk_and_is_one_unit() {
     for backend in backends() {
@@ -506,19 +518,14 @@ async fn a_fresh_load_checks_every_rule_in_bulk_and_is_one_unit() {
         // What stayed is what the per-batch path keeps, with an import event each, and the
         // indexes and constraints are back: a second A5 is refused by the database.
         let app_id = AppId::parse(APP).unwrap();
-        for (no, kept) in [
+        let kept = [
             ("A1", true),
             ("A2", true),
             ("A3", false),
             ("A5", true),
             ("A6", false),
-        ] {
-            let found = store
-                .agreement_by_no(&AgreementNo::parse(no).unwrap(), &app_id)
-                .await
-                .unwrap();
-            assert_eq!(found.is_some(), kept, "{backend:?} {no}");
-        }
+        ];
+        assert_agreements_stored(&store, &backend, &kept).await;
         let a1 = store
             .agreement_by_no(&AgreementNo::parse("A1").unwrap(), &app_id)
             .await
@@ -658,14 +665,8 @@ async fn a_fresh_load_checks_rows_naming_accounts_whatever_order_the_accounts_co
         assert_eq!(field, "principal_id", "{backend:?}");
         assert!(reason.contains(U3), "{backend:?}: {reason}");
 
-        let app_id = AppId::parse(APP).unwrap();
-        for (no, kept) in [("B0", true), ("B1", true), ("B2", false), ("B3", true)] {
-            let found = store
-                .agreement_by_no(&AgreementNo::parse(no).unwrap(), &app_id)
-                .await
-                .unwrap();
-            assert_eq!(found.is_some(), kept, "{backend:?} {no}");
-        }
+        let kept = [("B0", true), ("B1", true), ("B2", false), ("B3", true)];
+        assert_agreements_stored(&store, &backend, &kept).await;
         let early = store
             .account_by_logon_id(&LogonId::parse("13800000004").unwrap())
             .await
