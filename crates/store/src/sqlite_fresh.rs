@@ -35,19 +35,33 @@ pub(crate) struct SqliteFresh {
     clock: Arc<dyn Clock>,
     /// The dropped indexes: (table, name, statement that builds it).
     indexes: Vec<(String, String, String)>,
-    /// Rows staged per bulk kind.
-    staged: HashMap<Kind, usize>,
+    /// What each bulk kind staged.
+    staged: HashMap<Kind, Staged>,
     /// The staged accounts, against which the rows naming one are checked as they are staged.
     accounts: Accounts,
-    /// Whether each bulk kind's rows were staged in key order.
-    order: HashMap<Kind, KeyOrder>,
+}
+
+/// What a bulk kind staged. (Not `Debug`: the last key may be a logon id.)
+#[derive(Default)]
+struct Staged {
+    /// How many rows (the next row's number).
+    rows: usize,
+    /// Whether their keys came in order.
+    order: KeyOrder,
 }
 
 impl std::fmt::Debug for SqliteFresh {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteFresh")
             .field("options", &self.options)
-            .field("staged", &self.staged)
+            .field(
+                "staged",
+                &self
+                    .staged
+                    .iter()
+                    .map(|(k, s)| (k, s.rows))
+                    .collect::<HashMap<_, _>>(),
+            )
             .field("accounts", &self.accounts.persons.len())
             .finish_non_exhaustive()
     }
@@ -140,7 +154,6 @@ impl SqliteFresh {
             indexes,
             staged: HashMap::new(),
             accounts: Accounts::new(ACCOUNTS_IN_MEMORY),
-            order: HashMap::new(),
         })
     }
 
@@ -162,8 +175,7 @@ impl SqliteFresh {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let next = self.staged.entry(kind).or_default();
-        let order = self.order.entry(kind).or_default();
+        let Staged { rows: next, order } = self.staged.entry(kind).or_default();
         let conn = &mut self.inner.conn;
         conn.batch("SAVEPOINT stage").await?;
         // One prepared statement for the batch, each row's cells bound as they are: staging runs
@@ -253,7 +265,7 @@ impl SqliteFresh {
     /// Checks a bulk kind's staged rows, writes those that pass, and builds its table's indexes.
     async fn settle(&mut self, kind: Kind) -> Result<Vec<Rejection>, StoreError> {
         let table = kind.table();
-        let staged = self.staged.get(&kind).copied().unwrap_or(0);
+        let staged = self.staged.get(&kind).map_or(0, |s| s.rows);
         let stage = stage(table);
         let mut verdicts: Verdicts<usize> = Verdicts::default();
         let columns = table.column_list(None);
@@ -512,7 +524,7 @@ impl SqliteFresh {
     /// first (`INSERT OR IGNORE` keeps it). Rows staged in key order, as `export` writes them,
     /// are already in it: SQLite then reads them by number and sorts nothing.
     fn key_order(&self, kind: Kind) -> String {
-        if self.order.get(&kind).is_some_and(|o| !o.unsorted) {
+        if self.staged.get(&kind).is_some_and(|s| !s.order.unsorted) {
             "ix".to_owned()
         } else {
             format!("{}, ix", names(kind.table().key.iter().copied(), None))
@@ -575,7 +587,7 @@ fn passes(kind: Kind, confirmed: bool) -> String {
 
 /// Whether a kind's keys were staged in order, as SQLite orders them: each no smaller than the
 /// one before. Keys of text only: SQLite compares text byte by byte, as `Cell`'s order does.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct KeyOrder {
     /// The last key staged, while the order holds.
     last: Option<Vec<Cell>>,
