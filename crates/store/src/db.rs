@@ -9,7 +9,7 @@ use sqlx::postgres::PgPool;
 use crate::error::StoreError;
 use crate::migrations::MIGRATIONS;
 use crate::pg::{self, PgConn};
-use crate::schema::{Cell, Cells, Entity, Table, Ty};
+use crate::schema::{Cell, CellRef, Cells, Entity, Table, Ty};
 use crate::sql::{Sql, sql};
 use crate::sqlite::{Lease, SqlitePool};
 
@@ -33,6 +33,15 @@ impl<'a> Param<'a> {
             Cell::Null => Param::Null(ty),
             Cell::Int(i) => Param::Int(*i),
             Cell::Text(t) => Param::Text(t),
+        }
+    }
+
+    /// A borrowed cell of a column of type `ty`.
+    pub(crate) fn cell_ref(cell: &'a CellRef<'_>, ty: Ty) -> Self {
+        match cell {
+            CellRef::Null => Param::Null(ty),
+            CellRef::Int(i) => Param::Int(*i),
+            CellRef::Text(t) => Param::Text(t),
         }
     }
 

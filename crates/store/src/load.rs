@@ -18,7 +18,7 @@ use crate::error::{Invalid, StoreError};
 use crate::records::{
     AccountRecord, AppRecord, LogonIdRecord, NewGroup, OpenIdRecord, ProductRecord,
 };
-use crate::schema::{Cell, Cells, Entity, Reference, Stored, Table};
+use crate::schema::{Cell, CellRef, Cells, Entity, Reference, Stored, Table};
 use crate::tables::{
     ACCOUNTS, AGREEMENTS, APPS, LOGON_IDS, MERCHANT_CONTRACTS, MERCHANT_GROUPS, MERCHANTS,
     OPEN_IDS, PRODUCTS,
@@ -156,6 +156,22 @@ impl Record {
             Record::LogonId(r) => r.to_cells(),
             Record::OpenId(r) => r.to_cells(),
             Record::Agreement(r) => r.to_cells(),
+        }
+    }
+
+    /// The cells of its table's columns, in order, borrowed where they can be, appended to `out`
+    /// (no child rows: the fresh loads' kinds have none).
+    pub(crate) fn cell_refs<'a>(&'a self, out: &mut Vec<CellRef<'a>>) {
+        match self {
+            Record::Group(r) => r.cell_refs(out),
+            Record::Merchant(r) => r.cell_refs(out),
+            Record::Product(r) => r.cell_refs(out),
+            Record::Contract(r) => r.cell_refs(out),
+            Record::App(r) => r.cell_refs(out),
+            Record::Account(r) => r.cell_refs(out),
+            Record::LogonId(r) => r.cell_refs(out),
+            Record::OpenId(r) => r.cell_refs(out),
+            Record::Agreement(r) => r.cell_refs(out),
         }
     }
 

@@ -308,8 +308,10 @@ impl PgFresh {
             return self.loader().await?.load(kind, records).await;
         }
         let mut data = String::with_capacity(records.len() * 256);
+        let mut cells = Vec::new();
         for record in records {
-            copy_row(&mut data, &record.to_cells().cells);
+            record.cell_refs(&mut cells);
+            copy_row(&mut data, cells.drain(..));
         }
         if self.copier.is_none() {
             let loader = self.inner.take().ok_or_else(lost)?;

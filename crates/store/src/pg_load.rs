@@ -19,7 +19,7 @@ use crate::load::{
 };
 use crate::pg::PgConn;
 use crate::records::EventKind;
-use crate::schema::{Cell, Cells, Table, Ty, names};
+use crate::schema::{Cell, CellRef, Cells, Table, Ty, names};
 use crate::sql::Sql;
 use crate::tables::{AGREEMENTS, CUSTOMERS};
 
@@ -96,20 +96,20 @@ fn joined(columns: &[&str], left: &str, right: &str) -> String {
 fn copy_line(out: &mut String, ix: i32, cells: &[Cell]) {
     out.push_str(itoa::Buffer::new().format(ix));
     out.push('\t');
-    copy_row(out, cells);
+    copy_row(out, cells.iter().map(CellRef::from));
 }
 
 /// The text of `cells` as one row of `COPY … (FORMAT text)`: `\N` for NULL, backslash escapes
 /// for the rest.
-pub(crate) fn copy_row(out: &mut String, cells: &[Cell]) {
-    for (i, cell) in cells.iter().enumerate() {
+pub(crate) fn copy_row<'a>(out: &mut String, cells: impl IntoIterator<Item = CellRef<'a>>) {
+    for (i, cell) in cells.into_iter().enumerate() {
         if i > 0 {
             out.push('\t');
         }
         match cell {
-            Cell::Null => out.push_str("\\N"),
-            Cell::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
-            Cell::Text(t) => copy_text(out, t),
+            CellRef::Null => out.push_str("\\N"),
+            CellRef::Int(i) => out.push_str(itoa::Buffer::new().format(i)),
+            CellRef::Text(t) => copy_text(out, &t),
         }
     }
     out.push('\n');
@@ -607,12 +607,12 @@ mod tests {
         let mut out = String::new();
         copy_row(
             &mut out,
-            &[
-                Cell::Text("a\\b\tc\nd\re 协议\\".to_owned()),
-                Cell::Int(-9_223_372_036_854_775_808),
-                Cell::Null,
-                Cell::Text(String::new()),
-                Cell::Int(0),
+            [
+                CellRef::Text("a\\b\tc\nd\re 协议\\".into()),
+                CellRef::Int(-9_223_372_036_854_775_808),
+                CellRef::Null,
+                CellRef::Text(String::new().into()),
+                CellRef::Int(0),
             ],
         );
         assert_eq!(

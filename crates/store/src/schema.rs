@@ -3,6 +3,7 @@
 //! cells and cells a record. Every table is described once, in [`crate::tables`]; column lists,
 //! statements, row decoding, the loaders and the load files' columns all derive from that.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -39,6 +40,49 @@ impl Cell {
             Cell::Null => "null".to_owned(),
             Cell::Int(i) => i.to_string(),
             Cell::Text(t) => t.clone(),
+        }
+    }
+}
+
+/// A value as written to one column, borrowed from its record where the record holds it as text:
+/// the fresh loads write every field of millions of records, and a copy of each is most of what
+/// [`Cell`] would cost them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CellRef<'a> {
+    /// SQL NULL.
+    Null,
+    /// An integer.
+    Int(i64),
+    /// Text.
+    Text(Cow<'a, str>),
+}
+
+impl CellRef<'_> {
+    /// The text it holds, if it is text.
+    pub(crate) fn text(&self) -> Option<&str> {
+        match self {
+            CellRef::Text(t) => Some(t),
+            CellRef::Null | CellRef::Int(_) => None,
+        }
+    }
+}
+
+impl<'a> From<&'a Cell> for CellRef<'a> {
+    fn from(cell: &'a Cell) -> Self {
+        match cell {
+            Cell::Null => CellRef::Null,
+            Cell::Int(i) => CellRef::Int(*i),
+            Cell::Text(t) => CellRef::Text(Cow::Borrowed(t)),
+        }
+    }
+}
+
+impl From<Cell> for CellRef<'_> {
+    fn from(cell: Cell) -> Self {
+        match cell {
+            Cell::Null => CellRef::Null,
+            Cell::Int(i) => CellRef::Int(i),
+            Cell::Text(t) => CellRef::Text(Cow::Owned(t)),
         }
     }
 }
@@ -220,6 +264,9 @@ pub(crate) trait Entity: Sized {
     /// The cells of its row, in column order, and its child rows.
     fn to_cells(&self) -> Cells;
 
+    /// The cells of its row, in column order, borrowed where they can be, appended to `out`.
+    fn cell_refs<'a>(&'a self, out: &mut Vec<CellRef<'a>>);
+
     /// The record `cells` hold; a value the domain's rules refuse is [`Invalid`].
     fn from_cells(cells: Cells) -> Result<Self, Invalid>;
 }
@@ -231,6 +278,11 @@ pub(crate) trait Stored: Sized {
 
     /// The value as a cell.
     fn to_cell(&self) -> Cell;
+
+    /// The value as a cell borrowed from it where it can be (by default, [`Stored::to_cell`]).
+    fn cell_ref(&self) -> CellRef<'_> {
+        self.to_cell().into()
+    }
 
     /// The value a cell holds, or the rule it breaks.
     fn from_cell(cell: Cell) -> Result<Self, Rule>;
@@ -270,6 +322,10 @@ impl Stored for String {
 
     fn to_cell(&self) -> Cell {
         Cell::Text(self.clone())
+    }
+
+    fn cell_ref(&self) -> CellRef<'_> {
+        CellRef::Text(Cow::Borrowed(self))
     }
 
     fn from_cell(cell: Cell) -> Result<Self, Rule> {
@@ -316,6 +372,10 @@ impl<T: Stored> Stored for Option<T> {
         self.as_ref().map_or(Cell::Null, T::to_cell)
     }
 
+    fn cell_ref(&self) -> CellRef<'_> {
+        self.as_ref().map_or(CellRef::Null, T::cell_ref)
+    }
+
     fn from_cell(cell: Cell) -> Result<Self, Rule> {
         match cell {
             Cell::Null => Ok(None),
@@ -332,6 +392,10 @@ macro_rules! stored_id {
 
             fn to_cell(&self) -> Cell {
                 Cell::Text(self.as_str().to_owned())
+            }
+
+            fn cell_ref(&self) -> CellRef<'_> {
+                CellRef::Text(Cow::Borrowed(self.as_str()))
             }
 
             fn from_cell(cell: Cell) -> Result<Self, Rule> {
@@ -362,6 +426,10 @@ impl Stored for LogonId {
 
     fn to_cell(&self) -> Cell {
         Cell::Text(self.as_str().to_owned())
+    }
+
+    fn cell_ref(&self) -> CellRef<'_> {
+        CellRef::Text(Cow::Borrowed(self.as_str()))
     }
 
     /// A logon id is never echoed in a message.
@@ -407,6 +475,10 @@ impl<T: Spelled> Stored for T {
 
     fn to_cell(&self) -> Cell {
         Cell::Text(self.spelling().to_owned())
+    }
+
+    fn cell_ref(&self) -> CellRef<'_> {
+        CellRef::Text(Cow::Borrowed(self.spelling()))
     }
 
     fn from_cell(cell: Cell) -> Result<Self, Rule> {
@@ -603,6 +675,10 @@ macro_rules! table {
                     cells: vec![$($crate::schema::Stored::to_cell(&self.$field)),+],
                     children: vec![$($crate::schema::child_rows(&self.$child)),*],
                 }
+            }
+
+            fn cell_refs<'a>(&'a self, out: &mut Vec<$crate::schema::CellRef<'a>>) {
+                out.extend([$($crate::schema::Stored::cell_ref(&self.$field)),+]);
             }
 
             fn from_cells(

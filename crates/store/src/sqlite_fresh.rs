@@ -23,7 +23,7 @@ use crate::fresh::{
 };
 use crate::load::{IMPORT_ACTOR, Kind, LoadOptions, Outcome, Record, person_rule, taken};
 use crate::records::EventKind;
-use crate::schema::{Cell, Table, names};
+use crate::schema::{Cell, CellRef, Table, names};
 use crate::sql::Sql;
 use crate::sqlite_load::{SqliteLoader, taken_unique};
 use crate::tables::ACCOUNTS;
@@ -188,12 +188,14 @@ impl SqliteFresh {
                 ));
             };
             let mut statement = lease.connection().prepare_cached(&insert)?;
+            let mut cells = Vec::with_capacity(table.columns.len());
             for record in records {
                 statement.raw_bind_parameter(1, *next as i64)?;
-                let cells = record.to_cells();
-                order.note(&cells.cells[..table.key_len()]);
-                for (i, (cell, column)) in cells.cells.iter().zip(table.columns).enumerate() {
-                    statement.raw_bind_parameter(i + 2, Param::cell(cell, column.ty))?;
+                cells.clear();
+                record.cell_refs(&mut cells);
+                order.note(&cells[..table.key_len()]);
+                for (i, (cell, column)) in cells.iter().zip(table.columns).enumerate() {
+                    statement.raw_bind_parameter(i + 2, Param::cell_ref(cell, column.ty))?;
                 }
                 statement.raw_execute()?;
                 *next += 1;
@@ -589,27 +591,29 @@ fn passes(kind: Kind, confirmed: bool) -> String {
 /// one before. Keys of text only: SQLite compares text byte by byte, as `Cell`'s order does.
 #[derive(Default)]
 struct KeyOrder {
-    /// The last key staged, while the order holds.
-    last: Option<Vec<Cell>>,
+    /// The last key staged, while the order holds (empty before the first).
+    last: Vec<String>,
     /// Set once a key was smaller than the one before, or not text.
     unsorted: bool,
 }
 
 impl KeyOrder {
-    fn note(&mut self, key: &[Cell]) {
+    fn note(&mut self, key: &[CellRef<'_>]) {
         if self.unsorted {
             return;
         }
-        if !key.iter().all(|cell| matches!(cell, Cell::Text(_)))
-            || self.last.as_deref().is_some_and(|last| last > key)
-        {
+        let in_order = key.iter().all(|cell| cell.text().is_some())
+            && (self.last.is_empty()
+                || (self.last.iter().map(|t| Some(t.as_str()))).le(key.iter().map(CellRef::text)));
+        if !in_order {
             self.unsorted = true;
-            self.last = None;
+            self.last = Vec::new();
             return;
         }
-        match &mut self.last {
-            Some(last) => last.clone_from_slice(key),
-            None => self.last = Some(key.to_vec()),
+        self.last.resize_with(key.len(), String::new);
+        for (last, cell) in self.last.iter_mut().zip(key) {
+            last.clear();
+            last.push_str(cell.text().unwrap_or_default());
         }
     }
 }
@@ -747,6 +751,25 @@ mod tests {
     }
 
     #[test]
+    fn staged_cells_are_the_records_cells_borrowed() {
+        for record in [
+            account("2088100000000001", "2088100000000002"),
+            logon_id("2088100000000001"),
+        ] {
+            let mut staged = Vec::new();
+            record.cell_refs(&mut staged);
+            let cells = record.to_cells().cells;
+            assert_eq!(staged, cells.iter().map(CellRef::from).collect::<Vec<_>>());
+            assert!(
+                staged
+                    .iter()
+                    .all(|cell| matches!(cell, CellRef::Text(std::borrow::Cow::Borrowed(_)))),
+                "{staged:?}"
+            );
+        }
+    }
+
+    #[test]
     fn an_account_number_is_the_twelve_digits_after_2088() {
         assert_eq!(account_number("2088000000000000"), Some(0));
         assert_eq!(account_number("2088999999999999"), Some(999_999_999_999));
@@ -779,14 +802,14 @@ mod tests {
 
     #[test]
     fn keys_are_in_order_while_none_is_smaller_than_the_one_before() {
-        let text = |t: &str| Cell::Text(t.to_owned());
+        let text = |t: &'static str| CellRef::Text(t.into());
         let mut order = KeyOrder::default();
         for key in [["A", "b"], ["A", "b"], ["A", "c"], ["B", "a"]] {
             order.note(&key.map(text));
         }
         assert!(!order.unsorted, "equal keys keep the order");
         order.note(&[text("A"), text("z")]);
-        assert!(order.unsorted && order.last.is_none());
+        assert!(order.unsorted && order.last.is_empty());
         order.note(&[text("C"), text("a")]);
         assert!(order.unsorted, "once out of order, out of order");
 
@@ -797,7 +820,7 @@ mod tests {
         }
         assert!(!order.unsorted);
         let mut order = KeyOrder::default();
-        order.note(&[Cell::Int(1)]);
+        order.note(&[CellRef::Int(1)]);
         assert!(order.unsorted, "only text keys are compared");
     }
 
