@@ -45,8 +45,8 @@ impl Cell {
 }
 
 /// A value as written to one column, borrowed from its record where the record holds it as text:
-/// the fresh loads write every field of millions of records, and a copy of each is most of what
-/// [`Cell`] would cost them.
+/// the fresh loads write every field of millions of records, and would otherwise copy each into a
+/// [`Cell`] first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum CellRef<'a> {
     /// SQL NULL.

@@ -588,7 +588,7 @@ fn passes(kind: Kind, confirmed: bool) -> String {
 }
 
 /// Whether a kind's keys were staged in order, as SQLite orders them: each no smaller than the
-/// one before. Keys of text only: SQLite compares text byte by byte, as `Cell`'s order does.
+/// one before. Keys of text only: SQLite compares text byte by byte, as `str`'s order does.
 #[derive(Default)]
 struct KeyOrder {
     /// The last key staged, while the order holds (empty before the first).
@@ -604,7 +604,11 @@ impl KeyOrder {
         }
         let in_order = key.iter().all(|cell| cell.text().is_some())
             && (self.last.is_empty()
-                || (self.last.iter().map(|t| Some(t.as_str()))).le(key.iter().map(CellRef::text)));
+                || self
+                    .last
+                    .iter()
+                    .map(|t| Some(t.as_str()))
+                    .le(key.iter().map(CellRef::text)));
         if !in_order {
             self.unsorted = true;
             self.last = Vec::new();
