@@ -97,6 +97,7 @@ async fn bench_loads_a_running_gateway_closed_and_open_loop() {
     );
     // Throughput against the bound means something in closed loop only.
     assert!(!open.contains("ratio: answers/s ÷ signs/s = "), "{open}");
+    assert!(!open.contains("each answer's core time"), "{open}");
     assert!(open.contains("ratio: p99 ÷ one sign = "), "{open}");
     assert!(open.contains(" before, "), "the bound is bracketed: {open}");
     // The bound is openssl speed's when the tool is there (it is wherever OpenSSL's headers

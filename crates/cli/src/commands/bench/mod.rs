@@ -235,7 +235,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let per_request =
         |(before, after): (f64, f64)| (after - before) / report.answered.max(1) as f64;
-    if let Some(own) = own_before.zip(own_after).map(per_request) {
+    let generator_cpu = own_before.zip(own_after).map(per_request);
+    if let Some(own) = generator_cpu {
         out.push_str(&format!(
             "load generator CPU: {:.0} µs per request (this process, user + system)\n",
             own * 1e6
@@ -250,7 +251,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ));
     }
     if let Some((bound, before)) = bound.zip(bound_before) {
-        out.push_str(&bound.report(&before, &report, &plan, server_cpu));
+        let cpu = bound::Cpu {
+            server: server_cpu,
+            generator: generator_cpu,
+        };
+        out.push_str(&bound.report(&before, &report, &plan, cpu));
     }
     super::print(&out)?;
     anyhow::ensure!(report.answered > 0, "no request was answered");
