@@ -53,7 +53,7 @@ pub struct Cpu {
     pub generator: Option<f64>,
 }
 
-/// The share of ratio of answers/s to signs/s that item 2 of the targets asks for.
+/// The ratio of answers/s to signs/s that the throughput target asks for, every answer distinct.
 const THROUGHPUT_TARGET: f64 = 0.86;
 
 /// Where a closed-loop run's core time per answer went, against what the throughput target
