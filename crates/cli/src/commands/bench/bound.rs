@@ -44,13 +44,15 @@ pub struct Before {
     from_openssl_speed: bool,
 }
 
-/// CPU seconds per answer of the run, each when measured.
+/// What the run measured beside its answers, each when it could.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Cpu {
-    /// The server's (`--server-pid`).
-    pub server: Option<f64>,
-    /// The load generator's (this process).
-    pub generator: Option<f64>,
+pub struct Measured {
+    /// The server's CPU seconds per answer (`--server-pid`).
+    pub server_cpu: Option<f64>,
+    /// The load generator's CPU seconds per answer (this process).
+    pub generator_cpu: Option<f64>,
+    /// The share of answers the server signed from memory (its signature cache's metrics).
+    pub from_memory: Option<f64>,
 }
 
 /// The ratio of answers/s to signs/s that the throughput target asks for, every answer distinct.
@@ -62,8 +64,16 @@ const THROUGHPUT_TARGET: f64 = 0.86;
 /// `threads ÷ signs/s` of it, and at [`THROUGHPUT_TARGET`] of the bound everything else (the
 /// verify, HTTP, the store, the load generator, the kernel) may take only the rest. This is the
 /// arithmetic behind the target, with this run's figures, so that each run says how far its
-/// other work is from it.
-fn shares(threads: usize, answers_per_second: f64, bound: Speed, cpu: Cpu) -> String {
+/// other work is from it. It holds only when every answer was signed: one signed from memory
+/// takes no sign, and the split is left out.
+fn shares(threads: usize, answers_per_second: f64, bound: Speed, measured: Measured) -> String {
+    if let Some(share) = measured.from_memory.filter(|&s| s > 0.0) {
+        return format!(
+            "each answer's core time: not split, {:.1} % of the answers were signed from memory \
+             (turn the signature cache off to split it)\n",
+            100.0 * share
+        );
+    }
     let micros = |seconds: f64| seconds * 1e6;
     let cores = threads as f64;
     let per_answer = cores / answers_per_second;
@@ -78,7 +88,7 @@ fn shares(threads: usize, answers_per_second: f64, bound: Speed, cpu: Cpu) -> St
         micros(per_answer - sign),
         micros(allowed),
     );
-    if let (Some(server), Some(generator)) = (cpu.server, cpu.generator) {
+    if let (Some(server), Some(generator)) = (measured.server_cpu, measured.generator_cpu) {
         out.push_str(&format!(
             "  everything else: the verify {:.0} µs, the server's other work {:.0} µs, the load \
              generator {:.0} µs, the rest {:.0} µs (idle cores, the kernel's work outside \
@@ -142,7 +152,13 @@ impl Bound {
 
     /// The bound after the run (`before` was measured before it), the crate's figures beside
     /// it, and the ratios of the run against the bound's mean.
-    pub fn report(&self, before: &Before, report: &Report, plan: &Plan, cpu: Cpu) -> String {
+    pub fn report(
+        &self,
+        before: &Before,
+        report: &Report,
+        plan: &Plan,
+        measured: Measured,
+    ) -> String {
         let threads = self.threads;
         let after = if before.from_openssl_speed {
             openssl_speed(threads).unwrap_or(before.speed)
@@ -176,19 +192,19 @@ impl Bound {
         }
         if plan.rate.is_none() {
             out.push_str(&format!(
-                "ratio: answers/s ÷ signs/s = {:.2} (target ≥ 0.86 with every answer distinct; \
-                 above 1.00 only when the signature cache answers)\n",
+                "ratio: answers/s ÷ signs/s = {:.2} (target ≥ {THROUGHPUT_TARGET} with every \
+                 answer distinct; above 1.00 only when the signature cache answers)\n",
                 report.throughput() / bound.signs_on_all_cores
             ));
         }
-        if let Some(server) = cpu.server {
+        if let Some(server) = measured.server_cpu {
             out.push_str(&format!(
                 "ratio: server CPU per answer ÷ (one sign + one verify) = {:.2} (target ≤ 1.08)\n",
                 server / (bound.one_sign + bound.one_verify)
             ));
         }
         if plan.rate.is_none() {
-            out.push_str(&shares(threads, report.throughput(), bound, cpu));
+            out.push_str(&shares(threads, report.throughput(), bound, measured));
         }
         if plan.rate.is_some() {
             let times = |q| {
@@ -280,13 +296,14 @@ mod tests {
             one_sign: 0.000_950,
             one_verify: 0.000_030,
         };
-        let cpu = Cpu {
-            server: Some(0.001_100),
-            generator: Some(0.000_040),
+        let measured = Measured {
+            server_cpu: Some(0.001_100),
+            generator_cpu: Some(0.000_040),
+            from_memory: Some(0.0),
         };
         // 2 cores ÷ 1,600 answers/s = 1,250 µs; the sign on every core 1,000 µs; at 0.86
         // everything else may take 2 ÷ 1,720 − 0.001 = 163 µs.
-        let text = shares(2, 1_600.0, bound, cpu);
+        let text = shares(2, 1_600.0, bound, measured);
         assert!(
             text.starts_with(
                 "each answer's core time: 2 cores ÷ 1600 answers/s = 1250 µs, of which the sign \
@@ -305,8 +322,18 @@ mod tests {
             ),
             "{text}"
         );
-        let alone = shares(2, 1_600.0, bound, Cpu::default());
+        let alone = shares(2, 1_600.0, bound, Measured::default());
         assert_eq!(alone.lines().count(), 1, "{alone}");
+        // With answers signed from memory there is no sign to set the rest against.
+        let cached = Measured {
+            from_memory: Some(0.25),
+            ..measured
+        };
+        assert_eq!(
+            shares(2, 1_600.0, bound, cached),
+            "each answer's core time: not split, 25.0 % of the answers were signed from memory \
+             (turn the signature cache off to split it)\n"
+        );
     }
 
     #[test]

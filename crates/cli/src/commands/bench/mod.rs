@@ -224,13 +224,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             pool.len()
         )
     });
+    let mut from_memory = None;
     if let Some((before, after)) = kept_before.zip(kept_after) {
         let hits = after.hits - before.hits;
         let signed = (after.misses - before.misses) + (after.bypassed - before.bypassed);
+        let share = hits / (hits + signed).max(1.0);
+        from_memory = Some(share);
         out.push_str(&format!(
             "signature cache (the server's /metrics over the measured run): {hits:.0} answers \
              signed from memory, {signed:.0} by RSA ({:.1} % from memory)\n",
-            100.0 * hits / (hits + signed).max(1.0)
+            100.0 * share
         ));
     }
     let per_request =
@@ -251,11 +254,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ));
     }
     if let Some((bound, before)) = bound.zip(bound_before) {
-        let cpu = bound::Cpu {
-            server: server_cpu,
-            generator: generator_cpu,
+        let measured = bound::Measured {
+            server_cpu,
+            generator_cpu,
+            from_memory,
         };
-        out.push_str(&bound.report(&before, &report, &plan, cpu));
+        out.push_str(&bound.report(&before, &report, &plan, measured));
     }
     super::print(&out)?;
     anyhow::ensure!(report.answered > 0, "no request was answered");
