@@ -69,6 +69,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_open_ids_unique_index.sql"),
         postgres: include_str!("../migrations/postgres/0009_open_ids_unique_index.sql"),
     },
+    Migration {
+        version: 10,
+        name: "audit_people",
+        sqlite: include_str!("../migrations/sqlite/0010_audit_people.sql"),
+        postgres: include_str!("../migrations/postgres/0010_audit_people.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use agreements_domain::ids::{CustomerId, UserId};
 
 use crate::Store;
-use crate::db::{Param, params};
+use crate::db::{Conn, Param, Pool, params};
 use crate::error::StoreError;
 use crate::records::{AuditEntry, AuditFilter};
 use crate::schema::{Cell, Stored};
@@ -21,6 +21,57 @@ fn id_bound(at_ms: i64) -> String {
     format!("{:013}", at_ms.max(0))
 }
 
+/// A batch as SQLite's index by person records it (migration 0010): the range of its entries'
+/// ids, and its document, the hex of each account it concerns. Hex makes every account one
+/// term, whatever characters its id holds; entries are matched on `user_id` afterwards anyway.
+struct Batch<'a> {
+    first_id: &'a str,
+    last_id: &'a str,
+    people: String,
+}
+
+impl<'a> Batch<'a> {
+    /// `None` when no entry names an account: such a batch is never looked up by person.
+    fn of(entries: &'a [AuditEntry]) -> Option<Self> {
+        let first_id = entries.iter().map(|e| e.id.as_str()).min()?;
+        let last_id = entries.iter().map(|e| e.id.as_str()).max()?;
+        let mut users: Vec<&str> = entries
+            .iter()
+            .filter_map(|e| e.user_id.as_deref())
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        if users.is_empty() {
+            return None;
+        }
+        let people = users.iter().map(|u| hex(u)).collect::<Vec<_>>().join(" ");
+        Some(Self {
+            first_id,
+            last_id,
+            people,
+        })
+    }
+}
+
+/// Upper-case hex of `s`'s bytes, as SQLite's `HEX()` spells it (the migration's backfill).
+fn hex(s: &str) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(2 * s.len());
+    for b in s.bytes() {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
+
+/// The ids of entries answered at `at_ms` or later are those from this string on, when the
+/// time has the ids' 13 digits (every time from 1970 to 2286); `None` otherwise.
+fn id_prefix(at_ms: i64) -> Option<String> {
+    (0..10_000_000_000_000)
+        .contains(&at_ms)
+        .then(|| id_bound(at_ms))
+}
+
 impl Store {
     /// Writes `entries` in one transaction (the audit writer's batch).
     pub async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
@@ -31,6 +82,21 @@ impl Store {
         for entry in entries {
             tx.insert(entry).await?;
         }
+        if let Conn::Sqlite(_) = tx
+            && let Some(batch) = Batch::of(entries)
+        {
+            // SQLite's index by person (migration 0010): the batch's id range and its people.
+            tx.execute(
+                sql!("INSERT INTO audit_batches (first_id, last_id) VALUES ($1, $2)"),
+                &params![batch.first_id, batch.last_id],
+            )
+            .await?;
+            tx.execute(
+                sql!("INSERT INTO audit_people (rowid, people) VALUES (last_insert_rowid(), $1)"),
+                &params![&batch.people],
+            )
+            .await?;
+        }
         tx.commit().await
     }
 
@@ -39,6 +105,8 @@ impl Store {
         // Only the conditions the filter sets, so that each uses its index.
         let mut values: Vec<Param<'_>> = vec![f.since_ms.into(), f.until_ms.into()];
         let mut conditions = vec!["at_ms >= $1".to_owned(), "at_ms < $2".to_owned()];
+        let terms;
+        let bounds = [f.since_ms, f.until_ms].map(id_prefix);
         if let Some(users) = f.user_ids {
             if users.is_empty() {
                 return Ok(Vec::new());
@@ -48,7 +116,32 @@ impl Store {
                 values.push(user.as_str().into());
                 marks.push(format!("${}", values.len()));
             }
-            conditions.push(format!("user_id IN ({})", marks.join(", ")));
+            let users_in = format!("user_id IN ({})", marks.join(", "));
+            if let Pool::Sqlite(_) = self.pool {
+                // The batches whose document names one of the accounts, then their entries.
+                terms = users
+                    .iter()
+                    .map(|u| format!("\"{}\"", hex(u)))
+                    .collect::<Vec<_>>()
+                    .join(" OR ");
+                values.push(terms.as_str().into());
+                let mut inner = format!(
+                    "SELECT e.id FROM audit_batches b \
+                     JOIN audit_entries e ON e.id BETWEEN b.first_id AND b.last_id \
+                     WHERE b.n IN (SELECT rowid FROM audit_people WHERE audit_people MATCH ${}) \
+                     AND e.{users_in}",
+                    values.len()
+                );
+                // Only the batches within the time range, by their ids' time prefix.
+                for (bound, condition) in bounds.iter().zip(["b.last_id >=", "b.first_id <"]) {
+                    if let Some(bound) = bound {
+                        values.push(bound.as_str().into());
+                        inner.push_str(&format!(" AND {condition} ${}", values.len()));
+                    }
+                }
+                conditions.push(format!("id IN ({inner})"));
+            }
+            conditions.push(users_in);
         }
         if let Some(app) = f.app_id {
             values.push(app.into());
@@ -105,9 +198,38 @@ impl Store {
             deleted += n;
             progress(deleted);
             if n < u64::from(PRUNE_CHUNK) {
-                return Ok(deleted);
+                break;
             }
         }
+        if let Pool::Sqlite(_) = self.pool {
+            // The batches wholly older than the bound, with their documents. A batch across
+            // the bound stays: it finds only its newer entries.
+            loop {
+                let mut tx = self.pool.write().await?;
+                tx.execute(
+                    sql!(
+                        "DELETE FROM audit_people WHERE rowid IN \
+                         (SELECT n FROM audit_batches WHERE last_id < $1 ORDER BY n LIMIT $2)"
+                    ),
+                    &params![&bound, PRUNE_CHUNK],
+                )
+                .await?;
+                let n = tx
+                    .execute(
+                        sql!(
+                            "DELETE FROM audit_batches WHERE n IN \
+                             (SELECT n FROM audit_batches WHERE last_id < $1 ORDER BY n LIMIT $2)"
+                        ),
+                        &params![&bound, PRUNE_CHUNK],
+                    )
+                    .await?;
+                tx.commit().await?;
+                if n < u64::from(PRUNE_CHUNK) {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
     }
 
     /// Every account of the person owning `user_id` (that account included), or none when it

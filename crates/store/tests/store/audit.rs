@@ -9,8 +9,13 @@ use agreements_store::{AuditEntry, AuditFilter, Store, demo};
 const T0: i64 = 1_764_700_000_000;
 
 fn entry(i: i64, app: &str, user: Option<&str>) -> AuditEntry {
+    entry_of("test", i, app, user)
+}
+
+/// An entry written by the process tagged `tag`.
+fn entry_of(tag: &str, i: i64, app: &str, user: Option<&str>) -> AuditEntry {
     AuditEntry {
-        id: format!("{:013}-test-{i}", T0 + i),
+        id: format!("{:013}-{tag}-{i}", T0 + i),
         at_ms: T0 + i,
         channel: "v2".into(),
         method: "alipay.user.agreement.query".into(),
@@ -110,5 +115,87 @@ async fn entries_are_listed_by_person_app_and_time_and_pruned_by_age() {
         let left = store.audit(&all(0, i64::MAX)).await.unwrap();
         assert_eq!(left, entries[5..].to_vec());
         assert_eq!(store.prune_audit(T0 + 5, |_| {}).await.unwrap(), 0);
+        let person = store
+            .audit(&AuditFilter {
+                user_ids: Some(&ids),
+                ..all(0, i64::MAX)
+            })
+            .await
+            .unwrap();
+        assert_eq!(person, expected[4..].to_vec(), "{backend:?}");
+
+        // Everything pruned: the person has nothing left, and new entries are found again.
+        store.prune_audit(i64::MAX, |_| {}).await.unwrap();
+        let one = [entry(40, "2021000000000001", Some(demo::USER_PRIMARY))];
+        store.append_audit(&one).await.unwrap();
+        let person = store
+            .audit(&AuditFilter {
+                user_ids: Some(&ids),
+                ..all(0, i64::MAX)
+            })
+            .await
+            .unwrap();
+        assert_eq!(person, one.to_vec(), "{backend:?}");
+    }
+}
+
+fn of(users: &[String], since_ms: i64, until_ms: i64, limit: u32) -> AuditFilter<'_> {
+    AuditFilter {
+        user_ids: Some(users),
+        app_id: None,
+        since_ms,
+        until_ms,
+        limit,
+    }
+}
+
+/// Two processes writing to one database: their batches' id ranges overlap, and an entry
+/// without an account, or with one the others' ids only contain, is nobody else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_gets_each_entry_once_from_overlapping_batches() {
+    for backend in backends() {
+        let db = TestDatabase::new(&backend).await.unwrap();
+        let store = Store::open(db.location()).await.unwrap();
+        let app = "2021000000000001";
+        let (alice, bob, prefix) = ("2088100000000001", "2088100000000002", "2088100000");
+        let a: Vec<AuditEntry> = (0..6)
+            .map(|i| entry_of("a", 2 * i, app, Some(if i % 2 == 0 { alice } else { bob })))
+            .collect();
+        let b: Vec<AuditEntry> = (0..6)
+            .map(|i| match i % 3 {
+                0 => entry_of("b", 2 * i + 1, app, Some(alice)),
+                1 => entry_of("b", 2 * i + 1, app, None),
+                _ => entry_of("b", 2 * i + 1, app, Some(prefix)),
+            })
+            .collect();
+        store.append_audit(&a).await.unwrap();
+        store.append_audit(&b).await.unwrap();
+        let mut expected: Vec<AuditEntry> = a
+            .iter()
+            .chain(&b)
+            .filter(|e| e.user_id.as_deref() == Some(alice))
+            .cloned()
+            .collect();
+        expected.sort_by_key(|e| e.at_ms);
+        let alice_only = [alice.to_owned()];
+        let found = store
+            .audit(&of(&alice_only, 0, i64::MAX, 100))
+            .await
+            .unwrap();
+        assert_eq!(found, expected, "{backend:?}");
+        let window = store
+            .audit(&of(&alice_only, T0 + 2, T0 + 9, 2))
+            .await
+            .unwrap();
+        let at: Vec<i64> = window.iter().map(|e| e.at_ms - T0).collect();
+        assert_eq!(at, vec![4, 7], "{backend:?}");
+        let short = [prefix.to_owned()];
+        let found = store.audit(&of(&short, 0, i64::MAX, 100)).await.unwrap();
+        let at: Vec<i64> = found.iter().map(|e| e.at_ms - T0).collect();
+        assert_eq!(at, vec![5, 11], "{backend:?}");
+        let both = [alice.to_owned(), bob.to_owned()];
+        let found = store.audit(&of(&both, 0, i64::MAX, 100)).await.unwrap();
+        assert_eq!(found.len(), 8, "{backend:?}");
+        assert!(found.windows(2).all(|w| w[0].at_ms < w[1].at_ms));
     }
 }

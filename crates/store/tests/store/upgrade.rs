@@ -1,7 +1,7 @@
 //! A database made by an earlier version keeps its data through later migrations.
 
 use agreements_domain::ids::{AgreementNo, AppId};
-use agreements_store::{MIGRATIONS, Store};
+use agreements_store::{AuditFilter, MIGRATIONS, Store};
 
 #[tokio::test]
 async fn sqlite_agreements_survive_the_rebuild_of_migration_2() {
@@ -71,4 +71,73 @@ async fn sqlite_agreements_survive_the_rebuild_of_migration_2() {
         )
         .unwrap();
     assert_eq!(indexes, 2);
+}
+
+/// Entries written before SQLite's index by person became a full-text index of batches
+/// (migration 10) are found by person afterwards, in batches of 1,024.
+#[tokio::test]
+async fn sqlite_audit_entries_written_before_migration_10_are_found_by_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let users = ["2088100000000001", "2088100000000002"];
+    {
+        let mut c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for m in MIGRATIONS.iter().filter(|m| m.version < 10) {
+            c.execute_batch(m.sqlite).unwrap();
+            c.execute(
+                "INSERT INTO schema_migrations VALUES (?1, ?2, 0)",
+                (m.version, m.name),
+            )
+            .unwrap();
+        }
+        let tx = c.transaction().unwrap();
+        for i in 0..2_500_i64 {
+            tx.execute(
+                "INSERT INTO audit_entries (id, at_ms, channel, method, user_id, returned, agreement_nos, code) \
+                 VALUES (?1, ?2, 'v2', 'alipay.user.agreement.query', ?3, 0, '', '10000')",
+                (
+                    format!("{:013}-old-{i}", 1_764_700_000_000 + i),
+                    1_764_700_000_000 + i,
+                    (i % 5 != 0).then_some(users[usize::from(i % 5 == 1)]),
+                ),
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let store = Store::open(path.to_str().unwrap()).await.unwrap();
+    let found = |user: &str| {
+        let ids = [user.to_owned()];
+        let store = &store;
+        async move {
+            store
+                .audit(&AuditFilter {
+                    user_ids: Some(&ids),
+                    app_id: None,
+                    since_ms: 0,
+                    until_ms: i64::MAX,
+                    limit: 10_000,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let second = found(users[1]).await;
+    assert_eq!(second.len(), 500);
+    assert!(
+        second
+            .iter()
+            .all(|e| (e.at_ms - 1_764_700_000_000) % 5 == 1)
+    );
+    assert_eq!(found(users[0]).await.len(), 1_500);
+    drop(store);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let batches: i64 = c
+        .query_row("SELECT count(*) FROM audit_batches", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(batches, 3);
 }
