@@ -198,6 +198,25 @@ impl Pool {
             }
             tx.commit().await?;
         }
+        // A newer build's schema may keep data where this build would not look (an index
+        // replaced by another), so an older build refuses it rather than write beside it.
+        let newest = self
+            .conn()
+            .await?
+            .row(sql!("SELECT MAX(version) FROM schema_migrations"), &[])
+            .await?;
+        let known = MIGRATIONS.last().map_or(0, |m| m.version);
+        if let Some([Cell::Int(version), ..]) = newest.as_deref()
+            && *version > known
+        {
+            return Err(StoreError::unavailable(
+                "opening the database",
+                std::io::Error::other(format!(
+                    "its schema is at version {version}, made by a newer build than this one \
+                     (which knows versions up to {known}): run that build or a later one"
+                )),
+            ));
+        }
         Ok(())
     }
 }

@@ -141,3 +141,23 @@ async fn sqlite_audit_entries_written_before_migration_10_are_found_by_person() 
         .unwrap();
     assert_eq!(batches, 3);
 }
+
+/// A database a newer build migrated is refused, with what to do, rather than written beside
+/// data this build would not find.
+#[tokio::test]
+async fn a_schema_newer_than_the_build_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("newer.db");
+    drop(Store::open(path.to_str().unwrap()).await.unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("INSERT INTO schema_migrations VALUES (9999, 'from_the_future', 0)")
+        .unwrap();
+    let refused = Store::open(path.to_str().unwrap()).await.unwrap_err();
+    let message = format!(
+        "{refused}: {}",
+        std::error::Error::source(&refused).unwrap()
+    );
+    assert!(message.contains("schema is at version 9999"), "{message}");
+    assert!(message.contains("newer build"), "{message}");
+}
