@@ -184,17 +184,15 @@ impl Store {
         let bound = id_bound(before_ms);
         let mut deleted = 0;
         loop {
-            let mut tx = self.pool.write().await?;
-            let n = tx
-                .execute(
-                    sql!(
+            let n = self
+                .delete_chunk(
+                    &[sql!(
                         "DELETE FROM audit_entries WHERE id IN \
                          (SELECT id FROM audit_entries WHERE id < $1 ORDER BY id LIMIT $2)"
-                    ),
-                    &params![&bound, PRUNE_CHUNK],
+                    )],
+                    &bound,
                 )
                 .await?;
-            tx.commit().await?;
             deleted += n;
             progress(deleted);
             if n < u64::from(PRUNE_CHUNK) {
@@ -204,32 +202,31 @@ impl Store {
         if let Pool::Sqlite(_) = self.pool {
             // The batches wholly older than the bound, with their documents. A batch across
             // the bound stays: it finds only its newer entries.
-            loop {
-                let mut tx = self.pool.write().await?;
-                tx.execute(
-                    sql!(
-                        "DELETE FROM audit_people WHERE rowid IN \
-                         (SELECT n FROM audit_batches WHERE last_id < $1 ORDER BY n LIMIT $2)"
-                    ),
-                    &params![&bound, PRUNE_CHUNK],
-                )
-                .await?;
-                let n = tx
-                    .execute(
-                        sql!(
-                            "DELETE FROM audit_batches WHERE n IN \
-                             (SELECT n FROM audit_batches WHERE last_id < $1 ORDER BY n LIMIT $2)"
-                        ),
-                        &params![&bound, PRUNE_CHUNK],
-                    )
-                    .await?;
-                tx.commit().await?;
-                if n < u64::from(PRUNE_CHUNK) {
-                    break;
-                }
-            }
+            let batches = [
+                sql!(
+                    "DELETE FROM audit_people WHERE rowid IN \
+                     (SELECT n FROM audit_batches WHERE last_id < $1 ORDER BY n LIMIT $2)"
+                ),
+                sql!(
+                    "DELETE FROM audit_batches WHERE n IN \
+                     (SELECT n FROM audit_batches WHERE last_id < $1 ORDER BY n LIMIT $2)"
+                ),
+            ];
+            while self.delete_chunk(&batches, &bound).await? == u64::from(PRUNE_CHUNK) {}
         }
         Ok(deleted)
+    }
+
+    /// Runs `statements` (each deleting at most a chunk of rows older than `bound`) in one
+    /// transaction; returns how many rows the last deleted.
+    async fn delete_chunk(&self, statements: &[&Sql], bound: &str) -> Result<u64, StoreError> {
+        let mut tx = self.pool.write().await?;
+        let mut n = 0;
+        for statement in statements {
+            n = tx.execute(statement, &params![bound, PRUNE_CHUNK]).await?;
+        }
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Every account of the person owning `user_id` (that account included), or none when it

@@ -3,20 +3,32 @@
 use agreements_domain::ids::{AgreementNo, AppId};
 use agreements_store::{AuditFilter, MIGRATIONS, Store};
 
+/// A SQLite database as a build knowing migrations up to `version` left it.
+fn database_at(path: &std::path::Path, version: i64) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .unwrap();
+    for m in MIGRATIONS.iter().filter(|m| m.version <= version) {
+        c.execute_batch(m.sqlite).unwrap();
+        c.execute(
+            "INSERT INTO schema_migrations VALUES (?1, ?2, 0)",
+            (m.version, m.name),
+        )
+        .unwrap();
+    }
+    c
+}
+
 #[tokio::test]
 async fn sqlite_agreements_survive_the_rebuild_of_migration_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     {
-        let c = rusqlite::Connection::open(&path).unwrap();
+        let c = database_at(&path, 1);
         c.execute_batch(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-        )
-        .unwrap();
-        c.execute_batch(MIGRATIONS[0].sqlite).unwrap();
-        c.execute_batch(
-            "INSERT INTO schema_migrations VALUES (1, 'initial', 0);
-             INSERT INTO merchants VALUES ('2088000000000001', 'm', 'NORMAL', NULL);
+            "INSERT INTO merchants VALUES ('2088000000000001', 'm', 'NORMAL', NULL);
              INSERT INTO customers VALUES ('2088100000000001');
              INSERT INTO accounts VALUES ('2088100000000001', '2088100000000001', 'NORMAL');
              INSERT INTO agreements VALUES ('20240101000000000001', '2088000000000001', '2021000000000001',
@@ -81,19 +93,7 @@ async fn sqlite_audit_entries_written_before_migration_10_are_found_by_person() 
     let path = dir.path().join("old.db");
     let users = ["2088100000000001", "2088100000000002"];
     {
-        let mut c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-        )
-        .unwrap();
-        for m in MIGRATIONS.iter().filter(|m| m.version < 10) {
-            c.execute_batch(m.sqlite).unwrap();
-            c.execute(
-                "INSERT INTO schema_migrations VALUES (?1, ?2, 0)",
-                (m.version, m.name),
-            )
-            .unwrap();
-        }
+        let mut c = database_at(&path, 9);
         let tx = c.transaction().unwrap();
         for i in 0..2_500_i64 {
             tx.execute(
