@@ -39,6 +39,7 @@ run() {
     server=$!
     for _ in $(seq 100); do
         curl -s -o /dev/null http://127.0.0.1:8080/ && break
+        kill -0 "$server" 2> /dev/null || { echo "$label: the server did not start (settings.serve.log)" >&2; exit 1; }
         sleep 0.1
     done
     out=$("$build" bench --app-id 2021000000000001 --app-key app_private_key_pkcs1.pem \
