@@ -75,6 +75,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_audit_people.sql"),
         postgres: include_str!("../migrations/postgres/0010_audit_people.sql"),
     },
+    Migration {
+        version: 11,
+        name: "covering_principal_index",
+        sqlite: include_str!("../migrations/sqlite/0011_covering_principal_index.sql"),
+        postgres: include_str!("../migrations/postgres/0011_covering_principal_index.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -71,7 +71,9 @@ async fn found_rows(
 /// call (its plan depends on the value). The two principals are two SELECTs joined by UNION ALL
 /// (a row has one principal type, so they never overlap): each is one range scan of
 /// `agreements_by_principal` that yields rows in (sign_time, agreement_no) order; SQLite merges
-/// them, PostgreSQL appends and sorts the few rows. Written as `(CARD …) OR (CUSTOMER …)`, the
+/// them, PostgreSQL appends and sorts the few rows. On SQLite the index holds every column
+/// (migration 11), so the scan never descends into the table: without it, each entry the scan
+/// visited cost a lookup by agreement_no on a random page. Written as `(CARD …) OR (CUSTOMER …)`, the
 /// query gets SQLite's multi-index OR, which builds an ephemeral table (its own page cache,
 /// allocated and freed per execution) to drop duplicates and another to sort — about 100 µs per
 /// answer on the project machine.
@@ -442,9 +444,10 @@ pub(crate) async fn append_event(
 mod tests {
     use super::*;
 
-    /// Every variant of the agreements query is, on SQLite, two range scans merged in index
-    /// order: no multi-index OR, no temporary B-tree (each costs an ephemeral table per
-    /// execution).
+    /// Every variant of the agreements query is, on SQLite, two range scans of the covering
+    /// index merged in index order: no lookup into the table, no multi-index OR, no temporary
+    /// B-tree (each costs an ephemeral table per execution). A column added to the table but not
+    /// to the index fails it.
     #[test]
     fn the_agreements_query_merges_two_range_scans_on_sqlite() {
         let c = rusqlite::Connection::open_in_memory().unwrap();
@@ -466,7 +469,7 @@ mod tests {
             let plan = plan.join("\n");
             assert!(plan.contains("MERGE (UNION ALL)"), "variant {i}: {plan}");
             assert_eq!(
-                plan.matches("SEARCH a USING INDEX agreements_by_principal")
+                plan.matches("SEARCH a USING COVERING INDEX agreements_by_principal")
                     .count(),
                 2,
                 "variant {i}: {plan}"
