@@ -33,9 +33,11 @@ KEY = "principal_id, personal_product_code, principal_type, third_party_type"
 
 LAYOUTS = {
     "key": f"""DROP INDEX agreements_by_principal;
-        CREATE INDEX agreements_by_principal ON agreements ({KEY}, sign_time, agreement_no);""",
+        CREATE INDEX agreements_by_principal
+            ON agreements ({KEY}, sign_time, agreement_no);""",
     "partner": f"""DROP INDEX agreements_by_principal;
-        CREATE INDEX agreements_by_principal ON agreements ({KEY}, partner_id, sign_time, agreement_no);""",
+        CREATE INDEX agreements_by_principal
+            ON agreements ({KEY}, partner_id, sign_time, agreement_no);""",
     "clustered": f"""CREATE TABLE by_person ({COLUMNS}, PRIMARY KEY ({KEY}, partner_id, sign_time,
             agreement_no)) WITHOUT ROWID;
         INSERT INTO by_person SELECT {COLUMNS} FROM agreements;
@@ -45,7 +47,8 @@ LAYOUTS = {
     "covering": f"""DROP INDEX agreements_by_principal;
         CREATE INDEX agreements_by_principal ON agreements ({KEY}, sign_time, agreement_no,
             partner_id, sign_app_id, alipay_user_id, product_code, sign_scene,
-            external_agreement_no, external_logon_id, status, valid_time, invalid_time, unsign_time);""",
+            external_agreement_no, external_logon_id, status, valid_time, invalid_time,
+            unsign_time);""",
 }
 
 

@@ -6,6 +6,8 @@
 -- rows where it finds them. The index grows by the width of a row.
 DROP INDEX agreements_by_principal;
 CREATE INDEX agreements_by_principal
-    ON agreements (principal_id, personal_product_code, principal_type, third_party_type, sign_time, agreement_no,
-                   partner_id, sign_app_id, alipay_user_id, product_code, sign_scene, external_agreement_no,
-                   external_logon_id, status, valid_time, invalid_time, unsign_time);
+    ON agreements (principal_id, personal_product_code, principal_type, third_party_type,
+                   sign_time, agreement_no,
+                   partner_id, sign_app_id, alipay_user_id, product_code, sign_scene,
+                   external_agreement_no, external_logon_id, status, valid_time, invalid_time,
+                   unsign_time);

@@ -73,10 +73,10 @@ async fn found_rows(
 /// `agreements_by_principal` that yields rows in (sign_time, agreement_no) order; SQLite merges
 /// them, PostgreSQL appends and sorts the few rows. On SQLite the index holds every column
 /// (migration 11), so the scan never descends into the table: without it, each entry the scan
-/// visited cost a lookup by agreement_no on a random page. Written as `(CARD …) OR (CUSTOMER …)`, the
-/// query gets SQLite's multi-index OR, which builds an ephemeral table (its own page cache,
-/// allocated and freed per execution) to drop duplicates and another to sort — about 100 µs per
-/// answer on the project machine.
+/// visited cost a lookup by agreement_no on a random page. Written as `(CARD …) OR (CUSTOMER
+/// …)`, the query gets SQLite's multi-index OR, which builds an ephemeral table (its own page
+/// cache, allocated and freed per execution) to drop duplicates and another to sort — about
+/// 100 µs per answer on the project machine.
 static BY_PERSON: LazyLock<Vec<Sql>> = LazyLock::new(|| {
     (0..16)
         .map(|i| by_person_sql(i & 1 != 0, i & 2 != 0, i & 4 != 0, i & 8 != 0))
