@@ -70,7 +70,8 @@ async fn entries_are_listed_by_person_app_and_time_and_pruned_by_age() {
             "{backend:?}"
         );
         let ids: Vec<String> = accounts.iter().map(|u| u.as_str().to_owned()).collect();
-        let person = store.audit(&of(&ids, 0, i64::MAX, 1_000)).await.unwrap();
+        let of_person = of(&ids, 0, i64::MAX, 1_000);
+        let person = store.audit(&of_person).await.unwrap();
         let expected: Vec<_> = entries
             .iter()
             .filter(|e| e.user_id.as_deref() != Some(demo::USER_OTHER))
@@ -109,19 +110,18 @@ async fn entries_are_listed_by_person_app_and_time_and_pruned_by_age() {
         let left = store.audit(&all(0, i64::MAX)).await.unwrap();
         assert_eq!(left, entries[5..].to_vec());
         assert_eq!(store.prune_audit(T0 + 5, |_| {}).await.unwrap(), 0);
-        let person = store.audit(&of(&ids, 0, i64::MAX, 1_000)).await.unwrap();
+        let person = store.audit(&of_person).await.unwrap();
         assert_eq!(person, expected[4..].to_vec(), "{backend:?}");
 
         // Everything pruned: the person has nothing left, and new entries are found again.
         store.prune_audit(i64::MAX, |_| {}).await.unwrap();
-        let ids_of = of(&ids, 0, i64::MAX, 1_000);
         assert!(
-            store.audit(&ids_of).await.unwrap().is_empty(),
+            store.audit(&of_person).await.unwrap().is_empty(),
             "{backend:?}"
         );
         let one = [entry(40, "2021000000000001", Some(demo::USER_PRIMARY))];
         store.append_audit(&one).await.unwrap();
-        let person = store.audit(&of(&ids, 0, i64::MAX, 1_000)).await.unwrap();
+        let person = store.audit(&of_person).await.unwrap();
         assert_eq!(person, one.to_vec(), "{backend:?}");
     }
 }
