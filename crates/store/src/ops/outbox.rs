@@ -35,12 +35,31 @@ impl Store {
     /// Takes up to `limit` pending notifications due at `now` for sending: each is held until
     /// `lease_until` (so no other worker sends it meanwhile; if this one dies, it is due again
     /// then).
+    ///
+    /// The delivery worker asks at every poll, and the outbox is mostly idle, so a read looks
+    /// first: with nothing due, no write transaction is opened. On SQLite a write waits its turn
+    /// behind every other writer (the audit writer, an import) and runs its `BEGIN IMMEDIATE`
+    /// and commit off the async workers, which hands the calling worker's tasks to another
+    /// thread. A notification that becomes due right after the look is claimed at the next poll.
     pub async fn claim_notifications(
         &self,
         now: i64,
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<Notification>, StoreError> {
+        let due = sql!(
+            "SELECT 1 FROM notifications WHERE state = 'PENDING' AND next_attempt_at <= $1 LIMIT 1"
+        );
+        if self
+            .pool
+            .conn()
+            .await?
+            .row(due, &params![now])
+            .await?
+            .is_none()
+        {
+            return Ok(Vec::new());
+        }
         let mut tx = self.pool.write().await?;
         let claimed = tx.all(&CLAIM, &params![now, lease_until, limit]).await?;
         tx.commit().await?;

@@ -3,14 +3,16 @@
 //! again, and results are recorded.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use agreements_domain::AgreementStatus;
 use agreements_domain::ids::AgreementNo;
 use agreements_domain::notify::DeliveryState;
 use agreements_protocol::SignType;
-use agreements_store::test_support::{TestDatabase, backends};
+use agreements_store::test_support::{TestBackend, TestDatabase, backends};
 use agreements_store::{
-    Attempt, NewNotification, NotificationFilter, Resend, Store, Unsign, UnsignOutcome, demo,
+    Attempt, NewNotification, NotificationFilter, Options, Resend, Store, Unsign, UnsignOutcome,
+    demo,
 };
 
 const NOW: i64 = 1_716_182_055;
@@ -185,4 +187,41 @@ async fn claims_are_exclusive_leases_and_results_are_recorded() {
         let unknown = ["nope".to_owned()];
         assert_eq!(store.resend(Resend::Ids(&unknown), NOW).await.unwrap(), 0);
     }
+}
+
+/// The delivery worker's poll of an idle outbox is a read: with nothing due, claiming takes no
+/// write lock, so it neither waits behind another writer (here another connection holding
+/// SQLite's lock) nor fails for it. With a notification due, the claim needs the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_outbox_is_polled_without_the_write_lock() {
+    let db = TestDatabase::new(&TestBackend::Sqlite).await.unwrap();
+    let options = Options {
+        write_wait: Duration::from_millis(50),
+        ..Options::default()
+    };
+    let store = Store::open_with(db.location(), options).await.unwrap();
+    demo::load(&store, "KEY").await.unwrap();
+    let no = AgreementNo::parse(NUMBERS[0]).unwrap();
+    let queued = notifications(&no, 1);
+    let unsign = Unsign {
+        agreement_no: &no,
+        at: NOW,
+        actor: "operator test",
+        reason: Some("test"),
+        notifications: &queued,
+    };
+    store.unsign(&unsign).await.unwrap();
+
+    let other = rusqlite::Connection::open(db.location()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let before_due = store.claim_notifications(NOW - 1, NOW + 10, 10).await;
+    assert_eq!(before_due.unwrap().len(), 0, "nothing is due before NOW");
+    assert!(
+        store.claim_notifications(NOW, NOW + 10, 10).await.is_err(),
+        "a due notification is claimed in a write, which waits for the lock"
+    );
+    other.execute_batch("COMMIT").unwrap();
+    let claimed = store.claim_notifications(NOW, NOW + 10, 10).await.unwrap();
+    let claimed: Vec<&str> = claimed.iter().map(|n| n.notify_id.as_str()).collect();
+    assert_eq!(claimed, [queued[0].notify_id.as_str()]);
 }
