@@ -37,6 +37,17 @@ fn notifications(no: &AgreementNo, count: usize) -> Vec<NewNotification> {
         .collect()
 }
 
+/// An operator's cancellation of `no` at `NOW`, announced by `queued`.
+fn unsign<'a>(no: &'a AgreementNo, queued: &'a [NewNotification]) -> Unsign<'a> {
+    Unsign {
+        agreement_no: no,
+        at: NOW,
+        actor: "operator test",
+        reason: Some("test"),
+        notifications: queued,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_are_exclusive_leases_and_results_are_recorded() {
     for backend in backends() {
@@ -46,13 +57,7 @@ async fn claims_are_exclusive_leases_and_results_are_recorded() {
         for no in NUMBERS {
             let no = AgreementNo::parse(no).unwrap();
             let queued = notifications(&no, 3);
-            let unsign = Unsign {
-                agreement_no: &no,
-                at: NOW,
-                actor: "operator test",
-                reason: Some("test"),
-                notifications: &queued,
-            };
+            let unsign = unsign(&no, &queued);
             assert!(matches!(
                 store.unsign(&unsign).await.unwrap(),
                 UnsignOutcome::Unsigned { .. }
@@ -203,14 +208,7 @@ async fn an_idle_outbox_is_polled_without_the_write_lock() {
     demo::load(&store, "KEY").await.unwrap();
     let no = AgreementNo::parse(NUMBERS[0]).unwrap();
     let queued = notifications(&no, 1);
-    let unsign = Unsign {
-        agreement_no: &no,
-        at: NOW,
-        actor: "operator test",
-        reason: Some("test"),
-        notifications: &queued,
-    };
-    store.unsign(&unsign).await.unwrap();
+    store.unsign(&unsign(&no, &queued)).await.unwrap();
 
     let other = rusqlite::Connection::open(db.location()).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
