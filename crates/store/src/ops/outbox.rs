@@ -12,6 +12,13 @@ use crate::schema::Cell;
 use crate::sql::{Sql, sql};
 use crate::tables::NOTIFICATIONS;
 
+/// The condition of a notification due for sending at `$1`.
+const DUE: &str = "state = 'PENDING' AND next_attempt_at <= $1";
+
+/// Whether any notification is due at `$1`.
+static ANY_DUE: LazyLock<Sql> =
+    LazyLock::new(|| Sql::new(format!("SELECT 1 FROM notifications WHERE {DUE} LIMIT 1")));
+
 /// Takes the due pending notifications (`$1` now) up to `$3`, holding each until `$2`: an
 /// ordered range scan of `notifications_due` that stops at the limit. PostgreSQL skips rows
 /// another worker is claiming (SQLite has no row locks: its writers take turns).
@@ -19,7 +26,7 @@ static CLAIM: LazyLock<Sql> = LazyLock::new(|| {
     let claim = |lock: &str| {
         format!(
             "UPDATE notifications SET next_attempt_at = $2 WHERE notify_id IN \
-             (SELECT notify_id FROM notifications WHERE state = 'PENDING' AND next_attempt_at <= $1 \
+             (SELECT notify_id FROM notifications WHERE {DUE} \
               ORDER BY next_attempt_at, notify_id LIMIT $3{lock}) RETURNING {}",
             NOTIFICATIONS.column_list(None)
         )
@@ -47,14 +54,11 @@ impl Store {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<Notification>, StoreError> {
-        let due = sql!(
-            "SELECT 1 FROM notifications WHERE state = 'PENDING' AND next_attempt_at <= $1 LIMIT 1"
-        );
         if self
             .pool
             .conn()
             .await?
-            .row(due, &params![now])
+            .row(&ANY_DUE, &params![now])
             .await?
             .is_none()
         {
